@@ -1,0 +1,188 @@
+"""Configuration: the network and training dataclasses, their validation, and the shared CLI flags.
+
+Every ``train_*.py`` builds its parser with :func:`build_parser`, so a flag means the same thing in
+every environment. Invalid combinations raise :class:`ConfigError` naming the offending flags; the
+entry points print that message on one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
+ARCH_MODES = ("TrXL", "TrXL-I", "GTrXL")
+MRV_ACTS = ("no_act", "relu", "leaky_relu", "elu", "tanh")
+MEMORY_GRADS = ("bptt", "detach")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the flags involved."""
+
+
+@dataclass
+class ModelConfig:
+    """The RATE network. Baselines are the same network with parts switched off (see ``model_mode``)."""
+
+    env: str = "tmaze"  # key of the encoder/head registry (RATE_model.encoders)
+    model_mode: str = "RATE"  # RATE | DT | DTXL | RATEM | RATE_wo_nmt
+    arch_mode: str = "TrXL"  # TrXL | TrXL-I | GTrXL
+    context_length: int = 30  # K: env steps per segment
+    sections: int = 3  # N: segments per training trajectory window
+    n_layer: int = 8
+    n_head: int = 10
+    d_model: int = 64
+    d_head: int = 64
+    d_inner: int = 64
+    dropout: float = 0.05
+    dropatt: float = 0.0
+    num_mem_tokens: int = 5  # m (``--nmt``)
+    mem_len: int = 0  # Transformer-XL hidden-state cache length
+    n_head_ca: int = 4  # MRV heads; 0 = plain RMT memory update
+    mrv_act: str = "relu"
+    skip_dec_ffn: bool = False
+    memory_grad: str = "bptt"  # bptt | detach
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # encoder sizes (n_actions, state_dim, ...)
+
+    def effective(self) -> ModelConfig:
+        """The configuration the network really runs with once ``model_mode`` is applied (SPEC §1.7)."""
+        c = dataclasses.replace(self, env_kwargs=dict(self.env_kwargs))
+        if c.model_mode in ("DT", "DTXL"):
+            c.context_length, c.sections = c.context_length * c.sections, 1
+            c.num_mem_tokens, c.n_head_ca = 0, 0
+            if c.model_mode == "DT":
+                c.mem_len = 0
+        elif c.model_mode == "RATEM":
+            c.mem_len = 0
+        elif c.model_mode == "RATE_wo_nmt":
+            c.num_mem_tokens, c.n_head_ca = 0, 0
+        return c
+
+    def validate(self) -> ModelConfig:
+        """Raise ConfigError for a combination that cannot run; return self."""
+        choices = {"model_mode": MODEL_MODES, "arch_mode": ARCH_MODES, "mrv_act": MRV_ACTS,
+                   "memory_grad": MEMORY_GRADS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        positive = ("context_length", "sections", "n_layer", "n_head", "d_model", "d_head", "d_inner")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_mem_tokens", "mem_len", "n_head_ca"):
+            if getattr(self, name) < 0:
+                flag = "nmt" if name == "num_mem_tokens" else name
+                raise ConfigError(f"--{flag} must be >= 0, got {getattr(self, name)}")
+        for name in ("dropout", "dropatt"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        e = self.effective()
+        if e.n_head_ca > 0 and e.num_mem_tokens == 0:
+            raise ConfigError(f"--n_head_ca {self.n_head_ca} needs memory tokens, but --nmt is 0 "
+                              f"(use --n_head_ca 0 for a model without memory)")
+        if e.n_head_ca > 0 and e.d_model % e.n_head_ca:
+            raise ConfigError(f"--n_head_ca {self.n_head_ca} must divide --d_model {self.d_model}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, bookkeeping and evaluation budget of one run."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 3e-4
+    lr_end_factor: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    lr_schedule: str = "linear"  # linear | cosine (decay after warm-up)
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    ckpt_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end of each epoch
+    log_every: int = 10
+    num_workers: int = 0
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse the paper code's string booleans (``--curr 'true'``)."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "y", "t"):
+        return True
+    if v in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(description: str, defaults: dict[str, Any]) -> argparse.ArgumentParser:
+    """The flags every train script shares; ``defaults`` come from the environment's config.yaml."""
+    p = _OneLineErrorParser(description=description, allow_abbrev=False)
+    g = p.add_argument_group("model")
+    g.add_argument("--model_mode", choices=MODEL_MODES, help="RATE | DT | DTXL | RATEM | RATE_wo_nmt")
+    g.add_argument("--arch_mode", choices=ARCH_MODES, help="decoder layer variant")
+    g.add_argument("--nmt", "--num_mem_tokens", dest="num_mem_tokens", type=int, help="memory tokens m")
+    g.add_argument("--mem_len", type=int, help="Transformer-XL hidden-state cache length")
+    g.add_argument("--n_head_ca", type=int, help="Memory Retention Valve heads (0 = RMT update)")
+    g.add_argument("--mrv_act", choices=MRV_ACTS, help="activation before the MRV")
+    g.add_argument("--skip_dec_ffn", action="store_true", default=None, help="drop the FFN sub-block")
+    g.add_argument("--skip_dec_attn", dest="skip_dec_ffn", action="store_true", default=None,
+                   help="alias of --skip_dec_ffn (the paper README's spelling; no such flag exists in the "
+                        "released code)")
+    g.add_argument("--n_layer", type=int)
+    g.add_argument("--n_head", type=int)
+    g.add_argument("--d_model", type=int)
+    g.add_argument("--d_head", type=int)
+    g.add_argument("--d_inner", type=int)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--dropatt", type=float)
+    g.add_argument("--context_length", "--segment_length", dest="context_length", type=int,
+                   help="K: env steps per segment")
+    g.add_argument("--sections", "--number_of_segments", dest="sections", type=int,
+                   help="N: segments per training window")
+    g.add_argument("--memory_grad", choices=MEMORY_GRADS,
+                   help="bptt: gradients flow through memory across segments (default); "
+                        "detach: the paper code's behaviour (one optimizer step per segment)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch_size", type=int)
+    t.add_argument("--lr", "--learning_rate", dest="lr", type=float)
+    t.add_argument("--lr_end_factor", type=float)
+    t.add_argument("--weight_decay", type=float)
+    t.add_argument("--warmup_steps", type=int)
+    t.add_argument("--grad_clip", type=float)
+    t.add_argument("--seed", type=int, help="seed of Python, NumPy, torch and the environments")
+    t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints")
+    r = p.add_argument_group("run")
+    r.add_argument("--ckpt_folder", help="run name; the run directory is runs/<env>/<ckpt_folder>")
+    r.add_argument("--text", help="free-text comment stored with the run")
+    r.add_argument("--runs_dir", help="root folder of run directories (default: runs)")
+    r.add_argument("--resume", help="checkpoint path, or 'latest' for this run's newest checkpoint")
+    r.add_argument("--no_wandb", action="store_true", help="do not log to Weights & Biases")
+    r.add_argument("--smoke", action="store_true", help="tiny data, model and evaluation: whole pipeline in < 1 min")
+    p.set_defaults(**defaults)
+    return p
+
+
+def split_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """Model and train configs from parsed flags (unknown keys are left to the caller)."""
+    ns = vars(args)
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    mc = ModelConfig(**{k: v for k, v in ns.items() if k in model_fields and v is not None})
+    tc = TrainConfig(**{k: v for k, v in ns.items() if k in train_fields and v is not None})
+    if isinstance(tc.betas, list):
+        tc.betas = tuple(tc.betas)
+    return mc, tc

@@ -1,0 +1,123 @@
+"""Per-environment token encoders and action heads (SPEC §1.2), in one registry keyed by env name.
+
+Discrete actions use an embedding with one extra row: the data's padding value (-10) and the
+"no action yet" slot both map to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+ACTION_PAD = -10
+
+
+@dataclass
+class EnvSpec:
+    """What the model needs to know about an environment's observations and actions."""
+
+    obs_shape: tuple[int, ...]
+    n_actions: int  # discrete: number of actions; continuous: action dimension
+    discrete: bool = True
+
+
+class Encoders(nn.Module):
+    """Return-to-go, observation and action encoders plus the action head of one environment."""
+
+    def __init__(self, spec: EnvSpec, rtg: nn.Module, obs: nn.Module, act: nn.Module, head: nn.Module):
+        super().__init__()
+        self.spec = spec
+        self.rtg, self.obs, self.act, self.head = rtg, obs, act, head
+
+    def embed_actions(self, actions: Tensor) -> Tensor:
+        """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]."""
+        if self.spec.discrete:
+            idx = torch.where(actions < 0, torch.full_like(actions, self.spec.n_actions), actions)
+            return self.act(idx.long())
+        return self.act(actions)
+
+    def embed_obs(self, obs: Tensor) -> Tensor:
+        """[B, T, *obs_shape] -> [B, T, d], images encoded as one flat batch."""
+        B, T = obs.shape[:2]
+        return self.obs(obs.reshape(B * T, *obs.shape[2:]).float()).view(B, T, -1)
+
+
+def conv_stack(in_ch: int, padding: int = 0) -> nn.Sequential:
+    """The DQN convolutions shared by the image environments."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, 32, 8, stride=4, padding=padding), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2, padding=padding), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1, padding=padding), nn.ReLU(),
+        nn.Flatten(),
+    )
+
+
+def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bool = True) -> nn.Sequential:
+    """conv stack -> Linear(-> d) [-> Tanh]; the flattened width is inferred from ``obs_shape``."""
+    convs = conv_stack(obs_shape[0], padding)
+    with torch.no_grad():
+        flat = convs(torch.zeros(1, *obs_shape)).shape[-1]
+    layers: list[nn.Module] = [convs, nn.Linear(flat, d)]
+    if tanh:
+        layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def _discrete(spec: EnvSpec, d: int, obs: nn.Module, tanh: bool) -> Encoders:
+    act: nn.Module = nn.Embedding(spec.n_actions + 1, d)
+    rtg: nn.Module = nn.Linear(1, d)
+    if tanh:
+        act, rtg = nn.Sequential(act, nn.Tanh()), nn.Sequential(rtg, nn.Tanh())
+    return Encoders(spec, rtg, obs, act, nn.Linear(d, spec.n_actions, bias=False))
+
+
+def _tmaze(d: int, **_: object) -> Encoders:
+    spec = EnvSpec((4,), 4)
+    return Encoders(spec, nn.Linear(1, d), nn.Linear(4, d),
+                    nn.Sequential(nn.Embedding(5, d), nn.Tanh()), nn.Linear(d, 4, bias=False))
+
+
+def _vizdoom(d: int, **_: object) -> Encoders:
+    spec = EnvSpec((3, 64, 112), 5)
+    return _discrete(spec, d, image_encoder(spec.obs_shape, d), tanh=True)
+
+
+def _minigrid(d: int, **_: object) -> Encoders:
+    spec = EnvSpec((3, 84, 84), 3)
+    return _discrete(spec, d, image_encoder(spec.obs_shape, d, tanh=False), tanh=False)
+
+
+def _memory_maze(d: int, **_: object) -> Encoders:
+    spec = EnvSpec((3, 64, 64), 6)
+    return _discrete(spec, d, image_encoder(spec.obs_shape, d, padding=2), tanh=True)
+
+
+def _atari(d: int, n_actions: int = 4, **_: object) -> Encoders:
+    spec = EnvSpec((4, 84, 84), n_actions)
+    return _discrete(spec, d, image_encoder(spec.obs_shape, d), tanh=True)
+
+
+def _mujoco(d: int, state_dim: int = 17, act_dim: int = 6, **_: object) -> Encoders:
+    spec = EnvSpec((state_dim,), act_dim, discrete=False)
+    head = nn.Sequential(nn.Linear(d, act_dim), nn.Tanh())
+    return Encoders(spec, nn.Linear(1, d), nn.Linear(state_dim, d), nn.Linear(act_dim, d), head)
+
+
+ENCODERS: dict[str, Callable[..., Encoders]] = {
+    "tmaze": _tmaze,
+    "vizdoom": _vizdoom,
+    "minigrid": _minigrid,
+    "memory_maze": _memory_maze,
+    "atari": _atari,
+    "mujoco": _mujoco,
+}
+
+
+def build_encoders(env: str, d_model: int, **env_kwargs: object) -> Encoders:
+    """Encoders and head for ``env``; ``env_kwargs`` carries sizes such as n_actions or state_dim."""
+    if env not in ENCODERS:
+        raise KeyError(f"no encoders registered for env {env!r}; known: {', '.join(ENCODERS)}")
+    return ENCODERS[env](d_model, **env_kwargs)

@@ -1,0 +1,218 @@
+"""The RATE network (SPEC §1): one class serves RATE, DT, DTXL, RATEM, RATE_wo_nmt, RMT and TrXL.
+
+Segment token layout: ``[read M_1..M_m] R_0 o_0 a_0 … R_{K-1} o_{K-1} a_{K-1} [write M_1..M_m]``.
+The action a_t is predicted from the output at o_t.
+
+Two ways to run the same layers:
+* :meth:`RATE.forward` processes a whole segment (training, full recomputation);
+* :meth:`RATE.start` / :meth:`RATE.extend` / :meth:`RATE.finish_segment` process it a few
+  tokens at a time with per-layer key/value caches (evaluation rollouts). Both build their attention
+  masks with :func:`attention_mask`, so they agree to float tolerance (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from RATE_model.config import ModelConfig
+from RATE_model.encoders import build_encoders
+from RATE_model.layers import KV, DecoderLayer, sinusoid_table
+from RATE_model.memory import Memory
+
+# Token types, used to build attention masks.
+CACHE, READ, REGULAR, WRITE = 0, 1, 2, 3
+
+
+def attention_mask(q_type: Tensor, q_pos: Tensor, k_type: Tensor, k_pos: Tensor, k_valid: Tensor) -> Tensor:
+    """Blocked (True) query/key pairs, [B, q, k] (SPEC §1.4).
+
+    q_type/q_pos: [q]; k_type/k_pos: [k] (positions in the concatenated [cache; segment] sequence);
+    k_valid: [B, k], False for padded steps. Regular tokens: causal, see cache and read slots, never
+    write slots. Read slots: each other only. Write slots: the whole segment, not the cache. Padded
+    keys are blocked except for a token's own position (keeps every softmax row finite; a padded
+    query's output is never used).
+    """
+    qt, kt = q_type[:, None], k_type[None, :]
+    read_q = (qt == READ) & (kt != READ)
+    regular_q = (qt == REGULAR) & ((kt == WRITE) | ((kt == REGULAR) & (k_pos[None, :] > q_pos[:, None])))
+    write_q = (qt == WRITE) & (kt == CACHE)
+    blocked = read_q | regular_q | write_q  # [q, k]
+    self_key = k_pos[None, :] == q_pos[:, None]
+    return blocked[None] | (~k_valid[:, None, :] & ~self_key[None])
+
+
+@dataclass
+class State:
+    """What flows from one segment to the next: memory tokens and the hidden-state cache."""
+
+    memory: Tensor | None  # [B, m, d]
+    cache: list[Tensor] | None  # per layer input, [B, c, d], detached
+    cache_valid: Tensor | None  # [B, c] bool
+
+
+@dataclass
+class Decoding:
+    """Incremental-decoding state inside one segment (keys and values of everything seen so far)."""
+
+    state: State  # the state the segment started from
+    kv: list[KV]  # per layer, [B, k, H, d_head] each
+    inputs: list[list[Tensor]]  # per layer, the segment's layer inputs so far (for the next cache)
+    k_type: Tensor  # [k]
+    k_valid: Tensor  # [B, k]
+
+
+class RATE(nn.Module):
+    """Recurrent Action Transformer with Memory."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config.validate()
+        c = self.cfg = config.effective()
+        self.enc = build_encoders(c.env, c.d_model, **c.env_kwargs)
+        self.layers = nn.ModuleList(
+            DecoderLayer(c.arch_mode, c.d_model, c.n_head, c.d_head, c.d_inner, c.dropout, c.dropatt, c.skip_dec_ffn)
+            for _ in range(c.n_layer)
+        )
+        # Transformer-XL position biases, shared by all layers, initialised here (not left to trainers).
+        self.u = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.n_head, c.d_head)))
+        self.v = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.n_head, c.d_head)))
+        self.memory = Memory(c.num_mem_tokens, c.d_model, c.n_head_ca, c.mrv_act, c.dropout) if c.num_mem_tokens else None
+        self.drop = nn.Dropout(c.dropout)
+        self.register_buffer("_pos_table", sinusoid_table(256, c.d_model), persistent=False)
+
+    @property
+    def m(self) -> int:
+        return self.cfg.num_mem_tokens
+
+    # ----------------------------------------------------------------------------------------- parts
+    def embed(self, rtg: Tensor, obs: Tensor, actions: Tensor) -> Tensor:
+        """Interleaved R, o, a token embeddings [B, 3T, d] (dropout applied)."""
+        B, T = obs.shape[:2]
+        r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
+        return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
+
+    def _pos_emb(self, n: int) -> Tensor:
+        if n > self._pos_table.shape[0]:
+            self._pos_table = sinusoid_table(2 * n, self.cfg.d_model, self._pos_table.device)
+        return self.drop(self._pos_table[:n])
+
+    def _run_layers(self, x: Tensor, past: list[KV] | None, blocked: Tensor, q_pos: Tensor, k_pos: Tensor
+                    ) -> tuple[Tensor, list[KV], list[Tensor]]:
+        """All layers on the new tokens x [B, q, d]; returns outputs, their (k, v) and layer inputs."""
+        rel_idx = (q_pos[:, None] - k_pos[None, :]).clamp(min=0)  # future keys are masked anyway
+        pos_emb = self._pos_emb(k_pos.shape[0])  # keys sit at positions 0..k-1
+        kvs, inputs, h = [], [], x
+        for i, layer in enumerate(self.layers):
+            inputs.append(h)
+            h, kv = layer(h, None if past is None else past[i], pos_emb, rel_idx, blocked, self.u, self.v)
+            kvs.append(kv)
+        return self.drop(h), kvs, inputs
+
+    def initial_state(self, batch_size: int) -> State:
+        """State at the start of every trajectory (learnable memory, empty cache)."""
+        mem = self.memory.initial(batch_size) if self.memory is not None else None
+        return State(mem, None, None)
+
+    def _next_state(self, state: State, written: Tensor | None, inputs: list[Tensor], valid: Tensor) -> State:
+        memory = self.memory.update(state.memory, written) if self.memory is not None else None
+        if self.cfg.mem_len == 0:
+            return State(memory, None, None)
+        keep = self.cfg.mem_len
+        if state.cache is None:
+            cache = [h.detach()[:, -keep:] for h in inputs]
+            cache_valid = valid[:, -keep:]
+        else:
+            cache = [torch.cat([c, h.detach()], 1)[:, -keep:] for c, h in zip(state.cache, inputs)]
+            cache_valid = torch.cat([state.cache_valid, valid], 1)[:, -keep:]
+        return State(memory, cache, cache_valid)
+
+    def _layout(self, n_regular: int, device: torch.device) -> Tensor:
+        m = self.m
+        return torch.cat([torch.full((m,), READ), torch.full((n_regular,), REGULAR),
+                          torch.full((m,), WRITE)]).to(device)
+
+    # ------------------------------------------------------------------------------ whole segment
+    def forward(self, rtg: Tensor, obs: Tensor, actions: Tensor, valid: Tensor,
+                state: State | None = None) -> tuple[Tensor, State]:
+        """One segment of K steps.
+
+        rtg [B, K, 1]; obs [B, K, *obs_shape]; actions [B, K] (discrete, -10 = padding) or
+        [B, K, act_dim]; valid [B, K] bool. Returns action logits [B, K, n_actions] (predicted at
+        each o_t) and the state for the next segment.
+        """
+        B, K = obs.shape[:2]
+        dev = obs.device
+        state = state if state is not None else self.initial_state(B)
+        m = self.m
+        tokens = self.embed(rtg, obs, actions)
+        seg_valid = valid.repeat_interleave(3, dim=1)
+        if m:
+            mem_valid = torch.ones(B, m, dtype=torch.bool, device=dev)
+            x = torch.cat([state.memory, tokens, state.memory], 1)
+            seg_valid = torch.cat([mem_valid, seg_valid, mem_valid], 1)
+        else:
+            x = tokens
+        seg_type = self._layout(3 * K, dev)
+        c = 0 if state.cache is None else state.cache[0].shape[1]
+        k_type = torch.cat([torch.full((c,), CACHE, device=dev), seg_type])
+        k_valid = seg_valid if c == 0 else torch.cat([state.cache_valid, seg_valid], 1)
+        k_pos = torch.arange(c + x.shape[1], device=dev)
+        q_pos = k_pos[c:]
+        blocked = attention_mask(seg_type, q_pos, k_type, k_pos, k_valid)
+        past = None if c == 0 else [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
+        out, _, inputs = self._run_layers(x, past, blocked, q_pos, k_pos)
+        logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
+        written = out[:, -m:] if m else None
+        return logits, self._next_state(state, written, inputs, seg_valid)
+
+    # ------------------------------------------------------------------------ incremental decoding
+    def start(self, batch_size: int, state: State | None = None) -> Decoding:
+        """Begin decoding a segment: keys/values of the cache, then the read memory slots."""
+        state = state if state is not None else self.initial_state(batch_size)
+        B = batch_size
+        dev = self.u.device
+        if state.cache is not None:
+            kv = [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
+            k_type = torch.full((state.cache[0].shape[1],), CACHE, device=dev)
+            k_valid = state.cache_valid
+        else:
+            empty = torch.empty(B, 0, self.cfg.n_head, self.cfg.d_head, device=dev)
+            kv = [(empty, empty) for _ in self.layers]
+            k_type = torch.empty(0, dtype=torch.long, device=dev)
+            k_valid = torch.empty(B, 0, dtype=torch.bool, device=dev)
+        dec = Decoding(state, kv, [[] for _ in self.layers], k_type, k_valid)
+        if self.m:
+            _, dec = self.extend(dec, state.memory, READ)
+        return dec
+
+    def extend(self, dec: Decoding, x: Tensor, token_type: int | Tensor, valid: Tensor | None = None
+               ) -> tuple[Tensor, Decoding]:
+        """Append token embeddings x [B, q, d] of one type (or a [q] type vector); return outputs [B, q, d]."""
+        B, Q, _ = x.shape
+        dev = x.device
+        q_type = token_type if isinstance(token_type, Tensor) else torch.full((Q,), token_type, device=dev)
+        valid = torch.ones(B, Q, dtype=torch.bool, device=dev) if valid is None else valid
+        n_past = dec.k_type.shape[0]
+        k_type = torch.cat([dec.k_type, q_type])
+        k_valid = torch.cat([dec.k_valid, valid], 1)
+        k_pos = torch.arange(n_past + Q, device=dev)
+        q_pos = k_pos[n_past:]
+        blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
+        out, kvs, inputs = self._run_layers(x, dec.kv, blocked, q_pos, k_pos)
+        kv = [(torch.cat([pk, k], 1), torch.cat([pv, v], 1)) for (pk, pv), (k, v) in zip(dec.kv, kvs)]
+        seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs)]
+        return out, Decoding(dec.state, kv, seg_inputs, k_type, k_valid)
+
+    def finish_segment(self, dec: Decoding) -> State:
+        """Close a segment whose 3K tokens are all in: run the write slots, return the next state."""
+        if self.m:
+            out, dec = self.extend(dec, dec.state.memory, WRITE)
+            written = out
+        else:
+            written = None
+        n_cache = 0 if dec.state.cache is None else dec.state.cache[0].shape[1]
+        inputs = [torch.cat(hs, 1) for hs in dec.inputs]
+        return self._next_state(dec.state, written, inputs, dec.k_valid[:, n_cache:])
