@@ -100,7 +100,7 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     dev = model.u.device
     E = env.num_envs
     discrete = model.enc.spec.discrete
-    target = torch.as_tensor(np.broadcast_to(target_return, (E,)), dtype=torch.float32, device=dev)
+    target = torch.tensor(np.broadcast_to(target_return, (E,)), dtype=torch.float32, device=dev)
     rtg = target.clone()
     obs = env.reset()
     dec = Decoder(model, E)

@@ -1,0 +1,64 @@
+"""Run logging: always a local ``metrics.jsonl`` in the run directory; Weights & Biases when allowed.
+
+wandb runs online when ``wandb_config.yaml`` (see ``wandb_config.yaml.example``) provides
+``wandb_api``, offline otherwise; ``--no_wandb`` turns it off. It is never required to start a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_wandb_config(path: Path = Path("wandb_config.yaml")) -> dict[str, Any]:
+    """The optional secrets/paths file of the paper README; {} when absent."""
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must be a YAML mapping (e.g. 'wandb_api: KEY'), got {type(data).__name__}")
+    return data
+
+
+class RunLogger:
+    """Writes one JSON object per ``log`` call to ``metrics.jsonl`` and mirrors it to wandb."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str, use_wandb: bool = True):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a")
+        self._wandb = None
+        if use_wandb and os.environ.get("WANDB_MODE") != "disabled":
+            self._wandb = self._init_wandb(run_dir, config, project, name)
+
+    @staticmethod
+    def _init_wandb(run_dir: Path, config: dict[str, Any], project: str, name: str) -> Any:
+        try:
+            import wandb
+        except ImportError:
+            return None
+        key = read_wandb_config().get("wandb_api")
+        if key and key != "wandb_api_key":
+            os.environ.setdefault("WANDB_API_KEY", str(key))
+        else:
+            os.environ.setdefault("WANDB_MODE", "offline")
+        return wandb.init(project=project, name=name, config=config, dir=str(run_dir), reinit=True)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        row = {"step": step, "time": round(time.time(), 3), **metrics}
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None

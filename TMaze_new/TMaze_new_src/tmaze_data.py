@@ -1,0 +1,76 @@
+"""Oracle T-Maze dataset (SPEC §4): generated on first use and cached as .npz files.
+
+For every N in 1..max_n_final: 2000 trajectories in corridors of T = N·K (goal side up/down × 1000
+noise seeds), each padded to max_n_final·K steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from RATE_model.data import DataError, Trajectories, pad_window, returns_to_go, stack_windows
+from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "TMaze_new_data"
+FIELDS = ("obs", "action", "reward")
+
+
+def oracle_episodes(T: int, n_per_side: int, seed_offset: int = 0) -> dict[str, np.ndarray]:
+    """Run the oracle in 2·n_per_side corridors of timeout T; every episode takes T-1 steps."""
+    goals = np.repeat([1, -1], n_per_side)
+    seeds = seed_offset + np.arange(2 * n_per_side)
+    env = TMazeVecEnv(T, goals, seeds)
+    obs = [env.reset()]
+    actions, rewards = [], []
+    for _ in range(T - 1):
+        a = env.oracle_actions()
+        o, r, _, _ = env.step(a)
+        actions.append(a)
+        rewards.append(r)
+        obs.append(o)
+    return {"obs": np.stack(obs[:-1], 1), "action": np.stack(actions, 1), "reward": np.stack(rewards, 1)}
+
+
+def load_or_generate(K: int, n: int, n_per_side: int = 1000, data_dir: Path = DATA_DIR) -> dict[str, np.ndarray]:
+    """Episodes of T = n·K from the cache, generating and saving them on first use."""
+    path = Path(data_dir) / f"tmaze_K{K}_N{n}_{2 * n_per_side}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                data = {k: f[k] for k in FIELDS}
+        except Exception as e:
+            raise DataError(f"{path} is corrupt ({type(e).__name__}); delete it to regenerate") from None
+        if data["obs"].shape != (2 * n_per_side, n * K - 1, 4):
+            raise DataError(f"{path} holds obs of shape {data['obs'].shape}, expected {(2 * n_per_side, n * K - 1, 4)}")
+        return data
+    data = oracle_episodes(n * K, n_per_side, seed_offset=100_000 * n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **data)
+    tmp.replace(path)
+    return data
+
+
+def tmaze_dataset(K: int, segment_counts: list[int], window_segments: int, n_per_side: int = 1000,
+                  data_dir: Path = DATA_DIR, progress: bool = True) -> Trajectories:
+    """Windows of ``window_segments``·K steps from corridors of n·K, n in ``segment_counts``."""
+    windows = []
+    for n in tqdm(segment_counts, desc="T-Maze data", disable=not progress, leave=False):
+        ep = load_or_generate(K, n, n_per_side, data_dir)
+        for obs, act, rew in zip(ep["obs"], ep["action"], ep["reward"]):
+            windows.append(pad_window(obs, act, returns_to_go(rew), window_segments * K))
+    tensors = stack_windows(windows)
+    tensors["action"] = tensors["action"].long()
+    tensors["valid"] = tensors["valid"].bool()
+    return Trajectories(tensors)
+
+
+def stage_segment_counts(min_n: int, max_n: int, curriculum: bool) -> list[list[int]]:
+    """Training stages: with a curriculum N = min..1, min..2, …; without, one stage of all N."""
+    if curriculum:
+        return [list(range(min_n, n + 1)) for n in range(min_n, max_n + 1)]
+    return [list(range(min_n, max_n + 1))]
+

@@ -1,0 +1,96 @@
+"""Train and evaluate RATE or a baseline on Passive T-Maze; every T-Maze line of the paper README runs as is.
+
+    python3 TMaze_new/TMaze_new_src/train_tmaze.py --model_mode 'RATE' --arch_mode 'TrXL' --curr 'false' \
+        --ckpt_folder 'RATE_max_3' --max_n_final 3 --text 'RATE_max_3' --nmt 5 --mem_len 0 \
+        --n_head_ca 4 --mrv_act 'relu' --skip_dec_attn
+
+Writes runs/tmaze/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}
+and runs/tmaze/<ckpt_folder>/results.json (success rate per corridor length, per seed run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from RATE_model.config import ConfigError, build_parser, split_args, str2bool
+from RATE_model.experiment import load_defaults, run_experiment, run_main, seeds_of
+from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
+from TMaze_new.TMaze_new_src.tmaze_eval import evaluate
+
+CONFIG = Path(__file__).with_name("config.yaml")
+
+# --smoke: the whole pipeline (data, training, evaluation) in well under a minute on 2 CPU cores.
+SMOKE = dict(context_length=5, max_n_final=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
+             epochs=1, batch_size=32, warmup_steps=5, trajectories_per_side=40, eval_lengths=[10, 20],
+             eval_seeds=10, end_seed=None)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+    t = p.add_argument_group("T-Maze")
+    t.add_argument("--curr", type=str2bool, help="curriculum over N = min_n_final..max_n_final ('true'/'false')")
+    t.add_argument("--max_n_final", type=int, help="longest training corridor in segments (N)")
+    t.add_argument("--min_n_final", type=int, help="shortest training corridor in segments")
+    t.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
+    t.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    t.add_argument("--eval_lengths", type=int_list, help="corridor lengths T to evaluate, e.g. 30,90,270")
+    t.add_argument("--eval_seeds", type=int, help="episodes per length (half up, half down)")
+    t.add_argument("--trajectories_per_side", type=int, help="oracle trajectories per goal side and N")
+    t.add_argument("--data_dir", type=Path, default=DATA_DIR, help="dataset cache folder")
+    args = p.parse_args(argv)
+    if args.smoke:
+        explicit = {a.dest for a in p._actions if any(s in (argv or []) for s in a.option_strings)}
+        for k, v in SMOKE.items():
+            if k not in explicit:
+                setattr(args, k, v)
+        if args.end_seed is None:
+            args.end_seed = args.start_seed
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """T-Maze flag combinations that cannot work."""
+    if args.sections is not None and args.sections != args.max_n_final:
+        if "--max_n_final" not in (args._argv or []):
+            args.max_n_final = args.sections
+        else:
+            raise ConfigError(f"--sections {args.sections} contradicts --max_n_final {args.max_n_final} "
+                              "(both set N on T-Maze)")
+    if not 1 <= args.min_n_final <= args.max_n_final:
+        raise ConfigError(f"need 1 <= --min_n_final ({args.min_n_final}) <= --max_n_final ({args.max_n_final})")
+    if any(T < 3 for T in args.eval_lengths):
+        raise ConfigError(f"--eval_lengths must all be >= 3, got {args.eval_lengths}")
+    if args.eval_seeds < 1 or args.trajectories_per_side < 1:
+        raise ConfigError("--eval_seeds and --trajectories_per_side must be >= 1")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    args._argv = argv
+    check_args(args)
+    args.sections = args.max_n_final
+    mc, tc = split_args(args)
+    mc.env = "tmaze"
+    mc.validate()
+
+    def build_stages():
+        counts = stage_segment_counts(args.min_n_final, args.max_n_final, args.curr)
+        return [tmaze_dataset(mc.context_length, c, args.max_n_final, args.trajectories_per_side, args.data_dir)
+                for c in counts]
+
+    return run_experiment(args, "tmaze", mc, tc, build_stages,
+                          lambda model: evaluate(model, args.eval_lengths, args.eval_seeds),
+                          seeds_of(args.start_seed, args.end_seed), Path(args.runs_dir or "runs"))
+
+
+if __name__ == "__main__":
+    run_main(main)
