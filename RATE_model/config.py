@@ -176,6 +176,22 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     return p
 
 
+def explicit_dests(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The ``dest`` of every flag given explicitly in ``argv`` (default: sys.argv)."""
+    import sys
+
+    given = {a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    return {a.dest for a in parser._actions if given.intersection(a.option_strings)}
+
+
+def apply_smoke(args: argparse.Namespace, explicit: set[str], smoke: dict[str, Any]) -> None:
+    """Under ``--smoke``, replace every setting in ``smoke`` that the user did not give explicitly."""
+    if args.smoke:
+        for k, v in smoke.items():
+            if k not in explicit:
+                setattr(args, k, v)
+
+
 def split_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """Model and train configs from parsed flags (unknown keys are left to the caller)."""
     ns = vars(args)

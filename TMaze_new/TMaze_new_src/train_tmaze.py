@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, build_parser, split_args, str2bool
+from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args, str2bool
 from RATE_model.experiment import load_defaults, run_experiment, run_main, seeds_of
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import evaluate
@@ -24,7 +24,7 @@ CONFIG = Path(__file__).with_name("config.yaml")
 # --smoke: the whole pipeline (data, training, evaluation) in well under a minute on 2 CPU cores.
 SMOKE = dict(context_length=5, max_n_final=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
              epochs=1, batch_size=32, warmup_steps=5, trajectories_per_side=40, eval_lengths=[10, 20],
-             eval_seeds=10, end_seed=None)
+             eval_seeds=10)
 
 
 def int_list(text: str) -> list[int]:
@@ -34,7 +34,8 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
     t = p.add_argument_group("T-Maze")
     t.add_argument("--curr", type=str2bool, help="curriculum over N = min_n_final..max_n_final ('true'/'false')")
@@ -47,24 +48,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--trajectories_per_side", type=int, help="oracle trajectories per goal side and N")
     t.add_argument("--data_dir", type=Path, default=DATA_DIR, help="dataset cache folder")
     args = p.parse_args(argv)
-    if args.smoke:
-        explicit = {a.dest for a in p._actions if any(s in (argv or []) for s in a.option_strings)}
-        for k, v in SMOKE.items():
-            if k not in explicit:
-                setattr(args, k, v)
-        if args.end_seed is None:
-            args.end_seed = args.start_seed
-    return args
+    explicit = explicit_dests(p, argv)
+    apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
+    return args, explicit
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """T-Maze flag combinations that cannot work."""
-    if args.sections is not None and args.sections != args.max_n_final:
-        if "--max_n_final" not in (args._argv or []):
-            args.max_n_final = args.sections
-        else:
+def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
+    """T-Maze flag combinations that cannot work. On T-Maze N is --max_n_final; --sections is its alias."""
+    if "sections" in explicit:
+        if "max_n_final" in explicit and args.sections != args.max_n_final:
             raise ConfigError(f"--sections {args.sections} contradicts --max_n_final {args.max_n_final} "
                               "(both set N on T-Maze)")
+        args.max_n_final = args.sections
     if not 1 <= args.min_n_final <= args.max_n_final:
         raise ConfigError(f"need 1 <= --min_n_final ({args.min_n_final}) <= --max_n_final ({args.max_n_final})")
     if any(T < 3 for T in args.eval_lengths):
@@ -74,9 +69,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    args._argv = argv
-    check_args(args)
+    args, explicit = parse_args(argv)
+    check_args(args, explicit)
     args.sections = args.max_n_final
     mc, tc = split_args(args)
     mc.env = "tmaze"
