@@ -187,7 +187,8 @@ class Trainer:
                     self.pos["batch"] += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}")
-                    if self.logger is not None and self.step % cfg.log_every == 0:
+                    epoch_end = self.pos["batch"] == len(batches)
+                    if self.logger is not None and (self.step % cfg.log_every == 0 or epoch_end):
                         self.logger.log({"losses/train_loss": loss, "charts/lr": self.sched.get_last_lr()[0],
                                          "charts/stage": self.pos["stage"], "charts/epoch": self.pos["epoch"]},
                                         self.step)

@@ -1,0 +1,149 @@
+"""Collect successful Minigrid-Memory expert episodes as compressed .npz files (no download needed).
+
+    python3 MinigridMemory/get_data/collect_traj.py --n_episodes 10000 --size 31 --epsilon 0.1
+
+Each episode is ``<out_dir>/episode_<index>.npz`` holding obs uint8 [T, 3, 84, 84], action int64 [T],
+reward float32 [T] and done bool [T]. Episode ``index`` depends only on (--seed, index), so runs are
+deterministic, and a rerun skips the files already written (resume after Ctrl-C). Episodes that time
+out are retried with the next attempt's seeds; only successful ones are written. ``meta.json``
+records the settings, and a rerun with different settings into the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from MinigridMemory.MinigridMemory_src.expert import expert_episode
+from MinigridMemory.MinigridMemory_src.minigrid_env import check_size, default_timeout
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "MinigridMemory_data"
+FIELDS = ("obs", "action", "reward", "done")
+
+
+def episode_path(out_dir: Path, index: int) -> Path:
+    return Path(out_dir) / f"episode_{index:06d}.npz"
+
+
+def episode_seeds(seed: int, index: int, attempt: int) -> tuple[int, int]:
+    """(environment seed, action-noise seed) of one attempt at one episode."""
+    env_seed, noise_seed = np.random.SeedSequence([seed, index, attempt]).generate_state(2)
+    return int(env_seed), int(noise_seed)
+
+
+def collect_one(job: tuple[Path, int, int, float, int | None, int, int]) -> tuple[int, int, int]:
+    """Run attempts at episode ``index`` until one succeeds and write it; returns (index, length, attempts)."""
+    out_dir, index, size, epsilon, timeout, seed, max_attempts = job
+    for attempt in range(max_attempts):
+        env_seed, noise_seed = episode_seeds(seed, index, attempt)
+        ep = expert_episode(size, env_seed, epsilon, timeout, noise_seed=noise_seed)
+        if ep["success"]:
+            path = episode_path(out_dir, index)
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+            np.savez_compressed(tmp, **{k: ep[k] for k in FIELDS})
+            os.replace(tmp, path)  # atomic: an interrupted run never leaves a truncated episode file
+            return index, len(ep["action"]), attempt + 1
+    raise RuntimeError(f"episode {index}: no success in {max_attempts} attempts "
+                       f"(epsilon {epsilon} too high for timeout {timeout}?)")
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, epsilon: float = 0.0,
+            timeout: int | None = None, seed: int = 0, workers: int | None = None, max_attempts: int = 20,
+            progress: bool = True) -> dict[str, Any]:
+    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the collection speed."""
+    check_size(size)
+    if n_episodes < 1:
+        raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"--epsilon must be in [0, 1), got {epsilon}")
+    if timeout is not None and timeout < 1:
+        raise ValueError(f"--timeout must be >= 1, got {timeout}")
+    workers = os.cpu_count() or 1 if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"size": size, "epsilon": epsilon, "timeout": timeout or default_timeout(size), "seed": seed}
+    meta_path = out_dir / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != meta:
+            raise ValueError(f"{out_dir} holds episodes collected with {old}, not {meta}; "
+                             "use another --out_dir or delete the folder")
+    else:
+        meta_path.write_text(json.dumps(meta, indent=2))
+    todo = [i for i in range(n_episodes) if not episode_path(out_dir, i).exists()]
+    jobs = [(out_dir, i, size, epsilon, timeout, seed, max_attempts) for i in todo]
+    t0, steps, retries = time.time(), 0, 0
+    bar = tqdm(total=len(jobs), desc=f"Minigrid-Memory {size}x{size} episodes", disable=not progress)
+    if workers == 1 or len(jobs) <= 1:
+        results = map(collect_one, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_init)
+        results = pool.imap_unordered(collect_one, jobs, chunksize=4)
+    try:
+        for _, length, attempts in results:
+            steps += length
+            retries += attempts - 1
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    seconds = time.time() - t0
+    return {"out_dir": str(out_dir), "written": len(jobs), "skipped": n_episodes - len(jobs),
+            "steps": steps, "retries": retries, "seconds": round(seconds, 2),
+            "episodes_per_s": round(len(jobs) / seconds, 2) if jobs and seconds > 0 else None}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--n_episodes", type=int, default=10_000, help="successful episodes to write")
+    p.add_argument("--size", type=int, default=31, help="grid size (odd, >= 7); the paper trains on 31")
+    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action per step")
+    p.add_argument("--timeout", type=int, default=None, help="episode limit T (default 5*size^2, minigrid's)")
+    p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
+    p.add_argument("--max_attempts", type=int, default=20, help="retries of a timed-out episode")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    try:
+        stats = collect(args.out_dir, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed,
+                        args.workers, args.max_attempts)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    print(json.dumps(stats))
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Small model/batch builders shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+from RATE_model import RATE, ModelConfig
+
+MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
+ARCHS = ("TrXL", "TrXL-I", "GTrXL")
+
+
+def tiny_config(mode: str = "RATE", arch: str = "TrXL", **kw) -> ModelConfig:
+    uses_cache = mode in ("RATE", "DTXL", "RATE_wo_nmt")
+    uses_mrv = mode in ("RATE", "RATEM")
+    base = dict(model_mode=mode, arch_mode=arch, context_length=4, sections=3, n_layer=2, n_head=2, d_model=16,
+                d_head=8, d_inner=16, num_mem_tokens=2, mem_len=10 if uses_cache else 0,
+                n_head_ca=2 if uses_mrv else 0, mrv_act="relu" if uses_mrv else "no_act", dropout=0.1)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def tiny_model(mode: str = "RATE", arch: str = "TrXL", **kw) -> RATE:
+    return RATE(tiny_config(mode, arch, **kw)).eval()
+
+
+def random_batch(B: int, T: int, valid_len: list[int] | None = None) -> dict[str, torch.Tensor]:
+    batch = {
+        "obs": torch.randn(B, T, 4),
+        "rtg": torch.randn(B, T, 1),
+        "action": torch.randint(0, 4, (B, T)),
+        "valid": torch.ones(B, T, dtype=torch.bool),
+    }
+    if valid_len is not None:
+        for b, n in enumerate(valid_len):
+            batch["valid"][b, n:] = False
+            batch["action"][b, n:] = -10
+    return batch
+
+
+def run_segments(model: RATE, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Logits of every segment, memory and cache flowing forward."""
+    K = model.cfg.context_length
+    state, out = None, []
+    for s in range(0, batch["obs"].shape[1], K):
+        seg = {k: v[:, s:s + K] for k, v in batch.items()}
+        logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
+        out.append(logits)
+    return out
