@@ -73,7 +73,7 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
         raise ValueError(f"--epsilon must be in [0, 1), got {epsilon}")
     if timeout is not None and timeout < 1:
         raise ValueError(f"--timeout must be >= 1, got {timeout}")
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
