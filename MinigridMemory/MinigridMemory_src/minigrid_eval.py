@@ -1,0 +1,51 @@
+"""Minigrid-Memory evaluation protocol (SPEC §3): fixed seeds per grid size, sampled actions from a
+seeded generator, target return 0.96; metrics are mean return and success rate per grid size."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, default_timeout
+from RATE_model.model import RATE
+from RATE_model.rollout import rollout
+
+PROTOCOL_SIZES = (11, 21, 31, 41, 51, 61, 71, 81, 91)
+TARGET_RETURN = 0.96
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share a seed index with small training runs
+
+
+def eval_seeds(n: int) -> list[int]:
+    """The fixed environment seeds of the protocol (the same list for every grid size)."""
+    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+
+
+def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | None = None,
+                  max_steps: int | None = None, batch_size: int = 100, sample_seed: int = 0) -> dict[str, float]:
+    """Mean return and success rate over ``n_seeds`` fixed episodes on a size×size grid.
+
+    ``timeout`` is the env's T (default 5·size²); ``max_steps`` optionally stops the rollout earlier
+    (unfinished episodes count as failures with return 0), which bounds evaluation cost on CPU.
+    """
+    T = default_timeout(size) if timeout is None else timeout
+    steps = T if max_steps is None else min(T, max_steps)
+    seeds = eval_seeds(n_seeds)
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size)
+    returns, successes = [], []
+    for i in range(0, n_seeds, batch_size):
+        env = MinigridMemoryVecEnv(size, seeds[i:i + batch_size], timeout=T)
+        res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
+        returns.append(res.returns)
+        successes.append(res.infos["success"])
+    return {"return": float(np.concatenate(returns).mean()), "success": float(np.concatenate(successes).mean())}
+
+
+def evaluate(model: RATE, sizes: list[int], n_seeds: int = 100, timeout: int | None = None,
+             max_steps: int | None = None, batch_size: int = 100, progress: bool = True) -> dict[str, float]:
+    """{"return_<size>": mean return, "success_<size>": success rate} for every grid size."""
+    out: dict[str, float] = {}
+    for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=not progress, leave=False):
+        m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size)
+        out[f"return_{size}"], out[f"success_{size}"] = m["return"], m["success"]
+    return out

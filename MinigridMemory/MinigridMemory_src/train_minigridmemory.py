@@ -1,0 +1,106 @@
+"""Train and evaluate RATE or a baseline on Minigrid-Memory; every Minigrid line of the paper README runs as is.
+
+    python3 MinigridMemory/get_data/collect_traj.py            # once: 10 000 expert episodes on 31x31
+    python3 MinigridMemory/MinigridMemory_src/train_minigridmemory.py --model_mode 'RATE' --arch_mode 'TrXL' \
+        --ckpt_folder 'RATE' --text 'RATE' --nmt 15 --mem_len 180 --n_head_ca 1 --mrv_act 'relu' --skip_dec_attn
+
+Writes runs/minigrid/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}
+and runs/minigrid/<ckpt_folder>/results.json (mean return and success rate per grid size, per seed run).
+``--smoke`` collects a tiny dataset into <data_dir>/smoke and runs the whole pipeline in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
+from MinigridMemory.MinigridMemory_src.minigrid_data import episode_files, minigrid_dataset
+from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
+from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
+from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args
+from RATE_model.experiment import load_defaults, run_experiment, run_main, seeds_of
+
+CONFIG = Path(__file__).with_name("config.yaml")
+
+# --smoke: tiny data (16 episodes on 9x9), model and evaluation; the whole pipeline in seconds on 2 CPU cores.
+SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
+             epochs=1, batch_size=8, warmup_steps=5, max_episodes=None, eval_sizes=[7, 9], eval_seeds=4,
+             eval_max_steps=30, eval_batch_size=4)
+SMOKE_DATA = dict(n_episodes=16, size=9, epsilon=0.1, seed=0)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults; also returns the flags given explicitly."""
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+    g = p.add_argument_group("Minigrid-Memory")
+    g.add_argument("--data_dir", type=Path, default=DATA_DIR, help="folder of collect_traj.py episodes")
+    g.add_argument("--max_episodes", type=int, help="load only the first this many episodes")
+    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
+    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    g.add_argument("--eval_sizes", type=int_list, help="grid sizes to evaluate, e.g. 11,31,91")
+    g.add_argument("--eval_seeds", type=int, help="fixed episodes per grid size")
+    g.add_argument("--eval_timeout", type=int, help="env timeout T at evaluation (default 5*size^2)")
+    g.add_argument("--eval_max_steps", type=int, help="stop evaluation rollouts after this many steps")
+    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together")
+    args = p.parse_args(argv)
+    explicit = explicit_dests(p, argv)
+    apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
+    return args, explicit
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Minigrid flag values that cannot work."""
+    for size in args.eval_sizes:
+        try:
+            check_size(size)
+        except ValueError as e:
+            raise ConfigError(f"--eval_sizes: {e}") from None
+    for name in ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {v}")
+
+
+def prepare_data(args: argparse.Namespace) -> Path:
+    """The episode folder to train on: the smoke subfolder (collected here) or --data_dir (must exist)."""
+    if args.smoke:
+        smoke_dir = Path(args.data_dir) / "smoke"
+        collect(smoke_dir, workers=1, progress=False, **SMOKE_DATA)
+        return smoke_dir
+    if not episode_files(args.data_dir):
+        raise FileNotFoundError(f"no episodes in {args.data_dir}: run python3 MinigridMemory/get_data/collect_traj.py"
+                                f" --out_dir {args.data_dir} first (or try --smoke)")
+    return Path(args.data_dir)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, _ = parse_args(argv)
+    check_args(args)
+    mc, tc = split_args(args)
+    mc.env = "minigrid"
+    mc.validate()
+    seeds = seeds_of(args.start_seed, args.end_seed)
+    data_dir = prepare_data(args)
+
+    def build_stages():
+        return [minigrid_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
+
+    def evaluate_model(model):
+        return evaluate(model, args.eval_sizes, args.eval_seeds, args.eval_timeout, args.eval_max_steps,
+                        args.eval_batch_size)
+
+    return run_experiment(args, "minigrid", mc, tc, build_stages, evaluate_model, seeds,
+                          Path(args.runs_dir or "runs"))
+
+
+if __name__ == "__main__":
+    run_main(main)
