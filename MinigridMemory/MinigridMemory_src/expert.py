@@ -41,7 +41,7 @@ def distance_map(free: np.ndarray, goal: np.ndarray) -> np.ndarray:
     W, H = free.shape
     dist = np.full((W, H, 4), np.iinfo(np.int32).max, np.int32)
     queue = deque()
-    for x, y, d in zip(*np.nonzero(goal & free[:, :, None])):
+    for x, y, d in zip(*np.nonzero(goal & free[:, :, None]), strict=True):
         dist[x, y, d] = 0
         queue.append((int(x), int(y), int(d)))
     while queue:

@@ -85,7 +85,7 @@ class MinigridMemoryVecEnv:
 
     def reset(self) -> np.ndarray:
         self.done = np.zeros(self.num_envs, bool)
-        self.obs = np.stack([e.reset(s) for e, s in zip(self.envs, self.seeds)])
+        self.obs = np.stack([e.reset(s) for e, s in zip(self.envs, self.seeds, strict=True)])
         return self.obs.astype(np.float32) / 255.0
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
