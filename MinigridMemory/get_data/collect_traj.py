@@ -66,7 +66,10 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
             timeout: int | None = None, seed: int = 0, workers: int | None = None, max_attempts: int = 20,
             progress: bool = True) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the collection speed."""
-    check_size(size)
+    try:
+        check_size(size)
+    except ValueError as e:
+        raise ValueError(f"--size: {e}") from None
     if n_episodes < 1:
         raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
     if not 0.0 <= epsilon < 1.0:
