@@ -78,6 +78,8 @@ class ModelConfig:
         for name in ("dropout", "dropatt"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.d_model % 2:
+            raise ConfigError(f"--d_model {self.d_model} must be even (sinusoidal position features)")
         e = self.effective()
         if e.n_head_ca > 0 and e.num_mem_tokens == 0:
             raise ConfigError(f"--n_head_ca {self.n_head_ca} needs memory tokens, but --nmt is 0 "
@@ -104,7 +106,7 @@ class TrainConfig:
     device: str = "cpu"
     ckpt_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end of each epoch
     log_every: int = 10
-    num_workers: int = 0
+    amp_bf16: bool = False  # bf16 autocast for forward passes (CUDA)
 
 
 def str2bool(value: str | bool) -> bool:
@@ -165,6 +167,7 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--seed", type=int, help="seed of Python, NumPy, torch and the environments")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints")
+    t.add_argument("--amp_bf16", action="store_true", default=None, help="bf16 autocast on CUDA")
     r = p.add_argument_group("run")
     r.add_argument("--ckpt_folder", help="run name; the run directory is runs/<env>/<ckpt_folder>")
     r.add_argument("--text", help="free-text comment stored with the run")

@@ -7,28 +7,40 @@ own input tokens so the same code serves full-segment training and incremental (
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KV = tuple[Tensor, Tensor]  # keys, values: [B, S, H, d_head] each
+KV = tuple[Tensor, Tensor]  # keys (content + position features) [B, S, H, d_head + d_model], values [B, S, H, d_head]
 
 
 def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor:
     """Sinusoidal embeddings of the distances 0..n-1: sines then cosines, [n, d]."""
-    inv_freq = 1.0 / (10000 ** (torch.arange(0.0, d, 2.0, device=device) / d))
-    angles = torch.arange(n, dtype=torch.float32, device=device)[:, None] * inv_freq[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    s, c = sincos(torch.arange(n, device=device), d)
+    return torch.cat([s, c], dim=-1)
+
+
+def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    """sin(p·ω), cos(p·ω) for positions ``pos`` [n] and ω_i = 10000^(-2i/d): two [n, d/2] tensors."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0.0, d, 2.0, device=pos.device) / d))
+    angles = pos.float()[:, None] * inv_freq[None, :]
+    return angles.sin(), angles.cos()
 
 
 class RelMultiHeadAttention(nn.Module):
-    """Transformer-XL relative attention: scores = ((q+u)·k + (q+v)·r_{i-j}) / sqrt(d_head)."""
+    """Transformer-XL relative attention: scores = ((q+u)·k_j + (q+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j).
+
+    The position term is computed exactly in factorised form: with pos(Δ) = [sin Δω, cos Δω] and
+    Δ = i - j, the angle-difference identities give (q_i+v)·W_r pos(i-j) = Q'_i · K'_j with
+    K'_j = [cos jω, sin jω] and Q'_i built from sin iω, cos iω and W_rᵀ(q_i+v). Appending Q' to the
+    query and K' to the key turns the whole score into one dot product, so attention runs in the
+    fused ``scaled_dot_product_attention`` kernel with a boolean mask: no [B, H, q, k] position
+    tensor, no gather, and nothing quadratic kept for the backward pass.
+    """
 
     def __init__(self, d_model: int, n_head: int, d_head: int, dropout: float, dropatt: float):
         super().__init__()
-        self.n_head, self.d_head, self.dropatt = n_head, d_head, dropatt
+        self.n_head, self.d_head, self.d_model, self.dropatt = n_head, d_head, d_model, dropatt
         self.qkv = nn.Linear(d_model, 3 * n_head * d_head, bias=False)
         self.r_net = nn.Linear(d_model, n_head * d_head, bias=False)
         self.out = nn.Linear(n_head * d_head, d_model, bias=False)
@@ -39,39 +51,41 @@ class RelMultiHeadAttention(nn.Module):
         B, S, _ = x.shape
         return self.qkv(x).view(B, S, 3, self.n_head, self.d_head).unbind(2)
 
-    def forward(
-        self,
-        x: Tensor,
-        past: KV | None,
-        pos_emb: Tensor,
-        rel_idx: Tensor,
-        blocked: Tensor,
-        u: Tensor,
-        v: Tensor,
-    ) -> tuple[Tensor, KV]:
+    def position_keys(self, k: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+        """Append K'_j = [cos jω, sin jω] to content keys k [B, S, H, d_head] -> [B, S, H, d_head + d]."""
+        B, S, H, _ = k.shape
+        feat = torch.cat([cos, sin], -1).to(k.dtype)
+        return torch.cat([k, feat[None, :, None, :].expand(B, S, H, -1)], -1)
+
+    def forward(self, x: Tensor, past: KV | None, sin: Tensor, cos: Tensor, allowed: Tensor,
+                u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
         """Attend from the tokens ``x`` [B, q, d] to ``past`` + ``x``.
 
-        pos_emb: [D, d] embeddings of distances 0..D-1; rel_idx: [q, k] long, the distance of each
-        (query, key) pair; blocked: [B, q, k] bool, True where attention is forbidden.
-        Returns the output [B, q, d] and the new tokens' (k, v).
+        sin, cos: [q, d/2] at the new tokens' positions; allowed: [B, q, k] bool (True = may attend).
+        Returns the output [B, q, d] and the new tokens' keys and values.
         """
         B, Q, _ = x.shape
-        q, k_new, v_new = self.project(x)
-        k, val = (k_new, v_new) if past is None else (torch.cat([past[0], k_new], 1), torch.cat([past[1], v_new], 1))
-        r = self.r_net(pos_emb).view(-1, self.n_head, self.d_head)  # [D, H, dh]
-        # Position term (q+v)·r for every distance, then picked per (query, key) pair.
-        pos_scores = torch.einsum("bqhd,khd->bhqk", q + v, r)  # [B, H, q, D]
-        pos_scores = pos_scores.gather(-1, rel_idx.expand(B, self.n_head, Q, -1))
-        bias = (pos_scores / math.sqrt(self.d_head)).masked_fill(blocked[:, None], float("-inf"))
+        H, dh = self.n_head, self.d_head
+        q, k, val = self.project(x)
+        k_new = self.position_keys(k, sin, cos)
+        if past is not None:
+            k_new_all, val_all = torch.cat([past[0], k_new], 1), torch.cat([past[1], val], 1)
+        else:
+            k_new_all, val_all = k_new, val
+        # W_rᵀ(q+v) split into the coefficients of sin Δω (a) and cos Δω (b)
+        w = self.r_net.weight.view(H, dh, self.d_model)
+        ab = torch.einsum("bqhe,hed->bqhd", q + v, w.to(q.dtype))
+        a, b = ab.chunk(2, dim=-1)
+        s, c = sin.to(q.dtype)[None, :, None, :], cos.to(q.dtype)[None, :, None, :]
+        q_full = torch.cat([q + u, a * s + b * c, b * s - a * c], -1)  # [B, q, H, d_head + d]
+        # the fused CPU/CUDA kernels want equal query and value widths: pad values with zeros
+        val_pad = F.pad(val_all, (0, q_full.shape[-1] - dh))
         att = F.scaled_dot_product_attention(
-            (q + u).transpose(1, 2),
-            k.transpose(1, 2),
-            val.transpose(1, 2),
-            attn_mask=bias,
-            dropout_p=self.dropatt if self.training else 0.0,
-        )  # [B, H, q, dh]
-        out = self.drop(self.out(att.transpose(1, 2).reshape(B, Q, -1)))
-        return out, (k_new, v_new)
+            q_full.transpose(1, 2), k_new_all.transpose(1, 2), val_pad.transpose(1, 2),
+            attn_mask=allowed[:, None], dropout_p=self.dropatt if self.training else 0.0, scale=dh ** -0.5,
+        )[..., :dh]  # [B, H, q, dh]
+        out = self.drop(self.out(att.transpose(1, 2).reshape(B, Q, H * dh)))
+        return out, (k_new, val)
 
 
 class GRUGate(nn.Module):
@@ -127,20 +141,21 @@ class DecoderLayer(nn.Module):
     def pre_norm(self) -> bool:
         return self.arch_mode != "TrXL"
 
-    def kv(self, h: Tensor) -> KV:
-        """Keys and values of cached layer inputs ``h`` [B, S, d] (Transformer-XL ``mems``)."""
+    def kv(self, h: Tensor, sin: Tensor, cos: Tensor) -> KV:
+        """Keys and values of cached layer inputs ``h`` [B, S, d] (Transformer-XL ``mems``) at the
+        positions whose sin/cos are given."""
         _, k, v = self.attn.project(self.norm1(h) if self.pre_norm else h)
-        return k, v
+        return self.attn.position_keys(k, sin, cos), v
 
-    def forward(self, x: Tensor, past: KV | None, pos_emb: Tensor, rel_idx: Tensor, blocked: Tensor,
+    def forward(self, x: Tensor, past: KV | None, sin: Tensor, cos: Tensor, allowed: Tensor,
                 u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
         if not self.pre_norm:
-            a, kv = self.attn(x, past, pos_emb, rel_idx, blocked, u, v)
+            a, kv = self.attn(x, past, sin, cos, allowed, u, v)
             y = self.norm1(x + a)
             if self.ffn is not None:
                 y = self.norm2(y + self.ffn(y))
             return y, kv
-        a, kv = self.attn(self.norm1(x), past, pos_emb, rel_idx, blocked, u, v)
+        a, kv = self.attn(self.norm1(x), past, sin, cos, allowed, u, v)
         a = F.relu(a)
         y = self.gate1(x, a) if self.arch_mode == "GTrXL" else x + a
         if self.ffn is not None:

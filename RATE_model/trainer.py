@@ -102,8 +102,9 @@ class Trainer:
         state: State | None = None
         total, n_seg = torch.zeros((), device=self.device), 0
         for seg in segments(batch, K):
-            logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
-            loss_sum, count = action_loss(logits, seg["action"], seg["valid"])
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.amp_bf16):
+                logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
+            loss_sum, count = action_loss(logits.float(), seg["action"], seg["valid"])
             if count == 0:
                 continue
             seg_loss = loss_sum / count

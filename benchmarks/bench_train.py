@@ -1,0 +1,107 @@
+"""Time the full training iteration (all N segments of one batch: forward, backward, clipping,
+optimizer step) exactly as RATE_model.trainer.Trainer runs it.
+
+    python benchmarks/bench_train.py --preset tmaze-paper [--memory_grad detach] [--json]
+
+Reports the median seconds per iteration over >= 5 iterations after warm-up, trajectories per second,
+peak resident memory (CPU) or peak allocated memory (CUDA), parameters, the FLOPs of one iteration
+(torch.utils.flop_counter), the fp32 GEMM rate measured in the same run and achieved / GEMM ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
+from machine import describe, gemm_rate, peak_rss_gb, sync  # noqa: E402
+from presets import PRESETS  # noqa: E402
+
+from RATE_model.config import TrainConfig  # noqa: E402
+from RATE_model.model import RATE  # noqa: E402
+from RATE_model.trainer import Trainer, resolve_device  # noqa: E402
+
+PAPER_FLOPS = {"tmaze-paper": 328.4e9}  # one iteration of this configuration in the paper's code
+
+
+def make_batch(preset, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    B, T = preset.batch_size, preset.model.context_length * preset.model.sections
+    obs = torch.rand(B, T, *preset.obs_shape, generator=g)
+    return {
+        "obs": obs.to(device),
+        "rtg": torch.rand(B, T, 1, generator=g).to(device),
+        "action": torch.randint(0, preset.n_actions, (B, T), generator=g).to(device),
+        "valid": torch.ones(B, T, dtype=torch.bool, device=device),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    p.add_argument("--memory_grad", choices=("bptt", "detach"), default="bptt")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    preset = PRESETS[args.preset]
+    preset.model.memory_grad = args.memory_grad
+    torch.manual_seed(0)
+    model = RATE(preset.model).to(device).train()
+    if args.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, TrainConfig(batch_size=preset.batch_size, warmup_steps=10,
+                                             amp_bf16=args.bf16), Path(tmp), None, {}, [])
+        batch = make_batch(preset, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for i in range(args.warmup + args.iters):
+            sync(device)
+            t = time.perf_counter()
+            trainer.train_batch(batch)
+            sync(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else peak_rss_gb()
+        with FlopCounterMode(display=False) as fc:
+            trainer.train_batch(batch)
+        flops = fc.get_total_flops()
+    gemm = gemm_rate(device, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    sec = statistics.median(times)
+    res = {
+        "preset": args.preset, "memory_grad": args.memory_grad, "device": describe(device), "bf16": args.bf16,
+        "compile": args.compile, "date": time.strftime("%Y-%m-%d"),
+        "sec_per_iter": round(sec, 4), "iter_times": [round(t, 4) for t in times],
+        "traj_per_sec": round(preset.batch_size / sec, 2),
+        "peak_memory_gb": round(peak, 3), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "RSS",
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_iter": flops, "gemm_flops_per_sec": round(gemm),
+        "achieved_over_gemm": round(flops / sec / gemm, 3),
+    }
+    if args.preset in PAPER_FLOPS:
+        res["paper_flops_per_iter"] = PAPER_FLOPS[args.preset]
+        res["paper_flops_achieved_over_gemm"] = round(PAPER_FLOPS[args.preset] / sec / gemm, 3)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:32} {v}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

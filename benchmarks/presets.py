@@ -1,0 +1,36 @@
+"""Benchmark presets: the paper configurations whose cost we measure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from RATE_model.config import ModelConfig
+
+
+@dataclass
+class Preset:
+    model: ModelConfig
+    batch_size: int
+    obs_shape: tuple[int, ...]
+    n_actions: int
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+TMAZE = dict(env="tmaze", context_length=30, sections=3, n_layer=8, n_head=10, d_model=64, d_head=64, d_inner=64,
+             skip_dec_ffn=True, num_mem_tokens=5, mem_len=0, n_head_ca=4, mrv_act="relu", dropout=0.05, dropatt=0.0)
+VIZDOOM = dict(env="vizdoom", context_length=30, sections=3, n_layer=6, n_head=8, d_model=128, d_head=128,
+               d_inner=128, skip_dec_ffn=True, num_mem_tokens=5, mem_len=300, n_head_ca=2, mrv_act="relu",
+               dropout=0.05, dropatt=0.0)
+
+PRESETS: dict[str, Preset] = {
+    "tmaze-paper": Preset(ModelConfig(model_mode="RATE", **TMAZE), 64, (4,), 4,
+                          "T-Maze reference: B 64, K 30, N 3, 8 layers, 10 heads, d 64"),
+    "tmaze-paper-dt": Preset(ModelConfig(model_mode="DT", **{**TMAZE, "num_mem_tokens": 0, "n_head_ca": 0,
+                                                             "mrv_act": "no_act"}), 64, (4,), 4,
+                             "DT on the same 90 steps as one context"),
+    "vizdoom-paper": Preset(ModelConfig(model_mode="RATE", **VIZDOOM), 64, (3, 64, 112), 5,
+                            "ViZDoom-Two-Colors reference: K 30, N 3, 6 layers, 8 heads, d 128, mem_len 300"),
+    "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
+                                                           "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
+}

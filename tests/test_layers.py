@@ -1,0 +1,59 @@
+"""The fast attention path against the plain Transformer-XL computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from RATE_model.layers import RelMultiHeadAttention, sinusoid_table, sincos
+
+
+def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):
+    """Transformer-XL attention written out: explicit r_{i-j} for every pair, masked softmax."""
+    B, Q, d = x.shape
+    H, dh = attn.n_head, attn.d_head
+    h_all = x if past_h is None else torch.cat([past_h, x], 1)
+    Kn = h_all.shape[1]
+    q = attn.qkv(x).view(B, Q, 3, H, dh)[:, :, 0]
+    _, k, val = attn.qkv(h_all).view(B, Kn, 3, H, dh).unbind(2)
+    q_pos = torch.arange(Kn - Q, Kn)
+    dist = q_pos[:, None] - torch.arange(Kn)[None, :]  # signed distance i - j
+    s, c = sincos(dist.flatten(), d)
+    r = attn.r_net(torch.cat([s, c], -1).double()).view(Q, Kn, H, dh)
+    ac = torch.einsum("bqhe,bkhe->bhqk", q + u, k)
+    bd = torch.einsum("bqhe,qkhe->bhqk", q + v, r)
+    scores = ((ac + bd) / math.sqrt(dh)).masked_fill(~allowed[:, None], float("-inf"))
+    out = torch.einsum("bhqk,bkhe->bqhe", scores.softmax(-1), val).reshape(B, Q, H * dh)
+    return attn.out(out)
+
+
+@pytest.mark.parametrize("with_past", [False, True])
+def test_factorised_attention_equals_explicit_relative_attention(with_past):
+    torch.manual_seed(1)
+    d, H, dh, B, Q, P = 16, 3, 5, 2, 7, 4
+    attn = RelMultiHeadAttention(d, H, dh, dropout=0.0, dropatt=0.0).double()
+    u, v = torch.randn(H, dh, dtype=torch.double), torch.randn(H, dh, dtype=torch.double)
+    x = torch.randn(B, Q, d, dtype=torch.double)
+    past_h = torch.randn(B, P, d, dtype=torch.double) if with_past else None
+    n_past = P if with_past else 0
+    allowed = torch.rand(B, Q, n_past + Q) > 0.3
+    allowed[:, torch.arange(Q), n_past + torch.arange(Q)] = True  # every query may attend to itself
+    past = None
+    if with_past:
+        s, c = sincos(torch.arange(P), d)
+        _, k, val = attn.project(past_h)
+        past = (attn.position_keys(k, s.double(), c.double()), val)
+    s, c = sincos(torch.arange(n_past, n_past + Q), d)
+    fast, _ = attn(x, past, s.double(), c.double(), allowed, u, v)
+    ref = reference_attention(attn, x, past_h, allowed, u, v)
+    # the sin/cos tables are float32 in both paths, so agreement is to float32 rounding of the tables
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_sinusoid_table_sines_then_cosines():
+    t = sinusoid_table(5, 8)
+    assert t.shape == (5, 8)
+    assert torch.allclose(t[3, 0], torch.tensor(math.sin(3.0))) and torch.allclose(t[3, 4], torch.tensor(math.cos(3.0)))
+    assert torch.allclose(t[2, 1], torch.tensor(math.sin(2 * 10000 ** (-2 / 8))))
