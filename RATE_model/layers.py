@@ -11,13 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KV = tuple[Tensor, Tensor]  # keys (content + position features) [B, S, H, d_head + d_model], values [B, S, H, d_head]
-
-
-def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor:
-    """Sinusoidal embeddings of the distances 0..n-1: sines then cosines, [n, d]."""
-    s, c = sincos(torch.arange(n, device=device), d)
-    return torch.cat([s, c], dim=-1)
+KV = tuple[Tensor, Tensor]  # keys, values of past tokens: [B, S, H, d_head] each
 
 
 def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -27,15 +21,21 @@ def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
     return angles.sin(), angles.cos()
 
 
-class RelMultiHeadAttention(nn.Module):
-    """Transformer-XL relative attention: scores = ((q+u)·k_j + (q+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j).
+def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor:
+    """Sinusoidal embeddings of the distances 0..n-1: sines then cosines, [n, d]."""
+    s, c = sincos(torch.arange(n, device=device), d)
+    return torch.cat([s, c], dim=-1)
 
-    The position term is computed exactly in factorised form: with pos(Δ) = [sin Δω, cos Δω] and
-    Δ = i - j, the angle-difference identities give (q_i+v)·W_r pos(i-j) = Q'_i · K'_j with
-    K'_j = [cos jω, sin jω] and Q'_i built from sin iω, cos iω and W_rᵀ(q_i+v). Appending Q' to the
-    query and K' to the key turns the whole score into one dot product, so attention runs in the
-    fused ``scaled_dot_product_attention`` kernel with a boolean mask: no [B, H, q, k] position
-    tensor, no gather, and nothing quadratic kept for the backward pass.
+
+class RelMultiHeadAttention(nn.Module):
+    """Transformer-XL relative attention: scores = ((q_i+u)·k_j + (q_i+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j).
+
+    The position term is computed exactly in factorised form. With pos(Δ) = [sin Δω, cos Δω] and
+    Δ = i - j, the angle-difference identities give (q_i+v)·W_r pos(i-j) = Q'_i · K'_j where
+    K'_j = [cos jω, sin jω] depends only on the key position and Q'_i = [a sin iω + b cos iω,
+    b sin iω - a cos iω] with [a, b] = W_rᵀ(q_i+v). So the whole score is one dot product of
+    [q+u, Q'] with [k, K']: no [q, k, H, d_head] table of r_{i-j}, no relative shift or gather, and the
+    position term of all heads and batch rows is a single GEMM against the shared K'.
     """
 
     def __init__(self, d_model: int, n_head: int, d_head: int, dropout: float, dropatt: float):
@@ -51,41 +51,36 @@ class RelMultiHeadAttention(nn.Module):
         B, S, _ = x.shape
         return self.qkv(x).view(B, S, 3, self.n_head, self.d_head).unbind(2)
 
-    def position_keys(self, k: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-        """Append K'_j = [cos jω, sin jω] to content keys k [B, S, H, d_head] -> [B, S, H, d_head + d]."""
-        B, S, H, _ = k.shape
-        feat = torch.cat([cos, sin], -1).to(k.dtype)
-        return torch.cat([k, feat[None, :, None, :].expand(B, S, H, -1)], -1)
-
-    def forward(self, x: Tensor, past: KV | None, sin: Tensor, cos: Tensor, allowed: Tensor,
-                u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
+    def forward(self, x: Tensor, past: KV | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
+                allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
         """Attend from the tokens ``x`` [B, q, d] to ``past`` + ``x``.
 
-        sin, cos: [q, d/2] at the new tokens' positions; allowed: [B, q, k] bool (True = may attend).
-        Returns the output [B, q, d] and the new tokens' keys and values.
+        q_sin, q_cos: [q, d/2] at the query positions; key_feat: [k, d] = [cos jω, sin jω] at every key
+        position; allowed: [B, q, k] bool (True = may attend). Returns the output [B, q, d] and the
+        new tokens' keys and values.
         """
         B, Q, _ = x.shape
         H, dh = self.n_head, self.d_head
-        q, k, val = self.project(x)
-        k_new = self.position_keys(k, sin, cos)
-        if past is not None:
-            k_new_all, val_all = torch.cat([past[0], k_new], 1), torch.cat([past[1], val], 1)
-        else:
-            k_new_all, val_all = k_new, val
-        # W_rᵀ(q+v) split into the coefficients of sin Δω (a) and cos Δω (b)
-        w = self.r_net.weight.view(H, dh, self.d_model)
-        ab = torch.einsum("bqhe,hed->bqhd", q + v, w.to(q.dtype))
-        a, b = ab.chunk(2, dim=-1)
-        s, c = sin.to(q.dtype)[None, :, None, :], cos.to(q.dtype)[None, :, None, :]
-        q_full = torch.cat([q + u, a * s + b * c, b * s - a * c], -1)  # [B, q, H, d_head + d]
-        # the fused CPU/CUDA kernels want equal query and value widths: pad values with zeros
-        val_pad = F.pad(val_all, (0, q_full.shape[-1] - dh))
-        att = F.scaled_dot_product_attention(
-            q_full.transpose(1, 2), k_new_all.transpose(1, 2), val_pad.transpose(1, 2),
-            attn_mask=allowed[:, None], dropout_p=self.dropatt if self.training else 0.0, scale=dh ** -0.5,
-        )[..., :dh]  # [B, H, q, dh]
+        q, k_new, v_new = self.project(x)
+        k, val = (k_new, v_new) if past is None else (torch.cat([past[0], k_new], 1), torch.cat([past[1], v_new], 1))
+        w = self.r_net.weight.view(H, dh, self.d_model).to(q.dtype)
+        a, b = torch.einsum("bqhe,hed->bhqd", q + v, w).chunk(2, dim=-1)  # coefficients of sin Δω, cos Δω
+        s, c = q_sin.to(q.dtype), q_cos.to(q.dtype)
+        q_pos = torch.cat([a * s + b * c, b * s - a * c], -1)  # [B, H, q, d]
+        q_content, k_t, v_t = (q + u).transpose(1, 2), k.transpose(1, 2), val.transpose(1, 2)
+        key_feat = key_feat.to(q.dtype)
+        if x.is_cuda:  # fused kernel; the boolean mask keeps it off the slow math path
+            kk = torch.cat([k_t, key_feat.expand(B, H, -1, -1)], -1)
+            att = F.scaled_dot_product_attention(
+                torch.cat([q_content, q_pos], -1), kk, v_t, attn_mask=allowed[:, None],
+                dropout_p=self.dropatt if self.training else 0.0, scale=dh ** -0.5)
+        else:  # on CPU the explicit form is faster at these sizes (benchmarks/RESULTS.md)
+            scores = torch.baddbmm((q_pos @ key_feat.T).flatten(0, 1), q_content.flatten(0, 1),
+                                   k_t.flatten(0, 1).transpose(1, 2)).view(B, H, Q, -1)
+            probs = (scores * dh ** -0.5).masked_fill(~allowed[:, None], float("-inf")).softmax(-1)
+            att = F.dropout(probs, self.dropatt, self.training) @ v_t  # [B, H, q, dh]
         out = self.drop(self.out(att.transpose(1, 2).reshape(B, Q, H * dh)))
-        return out, (k_new, val)
+        return out, (k_new, v_new)
 
 
 class GRUGate(nn.Module):
@@ -141,21 +136,21 @@ class DecoderLayer(nn.Module):
     def pre_norm(self) -> bool:
         return self.arch_mode != "TrXL"
 
-    def kv(self, h: Tensor, sin: Tensor, cos: Tensor) -> KV:
-        """Keys and values of cached layer inputs ``h`` [B, S, d] (Transformer-XL ``mems``) at the
-        positions whose sin/cos are given."""
+    def kv(self, h: Tensor) -> KV:
+        """Keys and values of cached layer inputs ``h`` [B, S, d] (Transformer-XL ``mems``)."""
         _, k, v = self.attn.project(self.norm1(h) if self.pre_norm else h)
-        return self.attn.position_keys(k, sin, cos), v
+        return k, v
 
-    def forward(self, x: Tensor, past: KV | None, sin: Tensor, cos: Tensor, allowed: Tensor,
-                u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
+    def forward(self, x: Tensor, past: KV | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
+                allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
+        pos = (q_sin, q_cos, key_feat, allowed, u, v)
         if not self.pre_norm:
-            a, kv = self.attn(x, past, sin, cos, allowed, u, v)
+            a, kv = self.attn(x, past, *pos)
             y = self.norm1(x + a)
             if self.ffn is not None:
                 y = self.norm2(y + self.ffn(y))
             return y, kv
-        a, kv = self.attn(self.norm1(x), past, sin, cos, allowed, u, v)
+        a, kv = self.attn(self.norm1(x), past, *pos)
         a = F.relu(a)
         y = self.gate1(x, a) if self.arch_mode == "GTrXL" else x + a
         if self.ffn is not None:

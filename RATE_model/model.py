@@ -93,23 +93,20 @@ class RATE(nn.Module):
         r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
         return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
 
-    def _run_layers(self, x: Tensor, past: list[KV] | None, blocked: Tensor, q_pos: Tensor
+    def _run_layers(self, x: Tensor, past: list[KV] | None, blocked: Tensor, n_keys: int
                     ) -> tuple[Tensor, list[KV], list[Tensor]]:
-        """All layers on the new tokens x [B, q, d] at positions q_pos; returns outputs, their (k, v)
-        and the layer inputs."""
-        sin, cos = sincos(q_pos, self.cfg.d_model)
+        """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions; returns
+        outputs, their (k, v) and the layer inputs."""
+        sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
+        key_feat = torch.cat([cos, sin], -1)
+        q_sin, q_cos = sin[n_keys - x.shape[1]:], cos[n_keys - x.shape[1]:]
         allowed = ~blocked
         kvs, inputs, h = [], [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)
-            h, kv = layer(h, None if past is None else past[i], sin, cos, allowed, self.u, self.v)
+            h, kv = layer(h, None if past is None else past[i], q_sin, q_cos, key_feat, allowed, self.u, self.v)
             kvs.append(kv)
         return self.drop(h), kvs, inputs
-
-    def _cache_kv(self, cache: list[Tensor]) -> list[KV]:
-        """Keys/values of the hidden-state cache, which sits at positions 0..c-1."""
-        sin, cos = sincos(torch.arange(cache[0].shape[1], device=cache[0].device), self.cfg.d_model)
-        return [layer.kv(h, sin, cos) for layer, h in zip(self.layers, cache)]
 
     def initial_state(self, batch_size: int) -> State:
         """State at the start of every trajectory (learnable memory, empty cache)."""
@@ -162,8 +159,8 @@ class RATE(nn.Module):
         k_pos = torch.arange(c + x.shape[1], device=dev)
         q_pos = k_pos[c:]
         blocked = attention_mask(seg_type, q_pos, k_type, k_pos, k_valid)
-        past = None if c == 0 else self._cache_kv(state.cache)
-        out, _, inputs = self._run_layers(x, past, blocked, q_pos)
+        past = None if c == 0 else [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
+        out, _, inputs = self._run_layers(x, past, blocked, len(k_pos))
         logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
         written = out[:, -m:] if m else None
         return logits, self._next_state(state, written, inputs, seg_valid)
@@ -175,13 +172,12 @@ class RATE(nn.Module):
         B = batch_size
         dev = self.u.device
         if state.cache is not None:
-            kv = self._cache_kv(state.cache)
+            kv = [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
             k_type = torch.full((state.cache[0].shape[1],), CACHE, device=dev)
             k_valid = state.cache_valid
         else:
-            H, dh = self.cfg.n_head, self.cfg.d_head
-            kv = [(torch.empty(B, 0, H, dh + self.cfg.d_model, device=dev), torch.empty(B, 0, H, dh, device=dev))
-                  for _ in self.layers]
+            empty = torch.empty(B, 0, self.cfg.n_head, self.cfg.d_head, device=dev)
+            kv = [(empty, empty) for _ in self.layers]
             k_type = torch.empty(0, dtype=torch.long, device=dev)
             k_valid = torch.empty(B, 0, dtype=torch.bool, device=dev)
         dec = Decoding(state, kv, [[] for _ in self.layers], k_type, k_valid)
@@ -202,7 +198,7 @@ class RATE(nn.Module):
         k_pos = torch.arange(n_past + Q, device=dev)
         q_pos = k_pos[n_past:]
         blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
-        out, kvs, inputs = self._run_layers(x, dec.kv, blocked, q_pos)
+        out, kvs, inputs = self._run_layers(x, dec.kv, blocked, len(k_pos))
         kv = [(torch.cat([pk, k], 1), torch.cat([pv, v], 1)) for (pk, pv), (k, v) in zip(dec.kv, kvs)]
         seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs)]
         return out, Decoding(dec.state, kv, seg_inputs, k_type, k_valid)

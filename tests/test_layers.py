@@ -29,8 +29,7 @@ def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):
     return attn.out(out)
 
 
-@pytest.mark.parametrize("with_past", [False, True])
-def test_factorised_attention_equals_explicit_relative_attention(with_past):
+def _inputs(with_past: bool):
     torch.manual_seed(1)
     d, H, dh, B, Q, P = 16, 3, 5, 2, 7, 4
     attn = RelMultiHeadAttention(d, H, dh, dropout=0.0, dropatt=0.0).double()
@@ -40,16 +39,29 @@ def test_factorised_attention_equals_explicit_relative_attention(with_past):
     n_past = P if with_past else 0
     allowed = torch.rand(B, Q, n_past + Q) > 0.3
     allowed[:, torch.arange(Q), n_past + torch.arange(Q)] = True  # every query may attend to itself
-    past = None
-    if with_past:
-        s, c = sincos(torch.arange(P), d)
-        _, k, val = attn.project(past_h)
-        past = (attn.position_keys(k, s.double(), c.double()), val)
-    s, c = sincos(torch.arange(n_past, n_past + Q), d)
-    fast, _ = attn(x, past, s.double(), c.double(), allowed, u, v)
-    ref = reference_attention(attn, x, past_h, allowed, u, v)
+    past = attn.project(past_h)[1:] if with_past else None
+    s, c = sincos(torch.arange(n_past + Q), d)
+    pos = (s[n_past:].double(), c[n_past:].double(), torch.cat([c, s], -1).double(), allowed, u, v)
+    return attn, x, past, past_h, pos
+
+
+@pytest.mark.parametrize("with_past", [False, True])
+def test_factorised_attention_equals_explicit_relative_attention(with_past):
+    attn, x, past, past_h, pos = _inputs(with_past)
+    fast, _ = attn(x, past, *pos)
+    ref = reference_attention(attn, x, past_h, pos[3], pos[4], pos[5])
     # the sin/cos tables are float32 in both paths, so agreement is to float32 rounding of the tables
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_past", [False, True])
+def test_fused_sdpa_path_equals_explicit_path(with_past, monkeypatch):
+    """The CUDA branch (scaled_dot_product_attention on [q+u, Q'] · [k, K']) run on CPU tensors."""
+    attn, x, past, _, pos = _inputs(with_past)
+    explicit, _ = attn(x, past, *pos)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    fused, _ = attn(x, past, *pos)
+    torch.testing.assert_close(fused, explicit, rtol=1e-9, atol=1e-9)
 
 
 def test_sinusoid_table_sines_then_cosines():
