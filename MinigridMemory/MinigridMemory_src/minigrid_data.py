@@ -7,7 +7,6 @@ steps is 1.9 MB as uint8, four times that as float) and become float / 255 per b
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from RATE_model.data import DataError, Trajectories, pad_window, returns_to_go, stack_windows
+from RATE_model.data import DataError, Trajectories, check_array, load_npz, pad_window, returns_to_go, stack_windows
 
 OBS_SHAPE = (3, 84, 84)
 FIELDS = ("obs", "action", "reward", "done")
@@ -32,28 +31,21 @@ def episode_files(data_dir: Path) -> list[Path]:
 
 
 def load_episode(path: Path) -> dict[str, np.ndarray]:
-    """One episode file, checked: obs uint8 [T, 3, 84, 84], action int [T] in 0..2, reward [T], done [T]."""
+    """One episode file, checked: obs uint8 [T, 3, 84, 84], action int [T] in 0..2, reward finite float [T],
+    done [T]; any problem is a DataError naming the file and field."""
     try:
-        with np.load(path) as f:
-            missing = [k for k in FIELDS if k not in f.files]
-            if missing:
-                raise DataError(f"{path} lacks fields {missing}")
-            ep = {k: f[k] for k in FIELDS}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"{path} is corrupt or truncated ({type(e).__name__}: {e}); "
-                        "delete it and rerun collect_traj.py") from None
-    T = len(ep["action"])
-    if ep["obs"].dtype != np.uint8 or ep["obs"].shape != (T, *OBS_SHAPE):
-        raise DataError(f"{path}: obs is {ep['obs'].dtype} {ep['obs'].shape}, expected uint8 {(T, *OBS_SHAPE)}")
-    for k in ("reward", "done"):
-        if ep[k].shape != (T,):
-            raise DataError(f"{path}: {k} has shape {ep[k].shape}, expected ({T},) like action")
+        ep = load_npz(path, FIELDS)
+    except DataError as e:
+        raise DataError(f"{e}; delete it and rerun collect_traj.py") from None
+    T = len(ep["action"]) if ep["action"].ndim else 0
     if T == 0:
         raise DataError(f"{path} holds an empty episode")
-    if not np.issubdtype(ep["action"].dtype, np.integer) or ep["action"].min() < 0 or ep["action"].max() > 2:
-        raise DataError(f"{path}: actions must be integers in 0..2")
+    check_array("obs", ep["obs"], shape=(T, *OBS_SHAPE), dtype=np.uint8, source=path)
+    check_array("action", ep["action"], shape=(T,), dtype="integer", source=path)
+    check_array("reward", ep["reward"], shape=(T,), dtype="number", finite=True, source=path)
+    check_array("done", ep["done"], shape=(T,), source=path)
+    if ep["action"].min() < 0 or ep["action"].max() > 2:
+        raise DataError(f"{path}: action holds values outside 0..2")
     return ep
 
 
@@ -68,13 +60,16 @@ def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
                      progress: bool = True) -> Trajectories:
     """Windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of ``data_dir``."""
     files = episode_files(data_dir)
+    if not Path(data_dir).is_dir():
+        raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with "
+                        f"python3 MinigridMemory/get_data/collect_traj.py --out_dir {data_dir}")
     if not files:
         raise DataError(f"no episode_*.npz files in {data_dir}; create them with "
                         f"python3 MinigridMemory/get_data/collect_traj.py --out_dir {data_dir}")
     if max_episodes is not None:
         files = files[:max_episodes]
     windows = []
-    for path in tqdm(files, desc="Minigrid-Memory data", disable=not progress, leave=False):
+    for path in tqdm(files, desc="Minigrid-Memory data", disable=None if progress else True, leave=False):
         windows += episode_windows(load_episode(path), window)
     tensors = stack_windows(windows)
     tensors["action"] = tensors["action"].long()

@@ -6,12 +6,13 @@ noise seeds), each padded to max_n_final·K steps.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from RATE_model.data import DataError, Trajectories, pad_window, returns_to_go, stack_windows
+from RATE_model.data import DataError, Trajectories, check_array, load_npz, pad_window, returns_to_go, stack_windows
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "TMaze_new_data"
@@ -39,28 +40,38 @@ def load_or_generate(K: int, n: int, n_per_side: int = 1000, data_dir: Path = DA
     path = Path(data_dir) / f"tmaze_K{K}_N{n}_{2 * n_per_side}.npz"
     if path.exists():
         try:
-            with np.load(path) as f:
-                data = {k: f[k] for k in FIELDS}
-        except Exception as e:
-            raise DataError(f"{path} is corrupt ({type(e).__name__}); delete it to regenerate") from None
-        if data["obs"].shape != (2 * n_per_side, n * K - 1, 4):
-            raise DataError(f"{path} holds obs of shape {data['obs'].shape}, expected {(2 * n_per_side, n * K - 1, 4)}")
+            data = load_npz(path, FIELDS)
+            check_episodes(data, 2 * n_per_side, n * K - 1, path)
+        except DataError as e:
+            raise DataError(f"{e}; delete it to regenerate") from None
         return data
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(f"--data_dir {path.parent} is not a folder")
     data = oracle_episodes(n * K, n_per_side, seed_offset=100_000 * n)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # ranks may generate at once
     np.savez_compressed(tmp, **data)
     tmp.replace(path)
     return data
+
+
+def check_episodes(data: dict[str, np.ndarray], n: int, T: int, path: Path) -> None:
+    """Shapes, dtypes and values of a cached T-Maze file: obs float [n, T, 4], action int [n, T] in 0..3,
+    reward float [n, T]; raises DataError naming the file and field."""
+    check_array("obs", data["obs"], shape=(n, T, 4), dtype="floating", finite=True, source=path)
+    check_array("action", data["action"], shape=(n, T), dtype="integer", source=path)
+    check_array("reward", data["reward"], shape=(n, T), dtype="floating", finite=True, source=path)
+    if data["action"].size and (data["action"].min() < 0 or data["action"].max() > 3):
+        raise DataError(f"{path}: action holds values outside 0..3")
 
 
 def tmaze_dataset(K: int, segment_counts: list[int], window_segments: int, n_per_side: int = 1000,
                   data_dir: Path = DATA_DIR, progress: bool = True) -> Trajectories:
     """Windows of ``window_segments``·K steps from corridors of n·K, n in ``segment_counts``."""
     windows = []
-    for n in tqdm(segment_counts, desc="T-Maze data", disable=not progress, leave=False):
+    for n in tqdm(segment_counts, desc="T-Maze data", disable=None if progress else True, leave=False):
         ep = load_or_generate(K, n, n_per_side, data_dir)
-        for obs, act, rew in zip(ep["obs"], ep["action"], ep["reward"]):
+        for obs, act, rew in zip(ep["obs"], ep["action"], ep["reward"], strict=True):
             windows.append(pad_window(obs, act, returns_to_go(rew), window_segments * K))
     tensors = stack_windows(windows)
     tensors["action"] = tensors["action"].long()
