@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,26 @@ class TrainConfig:
     log_every: int = 10
     amp_bf16: bool = False  # bf16 autocast for forward passes (CUDA)
 
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the flag for a value that cannot work; return self."""
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "ckpt_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        for name in ("lr_end_factor", "weight_decay", "grad_clip"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"--{name} must be a finite number >= 0, got {v}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.lr_schedule not in ("linear", "cosine"):
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r} is not one of linear, cosine")
+        return self
+
 
 def str2bool(value: str | bool) -> bool:
     """Parse the paper code's string booleans (``--curr 'true'``)."""
@@ -164,9 +185,11 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--weight_decay", type=float)
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
-    t.add_argument("--seed", type=int, help="seed of Python, NumPy, torch and the environments")
+    t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed where the script has "
+                                           "them): seeds Python, NumPy, torch, the data order and dropout")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints")
+    t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints (0: end of each epoch)")
+    t.add_argument("--log_every", type=int, help="optimizer steps between metrics.jsonl rows")
     t.add_argument("--amp_bf16", action="store_true", default=None, help="bf16 autocast on CUDA")
     r = p.add_argument_group("run")
     r.add_argument("--ckpt_folder", help="run name; the run directory is runs/<env>/<ckpt_folder>")

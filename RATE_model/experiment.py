@@ -15,8 +15,9 @@ import numpy as np
 import yaml
 
 from RATE_model import checkpoint as ckpt_io
+from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
-from RATE_model.config import ConfigError, ModelConfig, TrainConfig, split_args
+from RATE_model.config import ConfigError, ModelConfig, TrainConfig
 from RATE_model.data import DataError, Trajectories
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
@@ -39,7 +40,7 @@ def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = N
     try:
         main(argv)
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as e:
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
@@ -53,6 +54,23 @@ def seeds_of(start: int, end: int) -> list[int]:
     return list(range(start, end + 1))
 
 
+def run_seeds(args: Any, explicit: set[str]) -> list[int]:
+    """``--seed S`` alone means one run with seed S; otherwise the range --start_seed..--end_seed."""
+    if getattr(args, "seed", None) is None:
+        return seeds_of(args.start_seed, args.end_seed)
+    for name in ("start_seed", "end_seed"):
+        if name in explicit and getattr(args, name) != args.seed:
+            raise ConfigError(f"--seed {args.seed} contradicts --{name} {getattr(args, name)} "
+                              "(--seed S runs the single seed S)")
+    return [args.seed]
+
+
+def _plain(args: Any) -> dict[str, Any]:
+    """The parsed flags as JSON-friendly values (stored in config.json and every checkpoint)."""
+    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in sorted(vars(args).items())}
+
+
 def run_experiment(
     args: Any,
     env: str,
@@ -63,12 +81,30 @@ def run_experiment(
     seeds: list[int],
     runs_dir: Path,
 ) -> dict[str, Any]:
-    """Train and evaluate one model per seed; returns and writes {"runs": {seed: metrics}, ...}."""
+    """Train and evaluate one model per seed; returns and writes {"runs": {seed: metrics}, ...}.
+
+    Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 alone writes files and logs.
+    Nothing in the run directory is written before the flags, the data and any checkpoint to resume
+    from have been checked.
+    """
     model_config.validate()
+    train_config.validate()
     device = resolve_device(train_config.device)
     root = Path(runs_dir) / env / (args.ckpt_folder or model_config.model_mode)
     if args.resume not in (None, "latest") and len(seeds) > 1:
-        raise ConfigError("--resume PATH needs a single seed (--start_seed = --end_seed); use --resume latest")
+        raise ConfigError("--resume PATH needs a single seed (--seed S, or --start_seed = --end_seed); "
+                          "use --resume latest")
+    device = distributed.setup(device)
+    try:
+        return _run_seeds(args, env, model_config, train_config, build_stages, evaluate, seeds, root, device)
+    finally:
+        distributed.teardown()
+
+
+def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: TrainConfig,
+               build_stages: Callable[[], list[Trajectories]], evaluate: Callable[[RATE], dict[str, Any]],
+               seeds: list[int], root: Path, device: Any) -> dict[str, Any]:
+    main = distributed.is_main()
     stages = build_stages()
     results: dict[str, Any] = {"env": env, "text": args.text, "model_config": asdict(model_config),
                                "train_config": asdict(train_config), "runs": {}}
@@ -77,37 +113,47 @@ def run_experiment(
         run_dir = root / f"seed_{seed}"
         tc = TrainConfig(**{**asdict(train_config), "seed": seed})
         model = RATE(model_config).to(device)
-        run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "text": args.text}
-        (run_dir).mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
-        logger = RunLogger(run_dir, run_config, project=f"RATE-{env}", name=f"{root.name}-seed{seed}",
-                           use_wandb=not args.no_wandb)
-        trainer = Trainer(model, tc, run_dir, logger, run_config, stages)
-        resume = None
-        if args.resume == "latest":
-            last = run_dir / "checkpoints" / "last.pt"
-            resume = last if last.exists() else None
-        elif args.resume:
-            resume = Path(args.resume)
+        if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
+            ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
+        run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
+                      "text": args.text}
+        trainer = Trainer(model, tc, run_dir, None, run_config, stages)
+        last = run_dir / "checkpoints" / "last.pt"
+        resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
+        if resume is not None:
+            trainer.load(resume)  # checked before anything in run_dir is touched
+        elif main and last.exists():  # a fresh run never overwrites an older run's checkpoint
+            last.replace(last.with_name(f"last.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+        logger = None
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+            logger = RunLogger(run_dir, run_config, project=f"RATE-{env}", name=f"{root.name}-seed{seed}",
+                               use_wandb=not args.no_wandb, resume_step=trainer.step if resume else None)
+        trainer.logger = logger
         t0 = time.time()
         try:
-            trainer.fit(resume=resume)
+            trainer.fit(progress=main)
             train_s = time.time() - t0
             t0 = time.time()
-            metrics = evaluate(model)
+            metrics = evaluate(model)  # each rank runs its share of the episodes; results are gathered
             eval_s = time.time() - t0
-            logger.log({f"eval/{k}": v for k, v in metrics.items()}, trainer.step)
+            if logger is not None:
+                logger.log({f"eval/{k}": v for k, v in metrics.items()}, trainer.step)
         finally:
-            logger.close()
+            if logger is not None:
+                logger.close()
         run_result = {"metrics": metrics, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
                       "optimizer_steps": trainer.step}
-        (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))
         results["runs"][str(seed)] = run_result
-        print(f"[{env}] {root.name} seed {seed}: {json.dumps(metrics)}  "
-              f"(train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
+        if main:
+            (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))
+            print(f"[{env}] {root.name} seed {seed}: {json.dumps(metrics)}  "
+                  f"(train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
     results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "results.json").write_text(json.dumps(results, indent=2))
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 

@@ -29,13 +29,32 @@ def read_wandb_config(path: Path = Path("wandb_config.yaml")) -> dict[str, Any]:
 class RunLogger:
     """Writes one JSON object per ``log`` call to ``metrics.jsonl`` and mirrors it to wandb."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str, use_wandb: bool = True):
+    def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str, use_wandb: bool = True,
+                 resume_step: int | None = None):
+        """``resume_step``: the run continues from a checkpoint at this optimizer step, so rows logged
+        after it (by the interrupted process, and its evaluation rows) are dropped: the resumed run
+        writes them again and ``metrics.jsonl`` reads as one uninterrupted run."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.is_file():
+            self._truncate(resume_step)
         self._file = open(self.path, "a")
         self._wandb = None
         if use_wandb and os.environ.get("WANDB_MODE") != "disabled":
             self._wandb = self._init_wandb(run_dir, config, project, name)
+
+    def _truncate(self, step: int) -> None:
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut short by a hard kill
+                continue
+            if row.get("step", 0) < step or (row.get("step") == step and not any(k.startswith("eval/") for k in row)):
+                keep.append(line)
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(f"{line}\n" for line in keep))
+        os.replace(tmp, self.path)
 
     @staticmethod
     def _init_wandb(run_dir: Path, config: dict[str, Any], project: str, name: str) -> Any:

@@ -4,6 +4,11 @@
 *with* gradients; loss = mean over segments of the valid-step loss; one optimizer step per batch.
 ``memory_grad='detach'``: the paper code's procedure — memory detached between segments and one
 optimizer step per segment (no gradient ever reaches the Memory Retention Valve).
+
+Under torchrun each rank trains on its shard of every global batch through DistributedDataParallel.
+Each rank's segment loss is its summed valid-step loss divided by the *global* valid-step count of
+that segment, times the world size, so DDP's gradient average equals the gradient of the loss of
+the combined batch exactly, whatever the ranks' valid counts (tested against one process).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from RATE_model import checkpoint as ckpt_io
-from RATE_model.config import TrainConfig
-from RATE_model.data import Trajectories, epoch_batches, segments
+from RATE_model import distributed
+from RATE_model.config import ConfigError, TrainConfig
+from RATE_model.data import Trajectories, epoch_batches
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE, State
 
@@ -34,9 +40,14 @@ def resolve_device(name: str | None) -> torch.device:
     """``None``/'auto' -> cuda when available, else cpu; otherwise the named device (checked)."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: only cpu and cuda devices are supported")
     return dev
 
 
@@ -63,7 +74,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up to lr, then linear or cosine decay to lr * lr_end_factor at ``total_steps``."""
     warm, end = max(cfg.warmup_steps, 0), cfg.lr_end_factor
 
@@ -78,8 +90,35 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: i
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+class SegmentLoss(nn.Module):
+    """The scaled action loss of consecutive segments, memory and cache flowing forward.
+
+    This is the module DDP wraps, so every backward follows exactly one DDP forward even though the
+    network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss.
+    """
+
+    def __init__(self, model: RATE, amp_bf16: bool = False):
+        super().__init__()
+        self.model, self.amp_bf16 = model, amp_bf16
+
+    def forward(self, segs: list[dict[str, Tensor]], state: State | None, scales: list[float]
+                ) -> tuple[Tensor, State | None]:
+        """Mean over ``segs`` of (summed loss / scale); returns it and the state after the last segment."""
+        total = torch.zeros((), device=segs[0]["obs"].device)
+        for seg, scale in zip(segs, scales, strict=True):
+            with torch.autocast(seg["obs"].device.type, torch.bfloat16, enabled=self.amp_bf16):
+                logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
+            loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
+            total = total + loss_sum / scale
+        return total / len(segs), state
+
+
 class Trainer:
-    """Trains a RATE model on one or more stages (curriculum) of trajectory windows."""
+    """Trains a RATE model on one or more stages (curriculum) of trajectory windows.
+
+    ``self.model`` is always the plain network; ``self.net`` is what runs the loss (DDP-wrapped under
+    torchrun).
+    """
 
     def __init__(self, model: RATE, cfg: TrainConfig, run_dir: Path, logger: RunLogger | None,
                  run_config: dict[str, Any], stages: list[Trajectories]):
@@ -87,40 +126,70 @@ class Trainer:
         self.run_config, self.stages = run_config, stages
         self.device = next(model.parameters()).device
         self.detach = model.cfg.memory_grad == "detach"
+        self.world = distributed.world_size()
+        if self.world > cfg.batch_size:
+            raise ConfigError(f"--batch_size {cfg.batch_size} is smaller than the {self.world} processes; "
+                              "the global batch is split across processes")
+        self.net: nn.Module = SegmentLoss(model, cfg.amp_bf16)
+        if distributed.active():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # Parameters can be unused in a forward (the MRV in detach mode, the initial memory after
+            # segment 1), hence find_unused_parameters; DDP leaves globally unused grads at None.
+            self.net = DDP(self.net, find_unused_parameters=True)
         self.opt = build_optimizer(model, cfg)
         per_batch = model.cfg.sections if self.detach else 1
-        total = sum(cfg.epochs * math.ceil(len(s) / cfg.batch_size) * per_batch for s in stages)
+        total = sum(cfg.epochs * self._batches_per_epoch(len(s)) * per_batch for s in stages)
         self.sched = build_scheduler(self.opt, cfg, total)
         self.step = 0  # optimizer steps taken
         self.pos = {"stage": 0, "epoch": 0, "batch": 0}  # next batch to train on
+        self._saved_step = 0  # step of the last checkpoint (the --ckpt_every trigger)
         self._stop_signal: int | None = None
+
+    def _batches_per_epoch(self, n: int) -> int:
+        return len(self._epoch_batches(n, 0, 0))
+
+    def _epoch_batches(self, n: int, stage: int, epoch: int) -> list[Tensor]:
+        """The global batches of one epoch; under torchrun a last batch smaller than the number of
+        processes is dropped (some rank would have no sample)."""
+        batches = epoch_batches(n, self.cfg.batch_size, self.cfg.seed, stage * 10_000 + epoch)
+        if self.world > 1 and batches and len(batches[-1]) < self.world:
+            batches.pop()
+        return batches
+
+    @property
+    def complete(self) -> bool:
+        """Every stage and epoch has been trained."""
+        return self.pos["stage"] >= len(self.stages)
 
     # ------------------------------------------------------------------------------- one batch
     def train_batch(self, batch: dict[str, Tensor]) -> float:
-        """All segments of one batch; returns the mean segment loss."""
-        model, K = self.model, self.model.cfg.context_length
-        state: State | None = None
-        total, n_seg = torch.zeros((), device=self.device), 0
-        for seg in segments(batch, K):
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.amp_bf16):
-                logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
-            loss_sum, count = action_loss(logits.float(), seg["action"], seg["valid"])
-            if count == 0:
-                continue
-            seg_loss = loss_sum / count
-            n_seg += 1
-            if self.detach:
-                self._optimize(seg_loss)
-                state = State(state.memory.detach() if state.memory is not None else None, state.cache, state.cache_valid)
-            total = total + (seg_loss.detach() if self.detach else seg_loss)
-        loss = total / max(n_seg, 1)
-        if not self.detach and n_seg:
-            self._optimize(loss)
-        return float(loss.detach())
+        """All segments of one batch (this rank's shard under torchrun); returns the mean segment loss
+        of the whole global batch."""
+        K = self.model.cfg.context_length
+        T = batch["valid"].shape[1]
+        segs = [{k: v[:, s:s + K] for k, v in batch.items()} for s in range(0, T, K)]
+        counts = distributed.all_sum(torch.stack([seg["valid"].sum() for seg in segs]).float())
+        n_seg = int((counts > 0).nonzero().max()) + 1 if bool((counts > 0).any()) else 0
+        # segments after the last one holding a valid step contribute nothing and are skipped
+        scales = [float(c) / self.world for c in counts[:n_seg]] if self.world > 1 else counts[:n_seg].tolist()
+        if n_seg == 0:
+            return 0.0
+        if not self.detach:
+            loss, _ = self.net(segs[:n_seg], None, scales)
+            return self._optimize(loss)
+        state, total = None, 0.0
+        for seg, scale in zip(segs[:n_seg], scales, strict=True):
+            loss, state = self.net([seg], state, [scale])
+            total += self._optimize(loss)
+            state = State(state.memory.detach() if state.memory is not None else None, state.cache, state.cache_valid)
+        return total / n_seg
 
-    def _optimize(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at optimizer step {self.step}; "
+    def _optimize(self, loss: Tensor) -> float:
+        """Backward and optimizer step; returns the loss of the global batch (averaged over ranks)."""
+        value = distributed.all_sum(loss.detach()) / self.world if self.world > 1 else loss.detach()
+        if not torch.isfinite(value):
+            raise NonFiniteLossError(f"loss is {value.item()} at optimizer step {self.step + 1}; stopped, "
                                      f"the last good checkpoint is kept in {self.run_dir / 'checkpoints'}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,39 +198,61 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
+        return float(value)
 
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs. Under torchrun every rank's RNG state is gathered
+        (a collective call: every rank must call it)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "rng": ckpt_io.rng_state(),
+            "rng_per_rank": distributed.gather(ckpt_io.rng_state()) if self.world > 1 else None,
             "step": self.step,
             "pos": dict(self.pos),
+            "complete": self.complete,
+            "data_sizes": [len(s) for s in self.stages],
             "config": self.run_config,
             "model_config": asdict(self.model.config),
         }
 
     def save(self, name: str = "last.pt") -> Path:
+        """Write the checkpoint atomically (rank 0 only; every rank must call it)."""
         path = self.run_dir / "checkpoints" / name
-        ckpt_io.save(path, self.state_dict())
+        payload = self.state_dict()
+        if distributed.is_main():
+            ckpt_io.save(path, payload)
+        self._saved_step = self.step
         return path
 
     def load(self, path: Path) -> None:
+        """Restore a checkpoint after checking it was made by the same network, data and settings."""
         ckpt = ckpt_io.load(path)
         ckpt_io.check_compatible(ckpt["model_config"], asdict(self.model.config), path)
+        ckpt_io.check_resumable(ckpt.get("config") or {}, self.run_config, path)
+        sizes = [len(s) for s in self.stages]
+        if "data_sizes" in ckpt and ckpt["data_sizes"] != sizes:
+            raise ckpt_io.CheckpointError(f"checkpoint {path} was trained on stages of {ckpt['data_sizes']} "
+                                          f"windows, this run has {sizes}")
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
-        ckpt_io.set_rng_state(ckpt["rng"])
+        per_rank = ckpt.get("rng_per_rank")
+        own = per_rank[distributed.rank()] if per_rank and len(per_rank) == self.world else ckpt["rng"]
+        ckpt_io.set_rng_state(own)
         self.step, self.pos = ckpt["step"], dict(ckpt["pos"])
+        self._saved_step = self.step
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self, resume: Path | None = None, progress: bool = True) -> None:
-        """Train every stage for ``epochs`` epochs, checkpointing as configured; resumable exactly."""
+        """Train every stage for ``epochs`` epochs, checkpointing as configured; resumable exactly.
+        A run whose checkpoint marks it complete trains nothing and writes nothing."""
         if resume is not None:
             self.load(resume)
+        if self.complete:
+            return
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop(progress)
@@ -179,12 +270,12 @@ class Trainer:
         while self.pos["stage"] < len(self.stages):
             data = self.stages[self.pos["stage"]]
             while self.pos["epoch"] < cfg.epochs:
-                batches = epoch_batches(len(data), cfg.batch_size, cfg.seed,
-                                        self.pos["stage"] * 10_000 + self.pos["epoch"])
-                bar = tqdm(total=len(batches), initial=self.pos["batch"], disable=not progress, leave=False,
-                           desc=f"stage {self.pos['stage'] + 1}/{len(self.stages)} epoch {self.pos['epoch'] + 1}/{cfg.epochs}")
+                batches = self._epoch_batches(len(data), self.pos["stage"], self.pos["epoch"])
+                where = f"stage {self.pos['stage'] + 1}/{len(self.stages)} epoch {self.pos['epoch'] + 1}/{cfg.epochs}"
+                bar = tqdm(total=len(batches), initial=self.pos["batch"], disable=None if progress else True,
+                           leave=False, desc=where)
                 for idx in batches[self.pos["batch"]:]:
-                    loss = self.train_batch(data.batch(idx, self.device))
+                    loss = self.train_batch(data.batch(distributed.shard(idx), self.device))
                     self.pos["batch"] += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}")
@@ -193,12 +284,14 @@ class Trainer:
                         self.logger.log({"losses/train_loss": loss, "charts/lr": self.sched.get_last_lr()[0],
                                          "charts/stage": self.pos["stage"], "charts/epoch": self.pos["epoch"]},
                                         self.step)
-                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    # in detach mode several steps happen per batch: save when a multiple was crossed
+                    if cfg.ckpt_every and self.step // cfg.ckpt_every > self._saved_step // cfg.ckpt_every:
                         self.save()
-                    if self._stop_signal is not None:
+                    if distributed.any_rank(self._stop_signal is not None):
                         self.save()
                         bar.close()
-                        raise KeyboardInterrupt(f"stopped by signal {self._stop_signal}; resume with --resume latest")
+                        raise KeyboardInterrupt(f"stopped by signal {self._stop_signal} at optimizer step "
+                                                f"{self.step}; resume with --resume latest")
                 bar.close()
                 self.pos["epoch"] += 1
                 self.pos["batch"] = 0

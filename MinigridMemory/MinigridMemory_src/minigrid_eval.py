@@ -1,5 +1,9 @@
 """Minigrid-Memory evaluation protocol (SPEC §3): fixed seeds per grid size, sampled actions from a
-seeded generator, target return 0.96; metrics are mean return and success rate per grid size."""
+seeded generator, target return 0.96; metrics are mean return and success rate per grid size.
+
+Under torchrun each rank plays a contiguous slice of the seeds and the per-episode results are
+gathered; the sampled actions then come from per-rank generators, so the numbers are not identical
+to a one-process evaluation (the seeds and the protocol are)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, default_timeout
+from RATE_model import distributed
 from RATE_model.model import RATE
 from RATE_model.rollout import rollout
 
@@ -30,22 +35,25 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
     """
     T = default_timeout(size) if timeout is None else timeout
     steps = T if max_steps is None else min(T, max_steps)
-    seeds = eval_seeds(n_seeds)
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size)
-    returns, successes = [], []
-    for i in range(0, n_seeds, batch_size):
+    seeds = distributed.shard(eval_seeds(n_seeds))
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size + 7919 * distributed.rank())
+    returns, successes = [np.zeros(0)], [np.zeros(0)]
+    for i in range(0, len(seeds), batch_size):
         env = MinigridMemoryVecEnv(size, seeds[i:i + batch_size], timeout=T)
         res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
         returns.append(res.returns)
         successes.append(res.infos["success"])
-    return {"return": float(np.concatenate(returns).mean()), "success": float(np.concatenate(successes).mean())}
+    parts = distributed.gather((np.concatenate(returns), np.concatenate(successes)))
+    return {"return": float(np.concatenate([r for r, _ in parts]).mean()),
+            "success": float(np.concatenate([s for _, s in parts]).mean())}
 
 
 def evaluate(model: RATE, sizes: list[int], n_seeds: int = 100, timeout: int | None = None,
              max_steps: int | None = None, batch_size: int = 100, progress: bool = True) -> dict[str, float]:
     """{"return_<size>": mean return, "success_<size>": success rate} for every grid size."""
     out: dict[str, float] = {}
-    for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=not progress, leave=False):
+    show = None if progress and distributed.is_main() else True  # None: only on a terminal
+    for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=show, leave=False):
         m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size)
         out[f"return_{size}"], out[f"success_{size}"] = m["return"], m["success"]
     return out

@@ -20,7 +20,7 @@ from MinigridMemory.MinigridMemory_src.minigrid_data import episode_files, minig
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
 from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
 from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args
-from RATE_model.experiment import load_defaults, run_experiment, run_main, seeds_of
+from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -83,12 +83,12 @@ def prepare_data(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, _ = parse_args(argv)
+    args, explicit = parse_args(argv)
     check_args(args)
     mc, tc = split_args(args)
     mc.env = "minigrid"
     mc.validate()
-    seeds = seeds_of(args.start_seed, args.end_seed)
+    seeds = run_seeds(args, explicit)
     data_dir = prepare_data(args)
 
     def build_stages():

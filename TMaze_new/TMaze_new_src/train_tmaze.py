@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args, str2bool
-from RATE_model.experiment import load_defaults, run_experiment, run_main, seeds_of
+from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import evaluate
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     return run_experiment(args, "tmaze", mc, tc, build_stages,
                           lambda model: evaluate(model, args.eval_lengths, args.eval_seeds),
-                          seeds_of(args.start_seed, args.end_seed), Path(args.runs_dir or "runs"))
+                          run_seeds(args, explicit), Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":
