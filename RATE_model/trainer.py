@@ -101,16 +101,23 @@ class SegmentLoss(nn.Module):
         super().__init__()
         self.model, self.amp_bf16 = model, amp_bf16
 
-    def forward(self, segs: list[dict[str, Tensor]], state: State | None, scales: list[float]
-                ) -> tuple[Tensor, State | None]:
-        """Mean over ``segs`` of (summed loss / scale); returns it and the state after the last segment."""
+    def forward(self, segs: list[dict[str, Tensor]], state: State | None, scales: list[float],
+                detached_state: bool = False) -> tuple[Tensor, State | None]:
+        """Mean over ``segs`` of (summed loss / scale), and with ``detached_state`` the state after the
+        last segment with its memory detached (else None).
+
+        Only the loss may carry a graph out of here: DDP (find_unused_parameters) marks as used every
+        parameter reachable from the outputs, and the memory's MRV gets no gradient from this loss."""
         total = torch.zeros((), device=segs[0]["obs"].device)
         for seg, scale in zip(segs, scales, strict=True):
             with torch.autocast(seg["obs"].device.type, torch.bfloat16, enabled=self.amp_bf16):
                 logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
             loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
             total = total + loss_sum / scale
-        return total / len(segs), state
+        if not detached_state:
+            return total / len(segs), None
+        memory = state.memory.detach() if state.memory is not None else None
+        return total / len(segs), State(memory, state.cache, state.cache_valid)
 
 
 class Trainer:
@@ -180,9 +187,8 @@ class Trainer:
             return self._optimize(loss)
         state, total = None, 0.0
         for seg, scale in zip(segs[:n_seg], scales, strict=True):
-            loss, state = self.net([seg], state, [scale])
+            loss, state = self.net([seg], state, [scale], detached_state=True)
             total += self._optimize(loss)
-            state = State(state.memory.detach() if state.memory is not None else None, state.cache, state.cache_valid)
         return total / n_seg
 
     def _optimize(self, loss: Tensor) -> float:
