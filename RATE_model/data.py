@@ -37,7 +37,7 @@ def check_array(name: str, array: Any, *, shape: Sequence[int | None] | None = N
         raise DataError(f"{where} is a {type(array).__name__}, expected an array")
     if shape is not None and (array.ndim != len(shape)
                               or any(e is not None and e != a for e, a in zip(shape, array.shape, strict=True))):
-        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ")"
+        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
         raise DataError(f"{where} has shape {array.shape}, expected {want}")
     if dtype is not None:
         kinds = {"integer": np.integer, "floating": np.floating, "bool": np.bool_, "number": np.number}

@@ -89,8 +89,9 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     for p in procs:
         assert p.wait(timeout=180) == 0, p.stderr.read()[-2000:]
     runs = [tmp_path / "runs" / "tmaze" / name / "seed_11" for name in ("a", "b")]
-    losses = [[(r["step"], r["losses/train_loss"]) for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
-               if "losses/train_loss" in r] for d in runs]
+    rows = [map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) for d in runs]
+    losses = [[(r["step"], r["losses/train_loss"]) for r in rs
+               if "losses/train_loss" in r] for rs in rows]
     assert len(losses[0]) > 10 and losses[0] == losses[1]
     results = [json.loads((d / "results.json").read_text()) for d in runs]
     assert results[0]["metrics"] == results[1]["metrics"]

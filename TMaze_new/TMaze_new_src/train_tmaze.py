@@ -64,8 +64,9 @@ def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
         raise ConfigError(f"need 1 <= --min_n_final ({args.min_n_final}) <= --max_n_final ({args.max_n_final})")
     if any(T < 3 for T in args.eval_lengths):
         raise ConfigError(f"--eval_lengths must all be >= 3, got {args.eval_lengths}")
-    if args.eval_seeds < 1 or args.trajectories_per_side < 1:
-        raise ConfigError("--eval_seeds and --trajectories_per_side must be >= 1")
+    for name in ("eval_seeds", "trajectories_per_side"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
