@@ -63,8 +63,16 @@ class RelMultiHeadAttention(nn.Module):
         H, dh = self.n_head, self.d_head
         q, k_new, v_new = self.project(x)
         k, val = (k_new, v_new) if past is None else (torch.cat([past[0], k_new], 1), torch.cat([past[1], v_new], 1))
-        w = self.r_net.weight.view(H, dh, self.d_model).to(q.dtype)
-        a, b = torch.einsum("bqhe,hed->bhqd", q + v, w).chunk(2, dim=-1)  # coefficients of sin Δω, cos Δω
+        # [a, b] = W_rᵀ(q + v) per head, the coefficients of sin Δω and cos Δω. Since q = W_q x, this is
+        # x·(W_qᵀW_r) + vᵀW_r: one d -> H·d GEMM on the layer input, and autograd keeps only x, not a
+        # second [B, q, H, d_head] tensor.
+        d = self.d_model
+        w_r = self.r_net.weight.view(H, dh, d)
+        w_q = self.qkv.weight[: H * dh].view(H, dh, d)
+        m = torch.einsum("hed,hef->dhf", w_q, w_r).reshape(d, H * d)
+        bias = torch.einsum("he,hef->hf", v, w_r).reshape(H * d)
+        ab = torch.addmm(bias.to(x.dtype), x.reshape(B * Q, d), m.to(x.dtype)).view(B, Q, H, d).transpose(1, 2)
+        a, b = ab.chunk(2, dim=-1)
         s, c = q_sin.to(q.dtype), q_cos.to(q.dtype)
         q_pos = torch.cat([a * s + b * c, b * s - a * c], -1)  # [B, H, q, d]
         q_content, k_t, v_t = (q + u).transpose(1, 2), k.transpose(1, 2), val.transpose(1, 2)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from RATE_model.config import ModelConfig
 from RATE_model.encoders import build_encoders
@@ -93,8 +94,8 @@ class RATE(nn.Module):
         r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
         return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
 
-    def _run_layers(self, x: Tensor, past: list[KV] | None, blocked: Tensor, n_keys: int
-                    ) -> tuple[Tensor, list[KV], list[Tensor]]:
+    def _run_layers(self, x: Tensor, past: list[KV] | None, blocked: Tensor, n_keys: int,
+                    grad_checkpoint: bool = False) -> tuple[Tensor, list[KV], list[Tensor]]:
         """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions; returns
         outputs, their (k, v) and the layer inputs."""
         sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
@@ -104,7 +105,11 @@ class RATE(nn.Module):
         kvs, inputs, h = [], [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)
-            h, kv = layer(h, None if past is None else past[i], q_sin, q_cos, key_feat, allowed, self.u, self.v)
+            args = (h, None if past is None else past[i], q_sin, q_cos, key_feat, allowed, self.u, self.v)
+            if grad_checkpoint and torch.is_grad_enabled():  # keep only layer inputs; recompute in backward
+                h, kv = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                h, kv = layer(*args)
             kvs.append(kv)
         return self.drop(h), kvs, inputs
 
@@ -133,12 +138,13 @@ class RATE(nn.Module):
 
     # ------------------------------------------------------------------------------ whole segment
     def forward(self, rtg: Tensor, obs: Tensor, actions: Tensor, valid: Tensor,
-                state: State | None = None) -> tuple[Tensor, State]:
+                state: State | None = None, grad_checkpoint: bool = False) -> tuple[Tensor, State]:
         """One segment of K steps.
 
         rtg [B, K, 1]; obs [B, K, *obs_shape]; actions [B, K] (discrete, -10 = padding) or
         [B, K, act_dim]; valid [B, K] bool. Returns action logits [B, K, n_actions] (predicted at
-        each o_t) and the state for the next segment.
+        each o_t) and the state for the next segment. ``grad_checkpoint`` trades one extra forward
+        pass for keeping only each layer's input for the backward pass.
         """
         B, K = obs.shape[:2]
         dev = obs.device
@@ -160,7 +166,7 @@ class RATE(nn.Module):
         q_pos = k_pos[c:]
         blocked = attention_mask(seg_type, q_pos, k_type, k_pos, k_valid)
         past = None if c == 0 else [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
-        out, _, inputs = self._run_layers(x, past, blocked, len(k_pos))
+        out, _, inputs = self._run_layers(x, past, blocked, len(k_pos), grad_checkpoint)
         logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
         written = out[:, -m:] if m else None
         return logits, self._next_state(state, written, inputs, seg_valid)

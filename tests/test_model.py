@@ -192,3 +192,22 @@ def test_modes_switch_parts_off():
     assert (eff["RATEM"].mem_len, eff["RATEM"].num_mem_tokens) == (0, 5)
     assert (eff["RATE_wo_nmt"].num_mem_tokens, eff["RATE_wo_nmt"].mem_len, eff["RATE_wo_nmt"].n_head_ca) == (0, 30, 0)
     assert eff["RATE"] == ModelConfig(model_mode="RATE", **cfg)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_checkpointing_gives_identical_gradients(arch):
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = tiny_model("RATE", arch, dropout=0.1).train()
+        batch = random_batch(2, 12, valid_len=[12, 9])
+        torch.manual_seed(1)
+        state, loss = None, 0
+        for s in range(0, 12, 4):
+            seg = {k: v[:, s:s + 4] for k, v in batch.items()}
+            logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state, grad_checkpoint=ckpt)
+            loss = loss + logits.square().mean()
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
