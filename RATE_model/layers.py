@@ -11,7 +11,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KV = tuple[Tensor, Tensor]  # keys, values of past tokens: [B, S, H, d_head] each
+KV = tuple[Tensor, Tensor]  # keys, values of past tokens, head-major: [B, H, S, d_head] each
+
+
+class KVBuffer:
+    """Preallocated keys/values of one layer during incremental decoding, head-major [B, H, capacity, d_head].
+
+    ``append`` writes the new tokens in place and returns views of everything so far, so a decoding
+    step copies only its own keys and values (a growing ``torch.cat`` would copy the whole window
+    every step).
+    """
+
+    def __init__(self, k: Tensor, v: Tensor, capacity: int):
+        B, H, n, dh = k.shape
+        self.k = k.new_empty(B, H, capacity, dh)
+        self.v = v.new_empty(B, H, capacity, dh)
+        self.k[:, :, :n], self.v[:, :, :n] = k, v
+        self.n = n
+
+    def append(self, k_new: Tensor, v_new: Tensor) -> KV:
+        q = k_new.shape[2]
+        if self.n + q > self.k.shape[2]:
+            raise RuntimeError(f"KV buffer of {self.k.shape[2]} tokens overflows ({self.n} + {q})")
+        self.k[:, :, self.n:self.n + q], self.v[:, :, self.n:self.n + q] = k_new, v_new
+        self.n += q
+        return self.k[:, :, :self.n], self.v[:, :, :self.n]
 
 
 def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -47,11 +71,11 @@ class RelMultiHeadAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v of ``x`` [B, S, d], each [B, S, H, d_head]."""
+        """q, k, v of ``x`` [B, S, d], each head-major [B, H, S, d_head] (views)."""
         B, S, _ = x.shape
-        return self.qkv(x).view(B, S, 3, self.n_head, self.d_head).unbind(2)
+        return self.qkv(x).view(B, S, 3, self.n_head, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(self, x: Tensor, past: KV | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
+    def forward(self, x: Tensor, past: KV | KVBuffer | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
                 allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
         """Attend from the tokens ``x`` [B, q, d] to ``past`` + ``x``.
 
@@ -62,7 +86,12 @@ class RelMultiHeadAttention(nn.Module):
         B, Q, _ = x.shape
         H, dh = self.n_head, self.d_head
         q, k_new, v_new = self.project(x)
-        k, val = (k_new, v_new) if past is None else (torch.cat([past[0], k_new], 1), torch.cat([past[1], v_new], 1))
+        if past is None:
+            k, val = k_new, v_new
+        elif isinstance(past, KVBuffer):
+            k, val = past.append(k_new, v_new)
+        else:
+            k, val = torch.cat([past[0], k_new], 2), torch.cat([past[1], v_new], 2)
         # [a, b] = W_rᵀ(q + v) per head, the coefficients of sin Δω and cos Δω. Since q = W_q x, this is
         # x·(W_qᵀW_r) + vᵀW_r: one d -> H·d GEMM on the layer input, and autograd keeps only x, not a
         # second [B, q, H, d_head] tensor.
@@ -75,18 +104,18 @@ class RelMultiHeadAttention(nn.Module):
         a, b = ab.chunk(2, dim=-1)
         s, c = q_sin.to(q.dtype), q_cos.to(q.dtype)
         q_pos = torch.cat([a * s + b * c, b * s - a * c], -1)  # [B, H, q, d]
-        q_content, k_t, v_t = (q + u).transpose(1, 2), k.transpose(1, 2), val.transpose(1, 2)
+        q_content = q + u[:, None]
         key_feat = key_feat.to(q.dtype)
         if x.is_cuda:  # fused kernel; the boolean mask keeps it off the slow math path
-            kk = torch.cat([k_t, key_feat.expand(B, H, -1, -1)], -1)
+            kk = torch.cat([k, key_feat.expand(B, H, -1, -1)], -1)
             att = F.scaled_dot_product_attention(
-                torch.cat([q_content, q_pos], -1), kk, v_t, attn_mask=allowed[:, None],
+                torch.cat([q_content, q_pos], -1), kk, val, attn_mask=allowed[:, None],
                 dropout_p=self.dropatt if self.training else 0.0, scale=dh ** -0.5)
         else:  # on CPU the explicit form is faster at these sizes (benchmarks/RESULTS.md)
             scores = torch.baddbmm((q_pos @ key_feat.T).flatten(0, 1), q_content.flatten(0, 1),
-                                   k_t.flatten(0, 1).transpose(1, 2)).view(B, H, Q, -1)
+                                   k.flatten(0, 1).transpose(1, 2)).view(B, H, Q, -1)
             probs = (scores * dh ** -0.5).masked_fill(~allowed[:, None], float("-inf")).softmax(-1)
-            att = F.dropout(probs, self.dropatt, self.training) @ v_t  # [B, H, q, dh]
+            att = F.dropout(probs, self.dropatt, self.training) @ val  # [B, H, q, dh]
         out = self.drop(self.out(att.transpose(1, 2).reshape(B, Q, H * dh)))
         return out, (k_new, v_new)
 
@@ -149,7 +178,7 @@ class DecoderLayer(nn.Module):
         _, k, v = self.attn.project(self.norm1(h) if self.pre_norm else h)
         return k, v
 
-    def forward(self, x: Tensor, past: KV | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
+    def forward(self, x: Tensor, past: KV | KVBuffer | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
                 allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
         pos = (q_sin, q_cos, key_feat, allowed, u, v)
         if not self.pre_norm:

@@ -1,0 +1,80 @@
+"""Time a T-Maze evaluation of E episodes of T steps with the real rollout engine (untrained weights).
+
+    python benchmarks/bench_eval.py --preset tmaze-paper --T 900 --episodes 100 [--json]
+    python benchmarks/bench_eval.py --preset tmaze-paper --protocol   # all 11 lengths x 100 seeds
+
+Reports total seconds, milliseconds per batched environment step, and milliseconds per environment
+step per episode (total / (steps x episodes)), the figure the paper's code needs ~12 ms for.
+An untrained policy rarely reaches the junction, so episodes run to the timeout; the script reports the
+steps actually run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
+from machine import describe, sync  # noqa: E402
+from presets import PRESETS  # noqa: E402
+
+from RATE_model.model import RATE  # noqa: E402
+from RATE_model.rollout import rollout  # noqa: E402
+from RATE_model.trainer import resolve_device  # noqa: E402
+from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv  # noqa: E402
+from TMaze_new.TMaze_new_src.tmaze_eval import PROTOCOL_LENGTHS, eval_seeds  # noqa: E402
+
+
+def time_rollout(model: RATE, T: int, episodes: int, device: torch.device, bf16: bool) -> dict:
+    goals, seeds = eval_seeds(episodes)
+    env = TMazeVecEnv(T, goals, seeds)
+    sync(device)
+    t = time.perf_counter()
+    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        res = rollout(model, env, 1.0, max_steps=T)
+    sync(device)
+    sec = time.perf_counter() - t
+    steps = int(res.lengths.max())
+    return {"T": T, "episodes": episodes, "steps": steps, "seconds": round(sec, 3),
+            "ms_per_batched_step": round(1000 * sec / steps, 3),
+            "ms_per_step_per_episode": round(1000 * sec / (steps * episodes), 4),
+            "success": float(np.mean(res.infos["success"]))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(k for k in PRESETS if k.startswith("tmaze")), required=True)
+    p.add_argument("--T", type=int, default=900)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--protocol", action="store_true", help="every protocol length (9 ... 9600) x --episodes")
+    p.add_argument("--device", default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = RATE(PRESETS[args.preset].model).to(device).eval()
+    time_rollout(model, 30, args.episodes, device, args.bf16)  # warm-up
+    lengths = PROTOCOL_LENGTHS if args.protocol else (args.T,)
+    runs = [time_rollout(model, T, args.episodes, device, args.bf16) for T in lengths]
+    res = {"preset": args.preset, "device": describe(device), "bf16": args.bf16, "date": time.strftime("%Y-%m-%d"),
+           "total_seconds": round(sum(r["seconds"] for r in runs), 2), "runs": runs}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.preset} on {res['device']}")
+        for r in runs:
+            print(f"T={r['T']:5} episodes={r['episodes']} steps={r['steps']:5}  {r['seconds']:8.2f} s  "
+                  f"{r['ms_per_batched_step']:7.2f} ms/step  {r['ms_per_step_per_episode']:.4f} ms/step/episode")
+        print(f"total {res['total_seconds']} s")
+    return res
+
+
+if __name__ == "__main__":
+    main()
