@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from RATE_model.config import ModelConfig
 from RATE_model.encoders import build_encoders
-from RATE_model.layers import KV, DecoderLayer, KVBuffer, sincos
+from RATE_model.layers import KV, DecodeBuffer, DecoderLayer, sincos
 from RATE_model.memory import Memory
 
 # Token types, used to build attention masks.
@@ -59,7 +59,7 @@ class Decoding:
     """Incremental-decoding state inside one segment (keys and values of everything seen so far)."""
 
     state: State  # the state the segment started from
-    kv: list[KVBuffer]  # per layer, keys/values so far (updated in place by extend)
+    buffers: list[DecodeBuffer]  # per layer, attention inputs so far (updated in place by extend)
     inputs: list[list[Tensor]]  # per layer, the segment's layer inputs so far (for the next cache)
     k_type: Tensor  # [k]
     k_valid: Tensor  # [B, k]
@@ -94,14 +94,19 @@ class RATE(nn.Module):
         r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
         return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
 
-    def _run_layers(self, x: Tensor, past: list[KV] | list[KVBuffer] | None, blocked: Tensor, n_keys: int,
+    def _run_layers(self, x: Tensor, past: list[KV] | list[DecodeBuffer] | None, blocked: Tensor, n_keys: int,
                     grad_checkpoint: bool = False) -> tuple[Tensor, list[KV], list[Tensor]]:
         """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions; returns
         outputs, their (k, v) and the layer inputs."""
         sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
         key_feat = torch.cat([cos, sin], -1)
-        q_sin, q_cos = sin[n_keys - x.shape[1]:], cos[n_keys - x.shape[1]:]
-        allowed = ~blocked
+        B, Q = x.shape[:2]
+        q_sin, q_cos = sin[n_keys - Q:], cos[n_keys - Q:]
+        if past and isinstance(past[0], DecodeBuffer):  # one additive mask for every layer and head
+            mask = torch.zeros(blocked.shape, dtype=x.dtype, device=x.device).masked_fill_(blocked, float("-inf"))
+            allowed = mask[:, :, None].expand(-1, -1, self.cfg.n_head, -1).reshape(B, -1, n_keys)
+        else:
+            allowed = ~blocked
         kvs, inputs, h = [], [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)
@@ -173,21 +178,22 @@ class RATE(nn.Module):
 
     # ------------------------------------------------------------------------ incremental decoding
     def start(self, batch_size: int, state: State | None = None) -> Decoding:
-        """Begin decoding a segment: keys/values of the cache, then the read memory slots."""
+        """Begin decoding a segment: the cache, then the read memory slots."""
         state = state if state is not None else self.initial_state(batch_size)
         B, dev, c = batch_size, self.u.device, self.cfg
         if state.cache is not None:
-            kv = [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
-            k_type = torch.full((state.cache[0].shape[1],), CACHE, device=dev)
+            cache = state.cache
+            k_type = torch.full((cache[0].shape[1],), CACHE, device=dev)
             k_valid = state.cache_valid
         else:
-            empty = torch.empty(B, c.n_head, 0, c.d_head, device=dev)
-            kv = [(empty, empty) for _ in self.layers]
+            cache = [torch.empty(B, 0, c.d_model, device=dev, dtype=self.u.dtype)] * len(self.layers)
             k_type = torch.empty(0, dtype=torch.long, device=dev)
             k_valid = torch.empty(B, 0, dtype=torch.bool, device=dev)
         capacity = k_type.shape[0] + 2 * self.m + 3 * c.context_length
-        kv = [KVBuffer(k, v, capacity) for k, v in kv]
-        dec = Decoding(state, kv, [[] for _ in self.layers], k_type, k_valid)
+        sin, cos = sincos(torch.arange(capacity, device=dev), c.d_model)
+        key_feat = torch.cat([cos, sin], -1)
+        buffers = [layer.decode_buffer(h, key_feat, self.u, self.v) for layer, h in zip(self.layers, cache)]
+        dec = Decoding(state, buffers, [[] for _ in self.layers], k_type, k_valid)
         if self.m:
             _, dec = self.extend(dec, state.memory, READ)
         return dec
@@ -196,7 +202,7 @@ class RATE(nn.Module):
                ) -> tuple[Tensor, Decoding]:
         """Append token embeddings x [B, q, d] of one type (or a [q] type vector); return outputs [B, q, d].
 
-        The per-layer key/value buffers of ``dec`` are written in place."""
+        The per-layer buffers of ``dec`` are written in place."""
         B, Q, _ = x.shape
         dev = x.device
         q_type = token_type if isinstance(token_type, Tensor) else torch.full((Q,), token_type, device=dev)
@@ -207,9 +213,9 @@ class RATE(nn.Module):
         k_pos = torch.arange(n_past + Q, device=dev)
         q_pos = k_pos[n_past:]
         blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
-        out, _, inputs = self._run_layers(x, dec.kv, blocked, len(k_pos))
+        out, _, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos))
         seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs)]
-        return out, Decoding(dec.state, dec.kv, seg_inputs, k_type, k_valid)
+        return out, Decoding(dec.state, dec.buffers, seg_inputs, k_type, k_valid)
 
     def finish_segment(self, dec: Decoding) -> State:
         """Close a segment whose 3K tokens are all in: run the write slots, return the next state."""
