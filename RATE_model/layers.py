@@ -1,8 +1,10 @@
 """Transformer-XL building blocks: relative-position attention and the TrXL / TrXL-I / GTrXL layers.
 
-Attention goes through ``torch.nn.functional.scaled_dot_product_attention``; the Transformer-XL
-position term is handed to it as an additive bias. Every layer returns the keys and values of its
-own input tokens so the same code serves full-segment training and incremental (KV-cached) decoding.
+The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form
+with no key/value projections: scores are one batched GEMM of 2d-wide queries against the layer's
+attention inputs joined with their position features; on CUDA that GEMM is
+``torch.nn.functional.scaled_dot_product_attention``. The same layers serve whole segments (training)
+and incremental decoding over a :class:`DecodeBuffer` of cached inputs (evaluation).
 """
 
 from __future__ import annotations
@@ -11,19 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KV = tuple[Tensor, Tensor]  # keys, values of past tokens, head-major: [B, H, S, d_head] each
-
-
 class DecodeBuffer:
-    """One layer's state during incremental decoding: its attention inputs so far and absorbed weights.
-
-    With H·d_head > d (every paper configuration: d_head = d), keys and values are linear images of
-    the d-wide attention input y, so decoding keeps y itself and folds the projections into the query
-    and output sides (``RelMultiHeadAttention.absorbed``): (W_q x + u)·(W_k y) = (W_kᵀ(W_q x + u))·y
-    and Σ_j p_j W_o W_v y_j = W_o W_v Σ_j p_j y_j. Each slot j holds [y_j, K'_j] (K'_j the key's
-    position features, filled once), so content and position scores are one batched GEMM, and a step
-    reads 2·d numbers per cached token and layer instead of 2·H·d_head (10× less for T-Maze).
-    ``append`` writes only the new tokens.
+    """One layer's state during incremental decoding: [y_j, K'_j] (attention input, key position
+    features) for every token so far, preallocated [B, capacity, 2d], and the layer's
+    :meth:`RelMultiHeadAttention.absorbed` weights, formed once per segment. A step reads 2d numbers
+    per cached token (T-Maze: 128, where cached keys and values would be 2·H·d_head = 1280);
+    ``append`` writes only the new tokens and the position half is filled once.
     """
 
     def __init__(self, y: Tensor, key_feat: Tensor, weights: tuple[Tensor, Tensor, Tensor]):
@@ -56,15 +51,33 @@ def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor
     return torch.cat([s, c], dim=-1)
 
 
-class RelMultiHeadAttention(nn.Module):
-    """Transformer-XL relative attention: scores = ((q_i+u)·k_j + (q_i+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j).
+def attention_bias(blocked: Tensor, n_head: int, dtype: torch.dtype) -> Tensor:
+    """The mask of :class:`RelMultiHeadAttention` from blocked (True) pairs [B, q, k]: on CUDA the
+    allowed pairs [B, 1, q, k] (bool, for the fused kernel); on CPU an additive bias (0 / -inf)
+    [B, q·H, k] with rows ordered (query, head). Built once and shared by every layer."""
+    if blocked.is_cuda:
+        return ~blocked[:, None]
+    B, Q, K = blocked.shape
+    bias = torch.zeros(blocked.shape, dtype=dtype, device=blocked.device).masked_fill_(blocked, float("-inf"))
+    return bias[:, :, None].expand(B, Q, n_head, K).reshape(B, Q * n_head, K)
 
-    The position term is computed exactly in factorised form. With pos(Δ) = [sin Δω, cos Δω] and
-    Δ = i - j, the angle-difference identities give (q_i+v)·W_r pos(i-j) = Q'_i · K'_j where
-    K'_j = [cos jω, sin jω] depends only on the key position and Q'_i = [a sin iω + b cos iω,
-    b sin iω - a cos iω] with [a, b] = W_rᵀ(q_i+v). So the whole score is one dot product of
-    [q+u, Q'] with [k, K']: no [q, k, H, d_head] table of r_{i-j}, no relative shift or gather, and the
-    position term of all heads and batch rows is a single GEMM against the shared K'.
+
+class RelMultiHeadAttention(nn.Module):
+    """Transformer-XL relative attention: scores = ((q_i+u)·k_j + (q_i+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j),
+    computed exactly in a factorised form in which keys and values are never formed.
+
+    Position term: with pos(Δ) = [sin Δω, cos Δω] and Δ = i - j, the angle-difference identities give
+    (q_i+v)·W_r pos(i-j) = Q'_i · K'_j, where K'_j = [cos jω, sin jω] depends only on the key position
+    and Q'_i = [a sin iω + b cos iω, b sin iω - a cos iω] with [a, b] = W_rᵀ(q_i+v): no table of
+    r_{i-j}, no relative shift.
+    Content term and values, per head, with y_j the d-wide attention input of key j:
+    (W_q x_i + u)·(W_k y_j) = (W_kᵀ(W_q x_i + u))·y_j and Σ_j p_ij W_o W_v y_j = (W_o W_v) Σ_j p_ij y_j.
+    So each head scores one 2d-wide query [W_kᵀ(q+u), Q'] against [y_j, K'_j] and pools the raw y_j;
+    the d×d products W_qᵀW_k, W_qᵀW_r and W_o W_v are formed once per call (:meth:`absorbed`).
+    For H·d_head ≥ d (every paper configuration; T-Maze 10·64 vs 64) this costs fewer FLOPs than
+    projecting keys and values, saves fewer activations for backward, and makes the decoding cache
+    d wide instead of 2·H·d_head. (With H·d_head < d the score and pooling products cost up to
+    d/d_head times more than a key/value form would.)
     """
 
     def __init__(self, d_model: int, n_head: int, d_head: int, dropout: float, dropatt: float):
@@ -75,60 +88,10 @@ class RelMultiHeadAttention(nn.Module):
         self.out = nn.Linear(n_head * d_head, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
 
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v of ``x`` [B, S, d], each head-major [B, H, S, d_head] (views)."""
-        B, S, _ = x.shape
-        return self.qkv(x).view(B, S, 3, self.n_head, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
-
-    def forward(self, x: Tensor, past: KV | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
-                allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
-        """Attend from the tokens ``x`` [B, q, d] to ``past`` + ``x``.
-
-        q_sin, q_cos: [q, d/2] at the query positions; key_feat: [k, d] = [cos jω, sin jω] at every key
-        position; allowed: [B, q, k] bool (True = may attend). Returns the output [B, q, d] and the
-        new tokens' keys and values.
-        """
-        B, Q, _ = x.shape
-        H, dh = self.n_head, self.d_head
-        if isinstance(past, DecodeBuffer):
-            return self._decode(x, past, q_sin, q_cos, allowed), None
-        q, k_new, v_new = self.project(x)
-        if past is None:
-            k, val = k_new, v_new
-        else:
-            k, val = torch.cat([past[0], k_new], 2), torch.cat([past[1], v_new], 2)
-        # [a, b] = W_rᵀ(q + v) per head, the coefficients of sin Δω and cos Δω. Since q = W_q x, this is
-        # x·(W_qᵀW_r) + vᵀW_r: one d -> H·d GEMM on the layer input, and autograd keeps only x, not a
-        # second [B, q, H, d_head] tensor.
-        d = self.d_model
-        w_r = self.r_net.weight.view(H, dh, d)
-        w_q = self.qkv.weight[: H * dh].view(H, dh, d)
-        m = torch.einsum("hed,hef->dhf", w_q, w_r).reshape(d, H * d)
-        bias = torch.einsum("he,hef->hf", v, w_r).reshape(H * d)
-        ab = torch.addmm(bias.to(x.dtype), x.reshape(B * Q, d), m.to(x.dtype)).view(B, Q, H, d).transpose(1, 2)
-        a, b = ab.chunk(2, dim=-1)
-        s, c = q_sin.to(q.dtype), q_cos.to(q.dtype)
-        q_pos = torch.cat([a * s + b * c, b * s - a * c], -1)  # [B, H, q, d]
-        q_content = q + u[:, None]
-        key_feat = key_feat.to(q.dtype)
-        if x.is_cuda:  # fused kernel; the boolean mask keeps it off the slow math path
-            kk = torch.cat([k, key_feat.expand(B, H, -1, -1)], -1)
-            att = F.scaled_dot_product_attention(
-                torch.cat([q_content, q_pos], -1), kk, val, attn_mask=allowed[:, None],
-                dropout_p=self.dropatt if self.training else 0.0, scale=dh ** -0.5)
-        else:  # on CPU the explicit form is faster at these sizes (benchmarks/RESULTS.md)
-            scores = torch.baddbmm((q_pos @ key_feat.T).flatten(0, 1), q_content.flatten(0, 1),
-                                   k.flatten(0, 1).transpose(1, 2)).view(B, H, Q, -1)
-            probs = (scores * dh ** -0.5).masked_fill(~allowed[:, None], float("-inf")).softmax(-1)
-            att = F.dropout(probs, self.dropatt, self.training) @ val  # [B, H, q, dh]
-        out = self.drop(self.out(att.transpose(1, 2).reshape(B, Q, H * dh)))
-        return out, (k_new, v_new)
-
     def absorbed(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Weights of the decoding form (see :class:`DecodeBuffer`), per head h and scaled by d_head^-½:
-        w_in [d, H·2d] and b_in [H·2d] map x to [W_k,hᵀ(W_q,h x + u_h), W_r,hᵀ(W_q,h x + v_h)] (the
-        content query against y and the coefficients [a, b] of the position term);
-        w_ov [H·d, d] stacks the (W_o,h W_v,h)ᵀ."""
+        """Per head h, scaled by d_head^-½: w_in [d, H·2d] and b_in [H·2d] map x to
+        [W_k,hᵀ(W_q,h x + u_h), W_r,hᵀ(W_q,h x + v_h)] (the content query against y and the
+        coefficients [a, b] of the position term); w_ov [H·d, d] stacks the (W_o,h W_v,h)ᵀ."""
         H, dh, d = self.n_head, self.d_head, self.d_model
         w_q, w_k, w_v = self.qkv.weight.view(3, H, dh, d).unbind(0)
         w_r = self.r_net.weight.view(H, dh, d)
@@ -138,20 +101,35 @@ class RelMultiHeadAttention(nn.Module):
         w_ov = torch.einsum("ohe,hed->hdo", self.out.weight.view(d, H, dh), w_v).reshape(H * d, d)
         return w_in * scale, b_in * scale, w_ov
 
-    def _decode(self, x: Tensor, buf: DecodeBuffer, q_sin: Tensor, q_cos: Tensor, mask: Tensor) -> Tensor:
-        """The same attention as :meth:`forward` in the absorbed form; ``mask`` is the additive
-        [B, q·H, k] bias of the blocked pairs, rows ordered (query, head), shared by all layers of a step."""
+    def forward(self, x: Tensor, past: Tensor | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor,
+                key_feat: Tensor, mask: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Attend from the tokens ``x`` [B, q, d] (attention inputs) to ``past`` + ``x``; returns [B, q, d].
+
+        past: None, the cached attention inputs [B, c, d], or a :class:`DecodeBuffer` (x is appended
+        to it and its precomputed weights are used). q_sin, q_cos: [q, d/2] at the query positions;
+        key_feat: [k, d] = [cos jω, sin jω] at every key position; mask: from :func:`attention_bias`.
+        """
         B, Q, d = x.shape
         H = self.n_head
-        y = buf.append(x)  # [B, k, 2d]: inputs and key position features
-        w_in, b_in, w_ov = (w.to(x.dtype) for w in buf.weights)
-        proj = torch.addmm(b_in, x.reshape(B * Q, d), w_in).view(B, Q, H, 2 * d)  # rows ordered (query, head)
+        if isinstance(past, DecodeBuffer):
+            keys, weights = past.append(x), past.weights  # [B, k, 2d] = [y_j, K'_j]
+        else:
+            y = x if past is None else torch.cat([past, x], 1)
+            keys, weights = torch.cat([y, key_feat.to(x.dtype).expand(B, -1, -1)], -1), self.absorbed(u, v)
+        w_in, b_in, w_ov = (w.to(x.dtype) for w in weights)
+        proj = torch.addmm(b_in, x.reshape(B * Q, d), w_in).view(B, Q, H, 2 * d)
         a, b = proj[..., d:].chunk(2, dim=-1)
         s, c = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
         query = torch.cat([proj[..., :d], a * s + b * c, b * s - a * c], -1)  # [B, q, H, 2d]
-        scores = torch.baddbmm(mask, query.view(B, Q * H, 2 * d), y.transpose(1, 2))
-        probs = F.dropout(scores.softmax(-1), self.dropatt, self.training)
-        pooled = torch.bmm(probs, y[..., :d])  # [B, q·H, d]
+        values = keys[..., :d]
+        dropatt = self.dropatt if self.training else 0.0
+        if x.is_cuda:  # fused kernel over [B, H, q, 2d] queries and head-broadcast keys/values
+            pooled = F.scaled_dot_product_attention(
+                query.transpose(1, 2), keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1),
+                attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
+        else:  # rows (query, head): one batched GEMM per batch row for scores, one for pooling
+            scores = torch.baddbmm(mask, query.view(B, Q * H, 2 * d), keys.transpose(1, 2))
+            pooled = torch.bmm(F.dropout(scores.softmax(-1), dropatt, self.training), values)
         return self.drop((pooled.reshape(B * Q, H * d) @ w_ov).view(B, Q, d))
 
 
@@ -209,32 +187,25 @@ class DecoderLayer(nn.Module):
         return self.arch_mode != "TrXL"
 
     def attn_input(self, h: Tensor) -> Tensor:
-        """What the attention sub-block sees of layer inputs ``h`` [B, S, d]."""
+        """What the attention sub-block sees of layer inputs ``h`` [B, S, d] (the cache it needs)."""
         return self.norm1(h) if self.pre_norm else h
-
-    def kv(self, h: Tensor) -> KV:
-        """Keys and values of cached layer inputs ``h`` [B, S, d] (Transformer-XL ``mems``)."""
-        _, k, v = self.attn.project(self.attn_input(h))
-        return k, v
 
     def decode_buffer(self, h: Tensor, key_feat: Tensor, u: Tensor, v: Tensor) -> DecodeBuffer:
         """A decoding buffer holding cached layer inputs ``h`` [B, c, d] (c may be 0), with room for
         as many tokens as ``key_feat`` [capacity, d] has positions."""
         return DecodeBuffer(self.attn_input(h), key_feat, self.attn.absorbed(u, v))
 
-    def forward(self, x: Tensor, past: KV | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
-                allowed: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, KV]:
-        pos = (q_sin, q_cos, key_feat, allowed, u, v)
+    def forward(self, x: Tensor, past: Tensor | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor,
+                key_feat: Tensor, mask: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        pos = (q_sin, q_cos, key_feat, mask, u, v)
         if not self.pre_norm:
-            a, kv = self.attn(x, past, *pos)
-            y = self.norm1(x + a)
+            y = self.norm1(x + self.attn(x, past, *pos))
             if self.ffn is not None:
                 y = self.norm2(y + self.ffn(y))
-            return y, kv
-        a, kv = self.attn(self.norm1(x), past, *pos)
-        a = F.relu(a)
+            return y
+        a = F.relu(self.attn(self.norm1(x), past, *pos))
         y = self.gate1(x, a) if self.arch_mode == "GTrXL" else x + a
         if self.ffn is not None:
             f = F.relu(self.ffn(self.norm2(y)))
             y = self.gate2(y, f) if self.arch_mode == "GTrXL" else y + f
-        return y, kv
+        return y

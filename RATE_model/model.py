@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from RATE_model.config import ModelConfig
 from RATE_model.encoders import build_encoders
-from RATE_model.layers import KV, DecodeBuffer, DecoderLayer, sincos
+from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, sincos
 from RATE_model.memory import Memory
 
 # Token types, used to build attention masks.
@@ -94,29 +94,25 @@ class RATE(nn.Module):
         r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
         return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
 
-    def _run_layers(self, x: Tensor, past: list[KV] | list[DecodeBuffer] | None, blocked: Tensor, n_keys: int,
-                    grad_checkpoint: bool = False) -> tuple[Tensor, list[KV], list[Tensor]]:
-        """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions; returns
-        outputs, their (k, v) and the layer inputs."""
+    def _run_layers(self, x: Tensor, past: list[Tensor] | list[DecodeBuffer] | None, blocked: Tensor,
+                    n_keys: int, grad_checkpoint: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions, attending to
+        ``past`` (per layer: cached attention inputs or decoding buffers); returns the outputs and the
+        layer inputs."""
+        Q = x.shape[1]
         sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
         key_feat = torch.cat([cos, sin], -1)
-        B, Q = x.shape[:2]
         q_sin, q_cos = sin[n_keys - Q:], cos[n_keys - Q:]
-        if past and isinstance(past[0], DecodeBuffer):  # one additive mask for every layer and head
-            mask = torch.zeros(blocked.shape, dtype=x.dtype, device=x.device).masked_fill_(blocked, float("-inf"))
-            allowed = mask[:, :, None].expand(-1, -1, self.cfg.n_head, -1).reshape(B, -1, n_keys)
-        else:
-            allowed = ~blocked
-        kvs, inputs, h = [], [], x
+        mask = attention_bias(blocked, self.cfg.n_head, x.dtype)
+        inputs, h = [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)
-            args = (h, None if past is None else past[i], q_sin, q_cos, key_feat, allowed, self.u, self.v)
+            args = (h, None if past is None else past[i], q_sin, q_cos, key_feat, mask, self.u, self.v)
             if grad_checkpoint and torch.is_grad_enabled():  # keep only layer inputs; recompute in backward
-                h, kv = checkpoint(layer, *args, use_reentrant=False)
+                h = checkpoint(layer, *args, use_reentrant=False)
             else:
-                h, kv = layer(*args)
-            kvs.append(kv)
-        return self.drop(h), kvs, inputs
+                h = layer(*args)
+        return self.drop(h), inputs
 
     def initial_state(self, batch_size: int) -> State:
         """State at the start of every trajectory (learnable memory, empty cache)."""
@@ -170,8 +166,8 @@ class RATE(nn.Module):
         k_pos = torch.arange(c + x.shape[1], device=dev)
         q_pos = k_pos[c:]
         blocked = attention_mask(seg_type, q_pos, k_type, k_pos, k_valid)
-        past = None if c == 0 else [layer.kv(h) for layer, h in zip(self.layers, state.cache)]
-        out, _, inputs = self._run_layers(x, past, blocked, len(k_pos), grad_checkpoint)
+        past = None if c == 0 else [layer.attn_input(h) for layer, h in zip(self.layers, state.cache)]
+        out, inputs = self._run_layers(x, past, blocked, len(k_pos), grad_checkpoint)
         logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
         written = out[:, -m:] if m else None
         return logits, self._next_state(state, written, inputs, seg_valid)
@@ -213,7 +209,7 @@ class RATE(nn.Module):
         k_pos = torch.arange(n_past + Q, device=dev)
         q_pos = k_pos[n_past:]
         blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
-        out, _, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos))
+        out, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos))
         seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs)]
         return out, Decoding(dec.state, dec.buffers, seg_inputs, k_type, k_valid)
 

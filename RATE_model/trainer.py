@@ -97,9 +97,9 @@ class SegmentLoss(nn.Module):
     network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss.
     """
 
-    def __init__(self, model: RATE, amp_bf16: bool = False):
+    def __init__(self, model: RATE, amp_bf16: bool = False, grad_checkpoint: bool = False):
         super().__init__()
-        self.model, self.amp_bf16 = model, amp_bf16
+        self.model, self.amp_bf16, self.grad_checkpoint = model, amp_bf16, grad_checkpoint
 
     def forward(self, segs: list[dict[str, Tensor]], state: State | None, scales: list[float],
                 detached_state: bool = False) -> tuple[Tensor, State | None]:
@@ -111,7 +111,8 @@ class SegmentLoss(nn.Module):
         total = torch.zeros((), device=segs[0]["obs"].device)
         for seg, scale in zip(segs, scales, strict=True):
             with torch.autocast(seg["obs"].device.type, torch.bfloat16, enabled=self.amp_bf16):
-                logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
+                logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state,
+                                           grad_checkpoint=self.grad_checkpoint)
             loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
             total = total + loss_sum / scale
         if not detached_state:
@@ -137,7 +138,7 @@ class Trainer:
         if self.world > cfg.batch_size:
             raise ConfigError(f"--batch_size {cfg.batch_size} is smaller than the {self.world} processes; "
                               "the global batch is split across processes")
-        self.net: nn.Module = SegmentLoss(model, cfg.amp_bf16)
+        self.net: nn.Module = SegmentLoss(model, cfg.amp_bf16, cfg.grad_checkpoint)
         if distributed.active():
             from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--grad_checkpoint", action="store_true", help="per-layer gradient checkpointing")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = torch.compile(model)  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(model, TrainConfig(batch_size=preset.batch_size, warmup_steps=10,
-                                             amp_bf16=args.bf16), Path(tmp), None, {}, [])
+                                             amp_bf16=args.bf16, grad_checkpoint=args.grad_checkpoint),
+                          Path(tmp), None, {}, [])
         batch = make_batch(preset, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     sec = statistics.median(times)
     res = {
         "preset": args.preset, "memory_grad": args.memory_grad, "device": describe(device), "bf16": args.bf16,
-        "compile": args.compile, "date": time.strftime("%Y-%m-%d"),
+        "compile": args.compile, "grad_checkpoint": args.grad_checkpoint, "date": time.strftime("%Y-%m-%d"),
         "sec_per_iter": round(sec, 4), "iter_times": [round(t, 4) for t in times],
         "traj_per_sec": round(preset.batch_size / sec, 2),
         "peak_memory_gb": round(peak, 3), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "RSS",

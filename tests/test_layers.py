@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from RATE_model.layers import RelMultiHeadAttention, sinusoid_table, sincos
+from RATE_model.layers import RelMultiHeadAttention, attention_bias, sinusoid_table, sincos
 
 
 def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):
@@ -39,28 +39,44 @@ def _inputs(with_past: bool):
     n_past = P if with_past else 0
     allowed = torch.rand(B, Q, n_past + Q) > 0.3
     allowed[:, torch.arange(Q), n_past + torch.arange(Q)] = True  # every query may attend to itself
-    past = attn.project(past_h)[1:] if with_past else None
     s, c = sincos(torch.arange(n_past + Q), d)
     pos = (s[n_past:].double(), c[n_past:].double(), torch.cat([c, s], -1).double(), allowed, u, v)
-    return attn, x, past, past_h, pos
+    return attn, x, past_h, pos
+
+
+def _call(attn, x, past_h, pos):
+    q_sin, q_cos, key_feat, allowed, u, v = pos
+    return attn(x, past_h, q_sin, q_cos, key_feat, attention_bias(~allowed, attn.n_head, x.dtype), u, v)
 
 
 @pytest.mark.parametrize("with_past", [False, True])
 def test_factorised_attention_equals_explicit_relative_attention(with_past):
-    attn, x, past, past_h, pos = _inputs(with_past)
-    fast, _ = attn(x, past, *pos)
+    attn, x, past_h, pos = _inputs(with_past)
+    fast = _call(attn, x, past_h, pos)
     ref = reference_attention(attn, x, past_h, pos[3], pos[4], pos[5])
     # the sin/cos tables are float32 in both paths, so agreement is to float32 rounding of the tables
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
 
 
+def test_factorised_attention_gradients_equal_explicit_gradients():
+    """Keys and values are never formed, so W_q, W_k, W_v, W_r, W_o, u and v get their gradients through
+    the absorbed products; they must equal those of the plain computation."""
+    attn, x, past_h, pos = _inputs(True)
+    u, v = (t.requires_grad_() for t in pos[4:])
+    wrt = [x.requires_grad_(), past_h.requires_grad_(), u, v, *attn.parameters()]
+    g_fast = torch.autograd.grad(_call(attn, x, past_h, pos).square().sum(), wrt)
+    g_ref = torch.autograd.grad(reference_attention(attn, x, past_h, pos[3], u, v).square().sum(), wrt)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("with_past", [False, True])
 def test_fused_sdpa_path_equals_explicit_path(with_past, monkeypatch):
-    """The CUDA branch (scaled_dot_product_attention on [q+u, Q'] · [k, K']) run on CPU tensors."""
-    attn, x, past, _, pos = _inputs(with_past)
-    explicit, _ = attn(x, past, *pos)
+    """The CUDA branch (scaled_dot_product_attention on [W_kᵀ(q+u), Q'] · [y, K']) run on CPU tensors."""
+    attn, x, past_h, pos = _inputs(with_past)
+    explicit = _call(attn, x, past_h, pos)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
-    fused, _ = attn(x, past, *pos)
+    fused = _call(attn, x, past_h, pos)
     torch.testing.assert_close(fused, explicit, rtol=1e-9, atol=1e-9)
 
 

@@ -68,6 +68,25 @@ def test_memory_gradient_modes(tmp_path, memory_grad, mrv_gets_grad, steps):
     assert trainer.step == steps  # bptt: one step per batch; detach: one per segment
 
 
+def test_grad_checkpoint_step_equals_plain_step(tmp_path, monkeypatch):
+    """--grad_checkpoint recomputes layers in backward; the optimizer step must be the same."""
+    import RATE_model.model as model_module
+
+    calls = []
+    real = model_module.checkpoint
+    monkeypatch.setattr(model_module, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    params = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = tiny_model("RATE").eval()  # no dropout, so the recomputation is exact
+        cfg = TrainConfig(batch_size=8, warmup_steps=1, grad_checkpoint=ckpt)
+        Trainer(model, cfg, tmp_path / str(ckpt), None, {}, [_data()]).train_batch(_data(8).batch(torch.arange(8)))
+        params.append([p.detach().clone() for p in model.parameters()])
+        assert bool(calls) == ckpt
+    for a, b in zip(*params, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def _fit(tmp_path, name, stop_after=None, resume=None):
     torch.manual_seed(0)
     model = tiny_model("RATE", dropout=0.1).train()
