@@ -113,15 +113,15 @@ class RelMultiHeadAttention(nn.Module):
         H = self.n_head
         if isinstance(past, DecodeBuffer):
             keys, weights = past.append(x), past.weights  # [B, k, 2d] = [y_j, K'_j]
+            values = keys[..., :d]
         else:
-            y = x if past is None else torch.cat([past, x], 1)
-            keys, weights = torch.cat([y, key_feat.to(x.dtype).expand(B, -1, -1)], -1), self.absorbed(u, v)
+            values = x if past is None else torch.cat([past, x], 1)
+            keys, weights = torch.cat([values, key_feat.to(x.dtype).expand(B, -1, -1)], -1), self.absorbed(u, v)
         w_in, b_in, w_ov = (w.to(x.dtype) for w in weights)
         proj = torch.addmm(b_in, x.reshape(B * Q, d), w_in).view(B, Q, H, 2 * d)
-        a, b = proj[..., d:].chunk(2, dim=-1)
+        content, a, b = proj.split([d, d // 2, d // 2], -1)  # split, not slices: no zero-filled grads
         s, c = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
-        query = torch.cat([proj[..., :d], a * s + b * c, b * s - a * c], -1)  # [B, q, H, 2d]
-        values = keys[..., :d]
+        query = torch.cat([content, a * s + b * c, b * s - a * c], -1)  # [B, q, H, 2d]
         dropatt = self.dropatt if self.training else 0.0
         if x.is_cuda:  # fused kernel over [B, H, q, 2d] queries and head-broadcast keys/values
             pooled = F.scaled_dot_product_attention(
