@@ -1,9 +1,9 @@
 """Transformer-XL building blocks: relative-position attention and the TrXL / TrXL-I / GTrXL layers.
 
-The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form
-with no key/value projections: scores are one batched GEMM of 2d-wide queries against the layer's
-attention inputs joined with their position features; on CUDA that GEMM is
-``torch.nn.functional.scaled_dot_product_attention``. The same layers serve whole segments (training)
+The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form:
+content and position scores are one batched GEMM of queries against keys joined with their position
+features (on CUDA, ``torch.nn.functional.scaled_dot_product_attention``); where d_head ≥ d the key and
+value projections are folded into the query and output sides. The same layers serve whole segments (training)
 and incremental decoding over a :class:`DecodeBuffer` of cached inputs (evaluation).
 """
 
@@ -13,29 +13,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+Weights = tuple[Tensor, Tensor, Tensor | None, Tensor]  # w_in, b_in, w_kv, w_out (RelMultiHeadAttention.weights)
+
+
 class DecodeBuffer:
-    """One layer's state during incremental decoding: [y_j, K'_j] (attention input, key position
-    features) for every token so far, preallocated [B, capacity, 2d], and the layer's
-    :meth:`RelMultiHeadAttention.absorbed` weights, formed once per segment. A step reads 2d numbers
-    per cached token (T-Maze: 128, where cached keys and values would be 2·H·d_head = 1280);
-    ``append`` writes only the new tokens and the position half is filled once.
+    """One layer's keys and values during incremental decoding, preallocated for a whole segment.
+
+    Absorbed form: keys [B, capacity, 2d] = [y_j, K'_j] (the position half filled once), shared by all
+    heads, values a view of their first half. Standard form: keys and values [B, H, capacity, d_head]. ``append`` writes only the
+    new tokens. The layer's weights are formed once per segment and kept here.
     """
 
-    def __init__(self, y: Tensor, key_feat: Tensor, weights: tuple[Tensor, Tensor, Tensor]):
-        B, n, d = y.shape
-        self.y = y.new_empty(B, key_feat.shape[0], 2 * d)
-        self.y[:, :n, :d] = y
-        self.y[:, :, d:] = key_feat.to(y.dtype)
-        self.n, self.d, self.weights = n, d, weights
+    def __init__(self, keys: Tensor, values: Tensor, weights: Weights):
+        self.keys, self.values, self.weights, self.n = keys, values, weights, 0
+        self.axis = keys.dim() - 2  # the token axis
 
-    def append(self, y_new: Tensor) -> Tensor:
-        """Store the new tokens' inputs [B, q, d]; return every slot so far, [B, k, 2d]."""
-        q = y_new.shape[1]
-        if self.n + q > self.y.shape[1]:
-            raise RuntimeError(f"decode buffer of {self.y.shape[1]} tokens overflows ({self.n} + {q})")
-        self.y[:, self.n:self.n + q, :self.d] = y_new
+    def append(self, k_new: Tensor, v_new: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Store new content keys [..., q, e] (and values, standard form); return keys and values so far."""
+        q, cap = k_new.shape[self.axis], self.keys.shape[self.axis]
+        if self.n + q > cap:
+            raise RuntimeError(f"decode buffer of {cap} tokens overflows ({self.n} + {q})")
+        self.keys.narrow(self.axis, self.n, q)[..., :k_new.shape[-1]] = k_new
+        if v_new is not None:
+            self.values.narrow(self.axis, self.n, q).copy_(v_new)
         self.n += q
-        return self.y[:, :self.n]
+        return self.keys.narrow(self.axis, 0, self.n), self.values.narrow(self.axis, 0, self.n)
 
 
 def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -51,86 +53,135 @@ def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor
     return torch.cat([s, c], dim=-1)
 
 
-def attention_bias(blocked: Tensor, n_head: int, dtype: torch.dtype) -> Tensor:
-    """The mask of :class:`RelMultiHeadAttention` from blocked (True) pairs [B, q, k]: on CUDA the
-    allowed pairs [B, 1, q, k] (bool, for the fused kernel); on CPU an additive bias (0 / -inf)
-    [B, q·H, k] with rows ordered (query, head). Built once and shared by every layer."""
+def attention_bias(blocked: Tensor, n_head: int, dtype: torch.dtype, absorbed: bool) -> Tensor:
+    """The mask of :class:`RelMultiHeadAttention` from blocked (True) pairs [B, q, k], built once and
+    shared by every layer: on CUDA the allowed pairs [B, 1, q, k] (bool, for the fused kernel); on CPU
+    an additive bias (0 / -inf), [B, q·H, k] with rows (query, head) in the absorbed form, else [B·H, q, k]."""
     if blocked.is_cuda:
         return ~blocked[:, None]
     B, Q, K = blocked.shape
     bias = torch.zeros(blocked.shape, dtype=dtype, device=blocked.device).masked_fill_(blocked, float("-inf"))
-    return bias[:, :, None].expand(B, Q, n_head, K).reshape(B, Q * n_head, K)
+    if absorbed:
+        return bias[:, :, None].expand(B, Q, n_head, K).reshape(B, Q * n_head, K)
+    return bias[:, None].expand(B, n_head, Q, K).reshape(B * n_head, Q, K)
 
 
 class RelMultiHeadAttention(nn.Module):
     """Transformer-XL relative attention: scores = ((q_i+u)·k_j + (q_i+v)·r_{i-j}) / sqrt(d_head), r = W_r pos(i-j),
-    computed exactly in a factorised form in which keys and values are never formed.
+    computed exactly in one of two factorised forms, whichever costs less for the shapes.
 
-    Position term: with pos(Δ) = [sin Δω, cos Δω] and Δ = i - j, the angle-difference identities give
-    (q_i+v)·W_r pos(i-j) = Q'_i · K'_j, where K'_j = [cos jω, sin jω] depends only on the key position
-    and Q'_i = [a sin iω + b cos iω, b sin iω - a cos iω] with [a, b] = W_rᵀ(q_i+v): no table of
-    r_{i-j}, no relative shift.
-    Content term and values, per head, with y_j the d-wide attention input of key j:
-    (W_q x_i + u)·(W_k y_j) = (W_kᵀ(W_q x_i + u))·y_j and Σ_j p_ij W_o W_v y_j = (W_o W_v) Σ_j p_ij y_j.
-    So each head scores one 2d-wide query [W_kᵀ(q+u), Q'] against [y_j, K'_j] and pools the raw y_j;
-    the d×d products W_qᵀW_k, W_qᵀW_r and W_o W_v are formed once per call (:meth:`absorbed`).
-    For H·d_head ≥ d (every paper configuration; T-Maze 10·64 vs 64) this costs fewer FLOPs than
-    projecting keys and values, saves fewer activations for backward, and makes the decoding cache
-    d wide instead of 2·H·d_head. (With H·d_head < d the score and pooling products cost up to
-    d/d_head times more than a key/value form would.)
+    Position term (both forms): with pos(Δ) = [sin Δω, cos Δω] and Δ = i - j, the angle-difference
+    identities give (q_i+v)·W_r pos(i-j) = Q'_i · K'_j, where K'_j = [cos jω, sin jω] depends only on
+    the key position and Q'_i = [a sin iω + b cos iω, b sin iω - a cos iω] with [a, b] = W_rᵀ(q_i+v):
+    no table of r_{i-j}, no relative shift. A head's score is c_i·κ_j + Q'_i·K'_j.
+
+    * standard form: c = q + u, κ = k, values v (per head, d_head wide), output projection W_o.
+    * absorbed form, used when d_head ≥ d (every paper configuration): with y_j the d-wide attention
+      input of key j, (W_q x_i + u)·(W_k y_j) = (W_kᵀ(W_q x_i + u))·y_j and Σ_j p_ij W_o W_v y_j =
+      (W_o W_v) Σ_j p_ij y_j. So c = W_kᵀ(q + u), κ = y, values y, output W_o W_v: keys and values are
+      never projected, all heads share one d-wide key/value tensor (a quarter of the FLOPs of
+      projecting them at T-Maze sizes, fewer saved activations, a decoding cache of 2d instead of
+      2·H·d_head numbers per token). Per (query, key) pair it costs 3·H·d against H·(2·d_head + d),
+      hence the d_head ≥ d rule.
     """
 
     def __init__(self, d_model: int, n_head: int, d_head: int, dropout: float, dropatt: float):
         super().__init__()
         self.n_head, self.d_head, self.d_model, self.dropatt = n_head, d_head, d_model, dropatt
+        self.absorbed = d_head >= d_model
+        self.e = d_model if self.absorbed else d_head  # width of c, κ and the values
         self.qkv = nn.Linear(d_model, 3 * n_head * d_head, bias=False)
         self.r_net = nn.Linear(d_model, n_head * d_head, bias=False)
         self.out = nn.Linear(n_head * d_head, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
 
-    def absorbed(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per head h, scaled by d_head^-½: w_in [d, H·2d] and b_in [H·2d] map x to
-        [W_k,hᵀ(W_q,h x + u_h), W_r,hᵀ(W_q,h x + v_h)] (the content query against y and the
-        coefficients [a, b] of the position term); w_ov [H·d, d] stacks the (W_o,h W_v,h)ᵀ."""
+    def weights(self, u: Tensor, v: Tensor) -> Weights:
+        """w_in [d, H·(e+d)], b_in: x -> per head [c, a, b], scaled by d_head^-½; w_kv [d, H·2·d_head]:
+        y -> per head [k, v] (standard form; None when absorbed); w_out [H·e, d]."""
         H, dh, d = self.n_head, self.d_head, self.d_model
         w_q, w_k, w_v = self.qkv.weight.view(3, H, dh, d).unbind(0)
         w_r = self.r_net.weight.view(H, dh, d)
+        pos_w, pos_b = torch.einsum("hed,hef->dhf", w_q, w_r), torch.einsum("he,hef->hf", v, w_r)
+        if self.absorbed:
+            c_w, c_b = torch.einsum("hed,hef->dhf", w_q, w_k), torch.einsum("he,hef->hf", u, w_k)
+            w_kv = None
+            w_out = torch.einsum("ohe,hed->hdo", self.out.weight.view(d, H, dh), w_v).reshape(H * d, d)
+        else:
+            c_w, c_b = w_q.permute(2, 0, 1), u
+            w_kv = torch.stack([w_k, w_v], 1).permute(3, 0, 1, 2).reshape(d, H * 2 * dh)
+            w_out = self.out.weight.T
         scale = dh ** -0.5
-        w_in = torch.stack([torch.einsum("hed,hef->dhf", w_q, w) for w in (w_k, w_r)], 2).reshape(d, H * 2 * d)
-        b_in = torch.stack([torch.einsum("he,hef->hf", b, w) for b, w in ((u, w_k), (v, w_r))], 1).reshape(-1)
-        w_ov = torch.einsum("ohe,hed->hdo", self.out.weight.view(d, H, dh), w_v).reshape(H * d, d)
-        return w_in * scale, b_in * scale, w_ov
+        w_in = torch.cat([c_w, pos_w], -1).reshape(d, -1) * scale
+        b_in = torch.cat([c_b, pos_b], -1).reshape(-1) * scale
+        return w_in, b_in, w_kv, w_out
+
+    def content_keys(self, y: Tensor, w_kv: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """κ and values of attention inputs y [B, S, d]: (y, None) absorbed, else per head k, v [B, H, S, d_head]."""
+        if self.absorbed:
+            return y, None
+        B, S, _ = y.shape
+        k, v = (y @ w_kv).view(B, S, self.n_head, 2, self.d_head).permute(3, 0, 2, 1, 4)
+        return k, v
+
+    def decode_buffer(self, y: Tensor, key_feat: Tensor, u: Tensor, v: Tensor) -> DecodeBuffer:
+        """A buffer holding the keys/values of cached attention inputs y [B, c, d] (c may be 0), with
+        room for as many tokens as key_feat [capacity, d] has positions."""
+        w = self.weights(u, v)
+        if self.absorbed:
+            keys = with_positions(y.new_empty(y.shape[0], key_feat.shape[0], self.e), key_feat)
+            values = keys[..., :self.e]
+        else:
+            keys, values = (y.new_empty(y.shape[0], self.n_head, key_feat.shape[0], self.e) for _ in range(2))
+        buf = DecodeBuffer(keys, values, w)
+        buf.append(*self.content_keys(y, w[2]))
+        return buf
 
     def forward(self, x: Tensor, past: Tensor | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor,
                 key_feat: Tensor, mask: Tensor, u: Tensor, v: Tensor) -> Tensor:
         """Attend from the tokens ``x`` [B, q, d] (attention inputs) to ``past`` + ``x``; returns [B, q, d].
 
         past: None, the cached attention inputs [B, c, d], or a :class:`DecodeBuffer` (x is appended
-        to it and its precomputed weights are used). q_sin, q_cos: [q, d/2] at the query positions;
+        to it and its weights are used). q_sin, q_cos: [q, d/2] at the query positions;
         key_feat: [k, d] = [cos jω, sin jω] at every key position; mask: from :func:`attention_bias`.
         """
         B, Q, d = x.shape
-        H = self.n_head
+        H, e = self.n_head, self.e
         if isinstance(past, DecodeBuffer):
-            keys, weights = past.append(x), past.weights  # [B, k, 2d] = [y_j, K'_j]
-            values = keys[..., :d]
+            w_in, b_in, w_kv, w_out = (None if w is None else w.to(x.dtype) for w in past.weights)
+            keys, values = past.append(*self.content_keys(x, w_kv))
         else:
-            values = x if past is None else torch.cat([past, x], 1)
-            keys, weights = torch.cat([values, key_feat.to(x.dtype).expand(B, -1, -1)], -1), self.absorbed(u, v)
-        w_in, b_in, w_ov = (w.to(x.dtype) for w in weights)
-        proj = torch.addmm(b_in, x.reshape(B * Q, d), w_in).view(B, Q, H, 2 * d)
-        content, a, b = proj.split([d, d // 2, d // 2], -1)  # split, not slices: no zero-filled grads
-        s, c = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
-        query = torch.cat([content, a * s + b * c, b * s - a * c], -1)  # [B, q, H, 2d]
+            w_in, b_in, w_kv, w_out = (None if w is None else w.to(x.dtype) for w in self.weights(u, v))
+            keys, values = self.content_keys(x if past is None else torch.cat([past, x], 1), w_kv)
+            if self.absorbed:
+                keys, values = with_positions(keys, key_feat), keys
+        proj = torch.addmm(b_in, x.reshape(B * Q, d), w_in).view(B, Q, H, e + d)
+        c, a, b = proj.split([e, d // 2, d // 2], -1)  # split, not slices: no zero-filled gradients
+        s_, c_ = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
+        q_pos = torch.cat([a * s_ + b * c_, b * s_ - a * c_], -1)  # Q' [B, q, H, d]
         dropatt = self.dropatt if self.training else 0.0
-        if x.is_cuda:  # fused kernel over [B, H, q, 2d] queries and head-broadcast keys/values
-            pooled = F.scaled_dot_product_attention(
-                query.transpose(1, 2), keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1),
-                attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
-        else:  # rows (query, head): one batched GEMM per batch row for scores, one for pooling
-            scores = torch.baddbmm(mask, query.view(B, Q * H, 2 * d), keys.transpose(1, 2))
+        if x.is_cuda:  # fused kernel over [B, H, q, e + d] queries
+            if self.absorbed:
+                keys, values = keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1)
+            else:
+                keys = with_positions(keys, key_feat)
+            pooled = F.scaled_dot_product_attention(torch.cat([c, q_pos], -1).transpose(1, 2), keys, values,
+                                                    attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
+        elif self.absorbed:  # rows (query, head) against the shared [y, K']: one GEMM per batch row
+            query = torch.cat([c, q_pos], -1).view(B, Q * H, e + d)
+            scores = torch.baddbmm(mask, query, keys.transpose(1, 2))
             pooled = torch.bmm(F.dropout(scores.softmax(-1), dropatt, self.training), values)
-        return self.drop((pooled.reshape(B * Q, H * d) @ w_ov).view(B, Q, d))
+        else:  # per head; the position scores of all heads and rows are one GEMM against the shared K'
+            pos = (q_pos.transpose(1, 2).reshape(-1, d) @ key_feat.to(x.dtype).T).view(B * H, Q, -1)
+            scores = torch.baddbmm(pos.add_(mask), c.transpose(1, 2).reshape(B * H, Q, e),
+                                   keys.flatten(0, 1).transpose(1, 2))
+            pooled = torch.bmm(F.dropout(scores.softmax(-1), dropatt, self.training), values.flatten(0, 1))
+            pooled = pooled.view(B, H, Q, e).transpose(1, 2)
+        return self.drop((pooled.reshape(B * Q, H * e) @ w_out).view(B, Q, d))
+
+
+def with_positions(kappa: Tensor, key_feat: Tensor) -> Tensor:
+    """[κ_j, K'_j]: content keys [..., k, e] joined with the key position features [k, d]."""
+    return torch.cat([kappa, key_feat.to(kappa.dtype).expand(*kappa.shape[:-1], -1)], -1)
 
 
 class GRUGate(nn.Module):
@@ -193,7 +244,7 @@ class DecoderLayer(nn.Module):
     def decode_buffer(self, h: Tensor, key_feat: Tensor, u: Tensor, v: Tensor) -> DecodeBuffer:
         """A decoding buffer holding cached layer inputs ``h`` [B, c, d] (c may be 0), with room for
         as many tokens as ``key_feat`` [capacity, d] has positions."""
-        return DecodeBuffer(self.attn_input(h), key_feat, self.attn.absorbed(u, v))
+        return self.attn.decode_buffer(self.attn_input(h), key_feat, u, v)
 
     def forward(self, x: Tensor, past: Tensor | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor,
                 key_feat: Tensor, mask: Tensor, u: Tensor, v: Tensor) -> Tensor:

@@ -103,7 +103,7 @@ class RATE(nn.Module):
         sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
         key_feat = torch.cat([cos, sin], -1)
         q_sin, q_cos = sin[n_keys - Q:], cos[n_keys - Q:]
-        mask = attention_bias(blocked, self.cfg.n_head, x.dtype)
+        mask = attention_bias(blocked, self.cfg.n_head, x.dtype, self.layers[0].attn.absorbed)
         inputs, h = [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)

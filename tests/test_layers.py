@@ -29,10 +29,11 @@ def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):
     return attn.out(out)
 
 
-def _inputs(with_past: bool):
+def _inputs(with_past: bool, absorbed: bool = False):
     torch.manual_seed(1)
-    d, H, dh, B, Q, P = 16, 3, 5, 2, 7, 4
+    d, H, dh, B, Q, P = 16, 3, 16 if absorbed else 5, 2, 7, 4
     attn = RelMultiHeadAttention(d, H, dh, dropout=0.0, dropatt=0.0).double()
+    assert attn.absorbed == absorbed
     u, v = torch.randn(H, dh, dtype=torch.double), torch.randn(H, dh, dtype=torch.double)
     x = torch.randn(B, Q, d, dtype=torch.double)
     past_h = torch.randn(B, P, d, dtype=torch.double) if with_past else None
@@ -46,22 +47,27 @@ def _inputs(with_past: bool):
 
 def _call(attn, x, past_h, pos):
     q_sin, q_cos, key_feat, allowed, u, v = pos
-    return attn(x, past_h, q_sin, q_cos, key_feat, attention_bias(~allowed, attn.n_head, x.dtype), u, v)
+    return attn(x, past_h, q_sin, q_cos, key_feat, attention_bias(~allowed, attn.n_head, x.dtype, attn.absorbed), u, v)
 
 
+FORMS = pytest.mark.parametrize("absorbed", [False, True], ids=["standard", "absorbed"])
+
+
+@FORMS
 @pytest.mark.parametrize("with_past", [False, True])
-def test_factorised_attention_equals_explicit_relative_attention(with_past):
-    attn, x, past_h, pos = _inputs(with_past)
+def test_factorised_attention_equals_explicit_relative_attention(with_past, absorbed):
+    attn, x, past_h, pos = _inputs(with_past, absorbed)
     fast = _call(attn, x, past_h, pos)
     ref = reference_attention(attn, x, past_h, pos[3], pos[4], pos[5])
     # the sin/cos tables are float32 in both paths, so agreement is to float32 rounding of the tables
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_factorised_attention_gradients_equal_explicit_gradients():
+@FORMS
+def test_factorised_attention_gradients_equal_explicit_gradients(absorbed):
     """Keys and values are never formed, so W_q, W_k, W_v, W_r, W_o, u and v get their gradients through
     the absorbed products; they must equal those of the plain computation."""
-    attn, x, past_h, pos = _inputs(True)
+    attn, x, past_h, pos = _inputs(True, absorbed)
     u, v = (t.requires_grad_() for t in pos[4:])
     wrt = [x.requires_grad_(), past_h.requires_grad_(), u, v, *attn.parameters()]
     g_fast = torch.autograd.grad(_call(attn, x, past_h, pos).square().sum(), wrt)
@@ -70,10 +76,11 @@ def test_factorised_attention_gradients_equal_explicit_gradients():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@FORMS
 @pytest.mark.parametrize("with_past", [False, True])
-def test_fused_sdpa_path_equals_explicit_path(with_past, monkeypatch):
+def test_fused_sdpa_path_equals_explicit_path(with_past, absorbed, monkeypatch):
     """The CUDA branch (scaled_dot_product_attention on [W_kᵀ(q+u), Q'] · [y, K']) run on CPU tensors."""
-    attn, x, past_h, pos = _inputs(with_past)
+    attn, x, past_h, pos = _inputs(with_past, absorbed)
     explicit = _call(attn, x, past_h, pos)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     fused = _call(attn, x, past_h, pos)

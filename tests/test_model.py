@@ -11,11 +11,14 @@ from RATE_model.rollout import Decoder
 from tests.helpers import ARCHS, MODES, random_batch, run_segments, tiny_model
 
 ALL = [(m, a) for m in MODES for a in ARCHS]
+# d_head 8 < d 16: standard attention form; d_head 16 = d: absorbed form (RelMultiHeadAttention)
+FORMS = pytest.mark.parametrize("d_head", [8, 16], ids=["standard", "absorbed"])
 
 
+@FORMS
 @pytest.mark.parametrize("mode,arch", ALL)
-def test_no_position_attends_to_its_future(mode, arch):
-    model = tiny_model(mode, arch)
+def test_no_position_attends_to_its_future(mode, arch, d_head):
+    model = tiny_model(mode, arch, d_head=d_head)
     K = model.cfg.context_length
     T = 3 * 4  # every mode sees the same 12 steps (DT as one 12-step segment)
     batch = random_batch(2, T)
@@ -32,11 +35,12 @@ def test_no_position_attends_to_its_future(mode, arch):
     assert K in (4, 12)
 
 
+@FORMS
 @pytest.mark.parametrize("mode", ["RATE", "RATEM", "RATE_wo_nmt"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_memory_carries_information_across_segments(mode, arch):
+def test_memory_carries_information_across_segments(mode, arch, d_head):
     # mem_len covers two whole segments, so the cache (TrXL) reaches back to the hint too
-    model = tiny_model(mode, arch, mem_len=24 if mode != "RATEM" else 0)
+    model = tiny_model(mode, arch, mem_len=24 if mode != "RATEM" else 0, d_head=d_head)
     batch = random_batch(2, 12)
     base = run_segments(model, batch)
     hinted = {k: v.clone() for k, v in batch.items()}
@@ -58,9 +62,10 @@ def test_dt_restricted_to_later_segment_cannot_see_earlier_hint():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@FORMS
 @pytest.mark.parametrize("mode,arch", ALL)
-def test_padding_never_changes_valid_outputs(mode, arch):
-    model = tiny_model(mode, arch)
+def test_padding_never_changes_valid_outputs(mode, arch, d_head):
+    model = tiny_model(mode, arch, d_head=d_head)
     lengths = [6, 12, 1]
     batch = random_batch(3, 12, valid_len=lengths)
     base = torch.cat(run_segments(model, batch), 1)
@@ -74,9 +79,10 @@ def test_padding_never_changes_valid_outputs(mode, arch):
     torch.testing.assert_close(out[valid], base[valid], rtol=0, atol=1e-5)
 
 
+@FORMS
 @pytest.mark.parametrize("mode,arch", ALL)
-def test_kv_cached_rollout_equals_full_recomputation(mode, arch):
-    model = tiny_model(mode, arch)
+def test_kv_cached_rollout_equals_full_recomputation(mode, arch, d_head):
+    model = tiny_model(mode, arch, d_head=d_head)
     K = model.cfg.context_length
     T = K * (3 if K == 4 else 2)
     batch = random_batch(3, T)

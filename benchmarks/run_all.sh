@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Re-measure every figure of benchmarks/RESULTS.md, one JSON line per run in $OUT (default benchmarks/out).
+#   bash benchmarks/run_all.sh            # CPU: about 15 minutes on 2 cores
+#   DEVICE=cuda bash benchmarks/run_all.sh
+# Run it on an otherwise idle machine: the figures are wall-clock times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-benchmarks/out}
+DEV=${DEVICE:+--device $DEVICE}
+mkdir -p "$OUT"
+train() { echo "bench_train $*" >&2; $PY benchmarks/bench_train.py $DEV --json "$@" | tail -1 >> "$OUT/train.jsonl"; }
+evaluate() { echo "bench_eval $*" >&2; $PY benchmarks/bench_eval.py $DEV --json "$@" | tail -1 >> "$OUT/eval.jsonl"; }
+
+train --preset tmaze-paper --memory_grad bptt
+train --preset tmaze-paper --memory_grad detach
+train --preset tmaze-paper --memory_grad bptt --grad_checkpoint
+train --preset tmaze-paper --memory_grad bptt --bf16
+train --preset tmaze-paper-dt
+train --preset vizdoom-paper --memory_grad bptt --iters 5 --warmup 1
+evaluate --preset tmaze-paper --T 900 --episodes 100
+evaluate --preset tmaze-paper --T 900 --episodes 100 --bf16
+evaluate --preset tmaze-paper --protocol --episodes 100
+echo "wrote $OUT/train.jsonl and $OUT/eval.jsonl" >&2
