@@ -20,8 +20,8 @@ class DecodeBuffer:
     """One layer's keys and values during incremental decoding, preallocated for a whole segment.
 
     Absorbed form: keys [B, capacity, 2d] = [y_j, K'_j] (the position half filled once), shared by all
-    heads, values a view of their first half. Standard form: keys and values [B, H, capacity, d_head]. ``append`` writes only the
-    new tokens. The layer's weights are formed once per segment and kept here.
+    heads, values a view of their first half. Standard form: keys and values [B, H, capacity, d_head].
+    ``append`` writes only the new tokens. The layer's weights are formed once per segment and kept here.
     """
 
     def __init__(self, keys: Tensor, values: Tensor, weights: Weights):

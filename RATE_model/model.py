@@ -80,7 +80,8 @@ class RATE(nn.Module):
         # Transformer-XL position biases, shared by all layers, initialised here (not left to trainers).
         self.u = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.n_head, c.d_head)))
         self.v = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.n_head, c.d_head)))
-        self.memory = Memory(c.num_mem_tokens, c.d_model, c.n_head_ca, c.mrv_act, c.dropout) if c.num_mem_tokens else None
+        self.memory = (Memory(c.num_mem_tokens, c.d_model, c.n_head_ca, c.mrv_act, c.dropout)
+                       if c.num_mem_tokens else None)
         self.drop = nn.Dropout(c.dropout)
 
     @property
@@ -128,7 +129,7 @@ class RATE(nn.Module):
             cache = [h.detach()[:, -keep:] for h in inputs]
             cache_valid = valid[:, -keep:]
         else:
-            cache = [torch.cat([c, h.detach()], 1)[:, -keep:] for c, h in zip(state.cache, inputs)]
+            cache = [torch.cat([c, h.detach()], 1)[:, -keep:] for c, h in zip(state.cache, inputs, strict=True)]
             cache_valid = torch.cat([state.cache_valid, valid], 1)[:, -keep:]
         return State(memory, cache, cache_valid)
 
@@ -166,7 +167,7 @@ class RATE(nn.Module):
         k_pos = torch.arange(c + x.shape[1], device=dev)
         q_pos = k_pos[c:]
         blocked = attention_mask(seg_type, q_pos, k_type, k_pos, k_valid)
-        past = None if c == 0 else [layer.attn_input(h) for layer, h in zip(self.layers, state.cache)]
+        past = None if c == 0 else [layer.attn_input(h) for layer, h in zip(self.layers, state.cache, strict=True)]
         out, inputs = self._run_layers(x, past, blocked, len(k_pos), grad_checkpoint)
         logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
         written = out[:, -m:] if m else None
@@ -188,7 +189,8 @@ class RATE(nn.Module):
         capacity = k_type.shape[0] + 2 * self.m + 3 * c.context_length
         sin, cos = sincos(torch.arange(capacity, device=dev), c.d_model)
         key_feat = torch.cat([cos, sin], -1)
-        buffers = [layer.decode_buffer(h, key_feat, self.u, self.v) for layer, h in zip(self.layers, cache)]
+        buffers = [layer.decode_buffer(h, key_feat, self.u, self.v)
+                   for layer, h in zip(self.layers, cache, strict=True)]
         dec = Decoding(state, buffers, [[] for _ in self.layers], k_type, k_valid)
         if self.m:
             _, dec = self.extend(dec, state.memory, READ)
@@ -210,7 +212,7 @@ class RATE(nn.Module):
         q_pos = k_pos[n_past:]
         blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
         out, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos))
-        seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs)]
+        seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs, strict=True)]
         return out, Decoding(dec.state, dec.buffers, seg_inputs, k_type, k_valid)
 
     def finish_segment(self, dec: Decoding) -> State:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from RATE_model.layers import RelMultiHeadAttention, attention_bias, sinusoid_table, sincos
+from RATE_model.layers import RelMultiHeadAttention, attention_bias, sincos, sinusoid_table
 
 
 def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):

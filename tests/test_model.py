@@ -215,5 +215,5 @@ def test_gradient_checkpointing_gives_identical_gradients(arch):
             loss = loss + logits.square().mean()
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -128,7 +128,11 @@ def test_seed_readme_has_all_tmaze_commands():
     assert len(tmaze_commands()) == 5  # RATE, DT, RMT, TrXL and the curriculum example
 
 
-@pytest.mark.parametrize("argv", tmaze_commands(), ids=lambda a: a[a.index("--ckpt_folder") + 1] + a[a.index("--curr") + 1])
+def _command_id(argv):
+    return argv[argv.index("--ckpt_folder") + 1] + argv[argv.index("--curr") + 1]
+
+
+@pytest.mark.parametrize("argv", tmaze_commands(), ids=_command_id)
 def test_every_seed_tmaze_command_parses(argv):
     args, explicit = train_tmaze.parse_args(argv)
     train_tmaze.check_args(args, explicit)

@@ -10,8 +10,8 @@ import torch
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
 from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler
-from TMaze_new.TMaze_new_src import train_tmaze
 from tests.helpers import random_batch, tiny_model
+from TMaze_new.TMaze_new_src import train_tmaze
 
 
 def test_loss_ignores_padding():
@@ -115,7 +115,8 @@ def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
     torch.manual_seed(123)  # resume must restore every RNG itself
     resumed = _fit(tmp_path, "crash", resume=tmp_path / "crash" / "checkpoints" / "last.pt")
     assert crashed.step == 5 and resumed.step == full.step == 16
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
+                            strict=True):
         assert torch.equal(a, b), name
 
 

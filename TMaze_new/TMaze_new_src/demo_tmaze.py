@@ -29,7 +29,8 @@ MODELS = {
 
 def table(results: dict[str, dict[str, float]]) -> str:
     head = "model | " + " | ".join(f"T={T}" + ("*" if T == TRAIN_T else "") for T in LENGTHS)
-    rows = [f"{m:5} | " + " | ".join(f"{r[str(T)]:.2f}".rjust(len(f"T={T}")) for T in LENGTHS) for m, r in results.items()]
+    rows = [f"{m:5} | " + " | ".join(f"{r[str(T)]:.2f}".rjust(len(f"T={T}")) for T in LENGTHS)
+            for m, r in results.items()]
     return "\n".join([head, "-" * len(head), *rows, f"(* training length; 3x = T={3 * TRAIN_T})"])
 
 
