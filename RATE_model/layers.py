@@ -1,10 +1,10 @@
 """Transformer-XL building blocks: relative-position attention and the TrXL / TrXL-I / GTrXL layers.
 
-The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form:
-content and position scores are one batched GEMM of queries against keys joined with their position
-features (on CUDA, ``torch.nn.functional.scaled_dot_product_attention``); where d_head ≥ d the key and
-value projections are folded into the query and output sides. The same layers serve whole segments (training)
-and incremental decoding over a :class:`DecodeBuffer` of cached inputs (evaluation).
+The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form
+with no relative-position table: batched GEMMs on CPU, ``torch.nn.functional.scaled_dot_product_attention``
+on CUDA; where d_head ≥ d the key and value projections are folded into the query and output sides.
+The same layers serve whole segments (training) and incremental decoding over a :class:`DecodeBuffer`
+(evaluation).
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ class RelMultiHeadAttention(nn.Module):
     * absorbed form, used when d_head ≥ d (every paper configuration): with y_j the d-wide attention
       input of key j, (W_q x_i + u)·(W_k y_j) = (W_kᵀ(W_q x_i + u))·y_j and Σ_j p_ij W_o W_v y_j =
       (W_o W_v) Σ_j p_ij y_j. So c = W_kᵀ(q + u), κ = y, values y, output W_o W_v: keys and values are
-      never projected, all heads share one d-wide key/value tensor (a quarter of the FLOPs of
-      projecting them at T-Maze sizes, fewer saved activations, a decoding cache of 2d instead of
-      2·H·d_head numbers per token). Per (query, key) pair it costs 3·H·d against H·(2·d_head + d),
-      hence the d_head ≥ d rule.
+      never projected and all heads share one d-wide key/value tensor (T-Maze paper configuration:
+      291 instead of 346 GFLOP per training iteration, fewer saved activations, a decoding cache of
+      2d instead of 2·H·d_head numbers per token). Per (query, key) pair it costs 3·H·d against
+      H·(2·d_head + d) for the standard form, hence the d_head ≥ d rule.
     """
 
     def __init__(self, d_model: int, n_head: int, d_head: int, dropout: float, dropatt: float):

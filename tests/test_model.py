@@ -217,3 +217,20 @@ def test_gradient_checkpointing_gives_identical_gradients(arch):
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@FORMS
+def test_bf16_autocast_training_and_decoding_track_fp32(d_head):
+    """--amp_bf16 / bench --bf16 paths: the same numbers to bf16 precision, in training and decoding."""
+    model = tiny_model("RATE", d_head=d_head)
+    batch = random_batch(2, 12)
+    base = torch.cat(run_segments(model, batch), 1)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = torch.cat(run_segments(model, batch), 1)
+        dec, inc = Decoder(model, 2), []
+        with torch.no_grad():
+            for t in range(12):
+                inc.append(dec.act_logits(batch["rtg"][:, t, 0], batch["obs"][:, t]))
+                dec.observe_action(batch["action"][:, t])
+    torch.testing.assert_close(out.float(), base, rtol=0, atol=0.1)
+    torch.testing.assert_close(torch.stack(inc, 1).float(), base.detach(), rtol=0, atol=0.1)
