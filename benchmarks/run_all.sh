@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-measure every figure of benchmarks/RESULTS.md, one JSON line per run in $OUT (default benchmarks/out).
+# Re-measure every figure of benchmarks/RESULTS.md: one JSON line per run in $OUT (default benchmarks/out),
+# then the markdown tables (benchmarks/report.py).
 #   bash benchmarks/run_all.sh            # CPU: about 15 minutes on 2 cores
 #   DEVICE=cuda bash benchmarks/run_all.sh
 # Run it on an otherwise idle machine: the figures are wall-clock times.
