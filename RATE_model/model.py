@@ -59,7 +59,7 @@ class Decoding:
     """Incremental-decoding state inside one segment (keys and values of everything seen so far)."""
 
     state: State  # the state the segment started from
-    buffers: list[DecodeBuffer]  # per layer, attention inputs so far (updated in place by extend)
+    buffers: list[DecodeBuffer]  # per layer, keys and values so far (written in place by extend)
     inputs: list[list[Tensor]]  # per layer, the segment's layer inputs so far (for the next cache)
     k_type: Tensor  # [k]
     k_valid: Tensor  # [B, k]
