@@ -22,4 +22,4 @@ train --preset vizdoom-paper --memory_grad bptt --iters 5 --warmup 1
 evaluate --preset tmaze-paper --T 900 --episodes 100
 evaluate --preset tmaze-paper --T 900 --episodes 100 --bf16
 evaluate --preset tmaze-paper --protocol --episodes 100
-echo "wrote $OUT/train.jsonl and $OUT/eval.jsonl" >&2
+$PY benchmarks/report.py "$OUT"
