@@ -63,6 +63,7 @@ class Decoding:
     inputs: list[list[Tensor]]  # per layer, the segment's layer inputs so far (for the next cache)
     k_type: Tensor  # [k]
     k_valid: Tensor  # [B, k]
+    positions: tuple[Tensor, Tensor, Tensor]  # sin, cos, key features of every slot (position_table)
 
 
 class RATE(nn.Module):
@@ -95,14 +96,19 @@ class RATE(nn.Module):
         r, o, a = self.enc.rtg(rtg), self.enc.embed_obs(obs), self.enc.embed_actions(actions)
         return self.drop(torch.stack([r, o, a], dim=2).view(B, 3 * T, -1))
 
+    def position_table(self, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """sin jω, cos jω [n, d/2] and the key features [cos jω, sin jω] [n, d] of positions 0..n-1."""
+        sin, cos = sincos(torch.arange(n, device=device), self.cfg.d_model)
+        return sin, cos, torch.cat([cos, sin], -1)
+
     def _run_layers(self, x: Tensor, past: list[Tensor] | list[DecodeBuffer] | None, blocked: Tensor,
-                    n_keys: int, grad_checkpoint: bool = False) -> tuple[Tensor, list[Tensor]]:
+                    n_keys: int, grad_checkpoint: bool = False,
+                    positions: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """All layers on the new tokens x [B, q, d], the last q of ``n_keys`` positions, attending to
         ``past`` (per layer: cached attention inputs or decoding buffers); returns the outputs and the
-        layer inputs."""
+        layer inputs. ``positions``: a precomputed :meth:`position_table` of at least ``n_keys`` rows."""
         Q = x.shape[1]
-        sin, cos = sincos(torch.arange(n_keys, device=x.device), self.cfg.d_model)
-        key_feat = torch.cat([cos, sin], -1)
+        sin, cos, key_feat = (t[:n_keys] for t in positions or self.position_table(n_keys, x.device))
         q_sin, q_cos = sin[n_keys - Q:], cos[n_keys - Q:]
         mask = attention_bias(blocked, self.cfg.n_head, x.dtype, self.layers[0].attn.absorbed)
         inputs, h = [], x
@@ -187,11 +193,10 @@ class RATE(nn.Module):
             k_type = torch.empty(0, dtype=torch.long, device=dev)
             k_valid = torch.empty(B, 0, dtype=torch.bool, device=dev)
         capacity = k_type.shape[0] + 2 * self.m + 3 * c.context_length
-        sin, cos = sincos(torch.arange(capacity, device=dev), c.d_model)
-        key_feat = torch.cat([cos, sin], -1)
-        buffers = [layer.decode_buffer(h, key_feat, self.u, self.v)
+        positions = self.position_table(capacity, dev)  # computed once per segment, sliced by every step
+        buffers = [layer.decode_buffer(h, positions[2], self.u, self.v)
                    for layer, h in zip(self.layers, cache, strict=True)]
-        dec = Decoding(state, buffers, [[] for _ in self.layers], k_type, k_valid)
+        dec = Decoding(state, buffers, [[] for _ in self.layers], k_type, k_valid, positions)
         if self.m:
             _, dec = self.extend(dec, state.memory, READ)
         return dec
@@ -211,9 +216,9 @@ class RATE(nn.Module):
         k_pos = torch.arange(n_past + Q, device=dev)
         q_pos = k_pos[n_past:]
         blocked = attention_mask(q_type, q_pos, k_type, k_pos, k_valid)
-        out, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos))
+        out, inputs = self._run_layers(x, dec.buffers, blocked, len(k_pos), positions=dec.positions)
         seg_inputs = [acc + [h] for acc, h in zip(dec.inputs, inputs, strict=True)]
-        return out, Decoding(dec.state, dec.buffers, seg_inputs, k_type, k_valid)
+        return out, Decoding(dec.state, dec.buffers, seg_inputs, k_type, k_valid, dec.positions)
 
     def finish_segment(self, dec: Decoding) -> State:
         """Close a segment whose 3K tokens are all in: run the write slots, return the next state."""
