@@ -109,12 +109,15 @@ class TrainConfig:
     log_every: int = 10
     amp_bf16: bool = False  # bf16 autocast for forward passes (CUDA)
     grad_checkpoint: bool = False  # recompute each layer in backward, keep only layer inputs (less memory)
+    num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag for a value that cannot work; return self."""
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < -1:
+            raise ConfigError(f"--num_workers must be >= 0 (or -1 for auto), got {self.num_workers}")
         for name in ("warmup_steps", "ckpt_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
@@ -194,6 +197,9 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--amp_bf16", action="store_true", default=None, help="bf16 autocast on CUDA")
     t.add_argument("--grad_checkpoint", action="store_true", default=None,
                    help="per-layer gradient checkpointing: ~1/3 more compute, activations of only the layer inputs")
+    t.add_argument("--num_workers", type=int, help="DataLoader processes reading batches from the episode store "
+                                                   "ahead of training (default -1: none for data in RAM, else half "
+                                                   "the cores, at most 4)")
     r = p.add_argument_group("run")
     r.add_argument("--ckpt_folder", help="run name; the run directory is runs/<env>/<ckpt_folder>")
     r.add_argument("--text", help="free-text comment stored with the run")

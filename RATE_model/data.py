@@ -1,109 +1,43 @@
-"""Trajectory windows in memory, padding, and per-epoch batch orders (SPEC §2).
+"""Training windows over an episode store, their samplers, and the DataLoader that feeds the trainer (SPEC §2).
 
-A window holds K·N steps; a shorter trajectory is padded at the end with its last observation,
-action -10, return-to-go 0 and valid = False.
+A window is ``(episode, start)``: steps start .. start+L-1 of one episode. Steps past the episode's end
+are padding: observation = the episode's last observation, action -10, return-to-go 0, valid False.
+Return-to-go is computed over the whole episode when the store is built, then sliced.
+
+Three samplers, each a window table on top of the same gather:
+
+* :func:`consecutive` — windows covering each episode back to back, the last one padded (T-Maze,
+  Minigrid-Memory, ViZDoom);
+* :func:`dt_style` — a fresh draw every epoch: episodes with probability ∝ length, start uniform inside
+  the episode (Atari, MuJoCo, as in Decision Transformer);
+* :func:`fixed_offsets` — windows at offsets 0, s, 2s, … kept by a predicate (Memory Maze).
+
+With ``frame_stack`` S > 1 each step's observation is the stack of its S last stored frames, built at
+batch time; steps before the episode start repeat its first frame.
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable, Iterator, Sequence
+import os
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
+from RATE_model.datafiles import DataError, check_array, load_hdf5, load_npz, load_pickle
 from RATE_model.encoders import ACTION_PAD
+from RATE_model.store import EpisodeStore, open_or_build
 
-
-class DataError(ValueError):
-    """Missing, corrupt or inconsistent training data; the message names the file or field."""
-
-
-def check_array(name: str, array: Any, *, shape: Sequence[int | None] | None = None,
-                dtype: str | type | np.dtype | None = None, finite: bool = False,
-                source: str | Path | None = None) -> np.ndarray:
-    """Return ``array`` if it has the expected shape, dtype and values; raise DataError naming the
-    file (``source``) and field (``name``) otherwise.
-
-    ``shape``: expected shape, ``None`` entries match any size. ``dtype``: an exact dtype, or a kind
-    (``"integer"``, ``"floating"``, ``"bool"``, ``"number"``). ``finite``: reject NaN and inf.
-    """
-    where = f"{source}: {name}" if source is not None else name
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{where} is a {type(array).__name__}, expected an array")
-    if shape is not None and (array.ndim != len(shape)
-                              or any(e is not None and e != a for e, a in zip(shape, array.shape, strict=True))):
-        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
-        raise DataError(f"{where} has shape {array.shape}, expected {want}")
-    if dtype is not None:
-        kinds = {"integer": np.integer, "floating": np.floating, "bool": np.bool_, "number": np.number}
-        ok = (np.issubdtype(array.dtype, kinds[dtype]) or (dtype == "number" and array.dtype == np.bool_)
-              if isinstance(dtype, str) and dtype in kinds else array.dtype == np.dtype(dtype))
-        if not ok:
-            raise DataError(f"{where} has dtype {array.dtype}, expected "
-                            f"{dtype if isinstance(dtype, str) else np.dtype(dtype)}")
-    if finite and np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise DataError(f"{where} holds NaN or inf (first at index {tuple(int(i) for i in bad)})")
-    return array
-
-
-def _unreadable(path: Path, e: BaseException) -> DataError:
-    first = str(e).splitlines()[0] if str(e) else ""
-    return DataError(f"{path} is corrupt or unreadable ({type(e).__name__}: {first})")
-
-
-def load_npz(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named arrays of an ``.npz`` file; any read failure or missing field is a DataError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist or is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in fields if k not in f.files]
-            if missing:
-                raise DataError(f"{path} lacks fields {missing} (has {sorted(f.files)})")
-            return {k: f[k] for k in fields}
-    except DataError:
-        raise
-    except Exception as e:  # np.load raises many types for truncated/foreign files
-        raise _unreadable(path, e) from None
-
-
-def load_pickle(path: str | Path) -> Any:
-    """The object in a pickle file (trusted data only); any read failure is a DataError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist or is not a file")
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except Exception as e:  # UnpicklingError, EOFError, ValueError, AttributeError, ...
-        raise _unreadable(path, e) from None
-
-
-def load_hdf5(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named datasets of an HDF5 file (e.g. D4RL's ``observations``, ``actions``); any read failure
-    or missing dataset is a DataError naming the file."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist or is not a file")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in fields if k not in f]
-            if missing:
-                raise DataError(f"{path} lacks datasets {missing}")
-            return {k: f[k][()] for k in fields}
-    except DataError:
-        raise
-    except Exception as e:  # OSError for truncated or foreign files, KeyError, TypeError
-        raise _unreadable(path, e) from None
+__all__ = ["DataError", "EpisodeStore", "Trajectories", "WindowDataset", "Windows", "batch_loader", "check_array",
+           "consecutive", "dt_style", "epoch_batches", "episode_store", "fixed_offsets", "load_hdf5", "load_npz",
+           "load_pickle", "returns_to_go", "uint8_to_float"]
 
 
 def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -111,34 +45,60 @@ def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return (np.cumsum(rewards[::-1])[::-1] * scale).astype(np.float32)
 
 
-def pad_window(obs: np.ndarray, actions: np.ndarray, rtg: np.ndarray, length: int) -> dict[str, np.ndarray]:
-    """Pad one trajectory (or cut it) to ``length`` steps; returns obs, action, rtg [T, 1], valid."""
-    n = min(len(obs), length)
-    pad = length - n
-    obs_p = np.concatenate([obs[:n], np.repeat(obs[n - 1:n], pad, axis=0)]) if pad else obs[:n]
-    act = actions[:n]
-    act_pad = np.full((pad, *act.shape[1:]), ACTION_PAD, dtype=act.dtype)
-    return {
-        "obs": obs_p,
-        "action": np.concatenate([act, act_pad]) if pad else act,
-        "rtg": np.concatenate([rtg[:n], np.zeros(pad, np.float32)])[:, None].astype(np.float32),
-        "valid": np.arange(length) < n,
-    }
+def with_returns_to_go(episode: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The episode's obs, action and reward plus its return-to-go ``rtg`` (float32 [T])."""
+    return {"obs": episode["obs"], "action": episode["action"], "reward": episode["reward"],
+            "rtg": returns_to_go(episode["reward"])}
 
 
-def stack_windows(windows: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
-    """Stack padded windows into batched tensors."""
-    if not windows:
-        raise DataError("no trajectories to stack: the dataset is empty")
-    return {k: torch.from_numpy(np.stack([w[k] for w in windows])) for k in windows[0]}
+def uint8_to_float(obs: Tensor) -> Tensor:
+    """Batch transform: uint8 pixels -> float in [0, 1]."""
+    return obs.float().div_(255.0)
+
+
+def episode_store(path: str | Path, sources: Sequence[Path], read: Callable[[Path], Mapping[str, np.ndarray]],
+                  progress: bool = True, desc: str = "building episode store") -> EpisodeStore:
+    """The on-disk store of the episode files ``sources`` (obs, action, reward from ``read``, plus rtg),
+    built on first use and rebuilt when the files change (see :func:`RATE_model.store.open_or_build`)."""
+    return open_or_build(path, sources, lambda p: with_returns_to_go(read(p)), progress, desc)
+
+
+# ---------------------------------------------------------------------------------------- window sources
+class Windows(Dataset):
+    """What the trainer reads: windows of ``window`` steps, a batch per item.
+
+    ``epoch_windows(seed, epoch)`` lists the keys of one epoch's windows (a pure function of its
+    arguments, so a resumed run sees the same windows); ``self[keys]`` gathers them as CPU tensors
+    obs [b, L, ...] (raw, e.g. uint8), action [b, L] (or [b, L, A]), rtg [b, L, 1], valid [b, L];
+    :meth:`to_device` moves a batch and applies ``obs_transform`` there (uint8 crosses the bus, not float).
+    """
+
+    obs_transform: Callable[[Tensor], Tensor] | None = None
+    in_memory: bool = True  # all data in RAM: gathering is cheap, DataLoader workers would only add overhead
+
+    def epoch_windows(self, seed: int, epoch: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, keys: np.ndarray) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def to_device(self, raw: dict[str, Tensor], device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        out = {k: v.to(device, non_blocking=True) for k, v in raw.items()}
+        if self.obs_transform is not None:
+            out["obs"] = self.obs_transform(out["obs"])
+        return out
+
+    def batch(self, idx: Tensor | np.ndarray | Sequence[int], device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        """Windows ``idx`` of the first epoch's list (seed 0), on ``device`` with observations transformed."""
+        return self.to_device(self[self.epoch_windows(0, 0)[np.asarray(idx, dtype=np.int64)]], device)
 
 
 @dataclass
-class Trajectories:
-    """Fixed-length trajectory windows held as tensors: obs [n, T, ...], action [n, T], rtg [n, T, 1], valid [n, T]."""
+class Trajectories(Windows):
+    """Windows held as tensors: obs [n, T, ...], action [n, T], rtg [n, T, 1], valid [n, T]; keys are indices."""
 
     tensors: dict[str, Tensor]
-    obs_transform: Callable[[Tensor], Tensor] | None = None  # e.g. uint8 -> float / 255
+    obs_transform: Callable[[Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
         n = {k: v.shape[0] for k, v in self.tensors.items()}
@@ -155,20 +115,117 @@ class Trajectories:
     def window(self) -> int:
         return self.tensors["obs"].shape[1]
 
-    def batch(self, idx: Tensor, device: torch.device | str = "cpu") -> dict[str, Tensor]:
-        """The windows at ``idx`` moved to ``device`` (observations transformed there)."""
-        out = {k: v[idx].to(device, non_blocking=True) for k, v in self.tensors.items()}
-        if self.obs_transform is not None:
-            out["obs"] = self.obs_transform(out["obs"])
-        return out
+    def epoch_windows(self, seed: int, epoch: int) -> np.ndarray:
+        return np.arange(len(self))
 
-    @staticmethod
-    def concat(parts: list[Trajectories]) -> Trajectories:
-        """One dataset from several with the same window length."""
-        keys = parts[0].tensors.keys()
-        return Trajectories({k: torch.cat([p.tensors[k] for p in parts]) for k in keys}, parts[0].obs_transform)
+    def __getitem__(self, keys: np.ndarray) -> dict[str, Tensor]:
+        idx = torch.as_tensor(np.asarray(keys), dtype=torch.long)
+        return {k: v[idx] for k, v in self.tensors.items()}
 
 
+class WindowDataset(Windows):
+    """Windows of ``window`` steps over an :class:`EpisodeStore`; keys are rows ``(episode, start)``.
+
+    ``windows`` is the fixed window table [n, 2], or a function of a NumPy generator returning a fresh
+    table of ``n_windows`` rows each epoch. ``rtg_scale`` multiplies the stored return-to-go."""
+
+    def __init__(self, store: EpisodeStore, window: int,
+                 windows: np.ndarray | Callable[[np.random.Generator], np.ndarray], n_windows: int | None = None,
+                 frame_stack: int = 1, rtg_scale: float = 1.0,
+                 obs_transform: Callable[[Tensor], Tensor] | None = None):
+        missing = {"obs", "action", "rtg"} - set(store.fields)
+        if missing:
+            raise DataError(f"episode store {store.path or '(in memory)'} lacks fields {sorted(missing)}")
+        self.store, self.window, self.frame_stack, self.rtg_scale = store, window, frame_stack, rtg_scale
+        self.obs_transform = obs_transform
+        self.in_memory = store.path is None
+        if callable(windows):
+            if n_windows is None:
+                raise ValueError("a window-drawing function needs n_windows")
+            self._draw, self._n = windows, n_windows
+        else:
+            self._table = np.asarray(windows, np.int64).reshape(-1, 2)
+            self._draw, self._n = None, len(self._table)
+        if self._n == 0:
+            raise DataError(f"no training windows in episode store {store.path or '(in memory)'}")
+
+    def __len__(self) -> int:
+        return self._n
+
+    def epoch_windows(self, seed: int, epoch: int) -> np.ndarray:
+        if self._draw is None:
+            return self._table
+        return self._draw(np.random.default_rng([seed, epoch]))
+
+    def __getitem__(self, keys: np.ndarray) -> dict[str, Tensor]:
+        keys = np.asarray(keys, np.int64).reshape(-1, 2)
+        ep, start, s = keys[:, 0], keys[:, 1], self.store
+        steps = start[:, None] + np.arange(self.window)  # [b, L]
+        valid = steps < s.lengths[ep][:, None]
+        steps = np.minimum(steps, s.lengths[ep][:, None] - 1)  # padding repeats the last step
+        rows = s.offsets[ep][:, None] + steps
+        if self.frame_stack > 1:  # frames t-S+1 .. t, clamped at the episode's first frame
+            back = np.maximum(steps[..., None] - np.arange(self.frame_stack - 1, -1, -1), 0)
+            obs = s.take("obs", s.offsets[ep][:, None, None] + back)
+        else:
+            obs = s.take("obs", rows)
+        action = s.take("action", rows)
+        action = action.astype(np.int64 if np.issubdtype(action.dtype, np.integer) else np.float32)
+        action[~valid] = ACTION_PAD
+        rtg = s.take("rtg", rows).astype(np.float32) * np.float32(self.rtg_scale)
+        rtg[~valid] = 0.0
+        return {"obs": torch.from_numpy(obs), "action": torch.from_numpy(action),
+                "rtg": torch.from_numpy(rtg[..., None]), "valid": torch.from_numpy(valid)}
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        """Every window of the first epoch as one batch (for small datasets: inspection and tests)."""
+        return self[self.epoch_windows(0, 0)]
+
+    def window_sums(self, windows: np.ndarray, field: str = "reward") -> np.ndarray:
+        """Sum of ``field`` over the valid steps of each window (e.g. reward collected inside it)."""
+        ep, start, s = windows[:, 0], windows[:, 1], self.store
+        steps = start[:, None] + np.arange(self.window)
+        inside = steps < s.lengths[ep][:, None]
+        values = s.take(field, s.offsets[ep][:, None] + np.minimum(steps, s.lengths[ep][:, None] - 1))
+        return (values * inside).sum(1)
+
+
+# ---------------------------------------------------------------------------------------- samplers
+def consecutive(store: EpisodeStore, window: int, **kw: Any) -> WindowDataset:
+    """Windows covering every episode back to back: starts 0, L, 2L, … < length; the last one padded."""
+    per_ep = -(-store.lengths // window)
+    ep = np.repeat(np.arange(store.n_episodes), per_ep)
+    first = np.repeat(np.cumsum(per_ep) - per_ep, per_ep)
+    return WindowDataset(store, window, np.stack([ep, (np.arange(len(ep)) - first) * window], 1), **kw)
+
+
+def dt_style(store: EpisodeStore, window: int, n_windows: int | None = None, **kw: Any) -> WindowDataset:
+    """Decision-Transformer sampling, redrawn every epoch: episode with probability ∝ its length, start
+    uniform over its steps (windows running past the end are padded). ``n_windows`` per epoch defaults
+    to n_steps / window, one pass over the data in expectation."""
+    n = n_windows or max(1, store.n_steps // window)
+    return WindowDataset(store, window, partial(_draw_dt_style, store.lengths, n), n, **kw)
+
+
+def _draw_dt_style(lengths: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    ep = rng.choice(len(lengths), size=n, p=lengths / lengths.sum())
+    return np.stack([ep, rng.integers(0, lengths[ep])], 1)
+
+
+def fixed_offsets(store: EpisodeStore, window: int, stride: int, stop: int,
+                  keep: Callable[[WindowDataset, np.ndarray], np.ndarray] | None = None, **kw: Any) -> WindowDataset:
+    """Windows at offsets 0, stride, 2·stride, … below ``stop`` that lie wholly inside their episode and
+    pass ``keep(dataset, windows) -> bool mask`` (e.g. ``dataset.window_sums(w) >= 2``)."""
+    offsets = np.arange(0, stop, stride)
+    table = np.stack(np.broadcast_arrays(np.arange(store.n_episodes)[:, None], offsets[None]), -1).reshape(-1, 2)
+    table = table[table[:, 1] + window <= store.lengths[table[:, 0]]]
+    if keep is not None and len(table):
+        table = table[keep(WindowDataset(store, window, table, **kw), table)]
+    return WindowDataset(store, window, table, **kw)
+
+
+# ---------------------------------------------------------------------------------------- order and loading
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = False) -> list[Tensor]:
     """The batch index lists of one epoch; a pure function of (seed, epoch) so a resumed run sees the
     same order."""
@@ -180,10 +237,24 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: boo
     return batches
 
 
-def segments(batch: dict[str, Tensor], K: int) -> Iterator[dict[str, Tensor]]:
-    """Split a batch of K·N-step windows into N segments of K steps, stopping after the last segment
-    that holds any valid step (the rest would contribute nothing)."""
-    T = batch["valid"].shape[1]
-    last = int(batch["valid"].any(0).nonzero().max()) + 1 if batch["valid"].any() else 0
-    for s in range(0, min(T, -(-last // K) * K), K):
-        yield {k: v[:, s:s + K] for k, v in batch.items()}
+def _worker_init(_: int) -> None:
+    # Ctrl-C / SIGTERM reach the whole process group; the main process stops cleanly (checkpoint first)
+    # and shuts its workers down, which must not die mid-batch on their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def default_workers(data: Windows) -> int:
+    """DataLoader worker processes: none for data in RAM, else half the cores (1 to 4)."""
+    return 0 if data.in_memory else min(4, max(1, (os.cpu_count() or 2) // 2))
+
+
+def batch_loader(data: Windows, batches: Sequence[np.ndarray], num_workers: int = 0,
+                 pin_memory: bool = False) -> Iterator[dict[str, Tensor]]:
+    """The batches (lists of window keys) gathered in order, by ``num_workers`` worker processes reading
+    ahead while the model trains (in this process when 0)."""
+    loader = DataLoader(data, sampler=batches, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                        worker_init_fn=_worker_init if num_workers else None,
+                        prefetch_factor=2 if num_workers else None,
+                        generator=torch.Generator())  # its own generator: the global RNG stream stays untouched
+    return iter(loader)

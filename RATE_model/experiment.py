@@ -18,7 +18,7 @@ from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import ConfigError, ModelConfig, TrainConfig
-from RATE_model.data import DataError, Trajectories
+from RATE_model.data import DataError, Windows
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.trainer import NonFiniteLossError, Trainer, resolve_device
@@ -76,7 +76,7 @@ def run_experiment(
     env: str,
     model_config: ModelConfig,
     train_config: TrainConfig,
-    build_stages: Callable[[], list[Trajectories]],
+    build_stages: Callable[[], list[Windows]],
     evaluate: Callable[[RATE], dict[str, Any]],
     seeds: list[int],
     runs_dir: Path,
@@ -102,7 +102,7 @@ def run_experiment(
 
 
 def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: TrainConfig,
-               build_stages: Callable[[], list[Trajectories]], evaluate: Callable[[RATE], dict[str, Any]],
+               build_stages: Callable[[], list[Windows]], evaluate: Callable[[RATE], dict[str, Any]],
                seeds: list[int], root: Path, device: Any) -> dict[str, Any]:
     main = distributed.is_main()
     stages = build_stages()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.config import ConfigError, TrainConfig
-from RATE_model.data import Trajectories, epoch_batches
+from RATE_model.data import Windows, batch_loader, default_workers, epoch_batches
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE, State
 
@@ -129,7 +129,7 @@ class Trainer:
     """
 
     def __init__(self, model: RATE, cfg: TrainConfig, run_dir: Path, logger: RunLogger | None,
-                 run_config: dict[str, Any], stages: list[Trajectories]):
+                 run_config: dict[str, Any], stages: list[Windows]):
         self.model, self.cfg, self.run_dir, self.logger = model, cfg, Path(run_dir), logger
         self.run_config, self.stages = run_config, stages
         self.device = next(model.parameters()).device
@@ -276,13 +276,19 @@ class Trainer:
         model.train()
         while self.pos["stage"] < len(self.stages):
             data = self.stages[self.pos["stage"]]
+            workers = default_workers(data) if cfg.num_workers < 0 else cfg.num_workers
             while self.pos["epoch"] < cfg.epochs:
-                batches = self._epoch_batches(len(data), self.pos["stage"], self.pos["epoch"])
+                epoch_id = self.pos["stage"] * 10_000 + self.pos["epoch"]
+                keys = data.epoch_windows(cfg.seed, epoch_id)
+                batches = self._epoch_batches(len(keys), self.pos["stage"], self.pos["epoch"])
+                # this rank's windows of every remaining batch, read ahead by the loader's workers
+                todo = [keys[distributed.shard(idx).numpy()] for idx in batches[self.pos["batch"]:]]
+                loader = batch_loader(data, todo, workers, pin_memory=self.device.type == "cuda")
                 where = f"stage {self.pos['stage'] + 1}/{len(self.stages)} epoch {self.pos['epoch'] + 1}/{cfg.epochs}"
                 bar = tqdm(total=len(batches), initial=self.pos["batch"], disable=None if progress else True,
                            leave=False, desc=where)
-                for idx in batches[self.pos["batch"]:]:
-                    loss = self.train_batch(data.batch(distributed.shard(idx), self.device))
+                for raw in loader:
+                    loss = self.train_batch(data.to_device(raw, self.device))
                     self.pos["batch"] += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}")

@@ -1,8 +1,9 @@
 """Minigrid-Memory training data: the expert episodes written by ``get_data/collect_traj.py``.
 
-Each episode is cut into consecutive windows of K·N steps (the last one padded, SPEC §2) with the
-return-to-go of the whole episode. Observations stay uint8 in memory (a 31×31 episode window of 90
-steps is 1.9 MB as uint8, four times that as float) and become float / 255 per batch.
+The episode files are converted once into an episode store, ``<data_dir>/store/`` (every frame once,
+uint8, read from disk per batch; rebuilt when the episode files change), and each episode is cut into
+consecutive windows of K·N steps (the last one padded, SPEC §2) with the return-to-go of the whole
+episode. Observations become float / 255 on the training device.
 """
 
 from __future__ import annotations
@@ -10,19 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
 
-from RATE_model.data import DataError, Trajectories, check_array, load_npz, pad_window, returns_to_go, stack_windows
+from RATE_model.data import (
+    DataError,
+    WindowDataset,
+    check_array,
+    consecutive,
+    episode_store,
+    load_npz,
+    uint8_to_float,
+    with_returns_to_go,
+)
+from RATE_model.store import EpisodeStore
 
 OBS_SHAPE = (3, 84, 84)
 FIELDS = ("obs", "action", "reward", "done")
-
-
-def uint8_to_float(obs: Tensor) -> Tensor:
-    """Batch transform: uint8 pixels -> float in [0, 1]."""
-    return obs.float().div_(255.0)
+STORE = "store"  # the episode store's folder inside the data folder
 
 
 def episode_files(data_dir: Path) -> list[Path]:
@@ -50,15 +54,16 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def episode_windows(ep: dict[str, np.ndarray], window: int) -> list[dict[str, np.ndarray]]:
-    """Consecutive windows of ``window`` steps covering the episode, the last one padded."""
-    rtg = returns_to_go(ep["reward"])
-    action = ep["action"].astype(np.int64)
-    return [pad_window(ep["obs"][s:], action[s:], rtg[s:], window) for s in range(0, len(action), window)]
+    """Consecutive windows of ``window`` steps covering one episode, the last one padded: the rule
+    :func:`minigrid_dataset` applies to every episode of the store."""
+    t = consecutive(EpisodeStore.from_episodes([with_returns_to_go(ep)]), window).tensors
+    return [{k: v[i].numpy() for k, v in t.items()} for i in range(len(t["valid"]))]
 
 
 def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
-                     progress: bool = True) -> Trajectories:
-    """Windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of ``data_dir``."""
+                     progress: bool = True) -> WindowDataset:
+    """Windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of ``data_dir``,
+    read from its episode store (built on first use)."""
     files = episode_files(data_dir)
     if not Path(data_dir).is_dir():
         raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with "
@@ -68,11 +73,5 @@ def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
                         f"python3 MinigridMemory/get_data/collect_traj.py --out_dir {data_dir}")
     if max_episodes is not None:
         files = files[:max_episodes]
-    windows = []
-    for path in tqdm(files, desc="Minigrid-Memory data", disable=None if progress else True, leave=False):
-        windows += episode_windows(load_episode(path), window)
-    tensors = stack_windows(windows)
-    tensors["action"] = tensors["action"].long()
-    tensors["valid"] = tensors["valid"].bool()
-    assert tensors["obs"].dtype == torch.uint8
-    return Trajectories(tensors, obs_transform=uint8_to_float)
+    store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "Minigrid-Memory episode store")
+    return consecutive(store, window, obs_transform=uint8_to_float)

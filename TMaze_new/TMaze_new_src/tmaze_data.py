@@ -1,7 +1,8 @@
 """Oracle T-Maze dataset (SPEC §4): generated on first use and cached as .npz files.
 
 For every N in 1..max_n_final: 2000 trajectories in corridors of T = N·K (goal side up/down × 1000
-noise seeds), each padded to max_n_final·K steps.
+noise seeds), each padded to max_n_final·K steps. The whole dataset is a few MB, so its episode store
+lives in RAM (the .npz files are its cache on disk).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from RATE_model.data import DataError, Trajectories, check_array, load_npz, pad_window, returns_to_go, stack_windows
+from RATE_model.data import DataError, WindowDataset, check_array, consecutive, load_npz, with_returns_to_go
+from RATE_model.store import EpisodeStore
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "TMaze_new_data"
@@ -66,17 +68,15 @@ def check_episodes(data: dict[str, np.ndarray], n: int, T: int, path: Path) -> N
 
 
 def tmaze_dataset(K: int, segment_counts: list[int], window_segments: int, n_per_side: int = 1000,
-                  data_dir: Path = DATA_DIR, progress: bool = True) -> Trajectories:
-    """Windows of ``window_segments``·K steps from corridors of n·K, n in ``segment_counts``."""
-    windows = []
+                  data_dir: Path = DATA_DIR, progress: bool = True) -> WindowDataset:
+    """Windows of ``window_segments``·K steps from corridors of n·K, n in ``segment_counts`` (one padded
+    window per episode)."""
+    episodes = []
     for n in tqdm(segment_counts, desc="T-Maze data", disable=None if progress else True, leave=False):
         ep = load_or_generate(K, n, n_per_side, data_dir)
-        for obs, act, rew in zip(ep["obs"], ep["action"], ep["reward"], strict=True):
-            windows.append(pad_window(obs, act, returns_to_go(rew), window_segments * K))
-    tensors = stack_windows(windows)
-    tensors["action"] = tensors["action"].long()
-    tensors["valid"] = tensors["valid"].bool()
-    return Trajectories(tensors)
+        episodes += [with_returns_to_go({"obs": o, "action": a, "reward": r})
+                     for o, a, r in zip(ep["obs"], ep["action"], ep["reward"], strict=True)]
+    return consecutive(EpisodeStore.from_episodes(episodes), window_segments * K)
 
 
 def stage_segment_counts(min_n: int, max_n: int, curriculum: bool) -> list[list[int]]:

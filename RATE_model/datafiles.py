@@ -1,0 +1,98 @@
+"""Reading episode files safely: one-line :class:`DataError` naming the file and field for anything
+missing, truncated, corrupt or of the wrong shape, dtype or value."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Missing, corrupt or inconsistent training data; the message names the file or field."""
+
+
+def check_array(name: str, array: Any, *, shape: Sequence[int | None] | None = None,
+                dtype: str | type | np.dtype | None = None, finite: bool = False,
+                source: str | Path | None = None) -> np.ndarray:
+    """Return ``array`` if it has the expected shape, dtype and values; raise DataError naming the
+    file (``source``) and field (``name``) otherwise.
+
+    ``shape``: expected shape, ``None`` entries match any size. ``dtype``: an exact dtype, or a kind
+    (``"integer"``, ``"floating"``, ``"bool"``, ``"number"``). ``finite``: reject NaN and inf.
+    """
+    where = f"{source}: {name}" if source is not None else name
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{where} is a {type(array).__name__}, expected an array")
+    if shape is not None and (array.ndim != len(shape)
+                              or any(e is not None and e != a for e, a in zip(shape, array.shape, strict=True))):
+        want = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise DataError(f"{where} has shape {array.shape}, expected {want}")
+    if dtype is not None:
+        kinds = {"integer": np.integer, "floating": np.floating, "bool": np.bool_, "number": np.number}
+        ok = (np.issubdtype(array.dtype, kinds[dtype]) or (dtype == "number" and array.dtype == np.bool_)
+              if isinstance(dtype, str) and dtype in kinds else array.dtype == np.dtype(dtype))
+        if not ok:
+            raise DataError(f"{where} has dtype {array.dtype}, expected "
+                            f"{dtype if isinstance(dtype, str) else np.dtype(dtype)}")
+    if finite and np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise DataError(f"{where} holds NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    return array
+
+
+def _unreadable(path: Path, e: BaseException) -> DataError:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return DataError(f"{path} is corrupt or unreadable ({type(e).__name__}: {first})")
+
+
+def load_npz(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` file; any read failure or missing field is a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist or is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in fields if k not in f.files]
+            if missing:
+                raise DataError(f"{path} lacks fields {missing} (has {sorted(f.files)})")
+            return {k: f[k] for k in fields}
+    except DataError:
+        raise
+    except Exception as e:  # np.load raises many types for truncated/foreign files
+        raise _unreadable(path, e) from None
+
+
+def load_pickle(path: str | Path) -> Any:
+    """The object in a pickle file (trusted data only); any read failure is a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist or is not a file")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception as e:  # UnpicklingError, EOFError, ValueError, AttributeError, ...
+        raise _unreadable(path, e) from None
+
+
+def load_hdf5(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named datasets of an HDF5 file (e.g. D4RL's ``observations``, ``actions``); any read failure
+    or missing dataset is a DataError naming the file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist or is not a file")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in fields if k not in f]
+            if missing:
+                raise DataError(f"{path} lacks datasets {missing}")
+            return {k: f[k][()] for k in fields}
+    except DataError:
+        raise
+    except Exception as e:  # OSError for truncated or foreign files, KeyError, TypeError
+        raise _unreadable(path, e) from None
