@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from RATE_model.datafiles import DataError, check_array, load_hdf5, load_npz, load_pickle
 from RATE_model.encoders import ACTION_PAD
@@ -61,6 +61,10 @@ def episode_store(path: str | Path, sources: Sequence[Path], read: Callable[[Pat
     """The on-disk store of the episode files ``sources`` (obs, action, reward from ``read``, plus rtg),
     built on first use and rebuilt when the files change (see :func:`RATE_model.store.open_or_build`)."""
     return open_or_build(path, sources, lambda p: with_returns_to_go(read(p)), progress, desc)
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype
 
 
 # ---------------------------------------------------------------------------------------- window sources
@@ -166,15 +170,20 @@ class WindowDataset(Windows):
         rows = s.offsets[ep][:, None] + steps
         if self.frame_stack > 1:  # frames t-S+1 .. t, clamped at the episode's first frame
             back = np.maximum(steps[..., None] - np.arange(self.frame_stack - 1, -1, -1), 0)
-            obs = s.take("obs", s.offsets[ep][:, None, None] + back)
+            obs_rows = s.offsets[ep][:, None, None] + back
         else:
-            obs = s.take("obs", rows)
+            obs_rows = rows
+        shape, dtype = s.spec("obs")
+        obs = torch.empty((*obs_rows.shape, *shape), dtype=_torch_dtype(dtype))
+        if get_worker_info() is not None:  # in a DataLoader worker: gather straight into shared memory,
+            obs.share_memory_()            # so the batch reaches the main process without another copy
+        s.take("obs", obs_rows, out=obs.numpy())
         action = s.take("action", rows)
         action = action.astype(np.int64 if np.issubdtype(action.dtype, np.integer) else np.float32)
         action[~valid] = ACTION_PAD
         rtg = s.take("rtg", rows).astype(np.float32) * np.float32(self.rtg_scale)
         rtg[~valid] = 0.0
-        return {"obs": torch.from_numpy(obs), "action": torch.from_numpy(action),
+        return {"obs": obs, "action": torch.from_numpy(action),
                 "rtg": torch.from_numpy(rtg[..., None]), "valid": torch.from_numpy(valid)}
 
     @property

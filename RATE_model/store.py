@@ -164,15 +164,17 @@ class EpisodeStore:
         """The first ``n`` episodes (no copy)."""
         return EpisodeStore(self.fields, self.offsets[:n + 1], self.path)
 
-    def take(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Field ``name`` at global step indices ``rows`` [b, ...] -> [b, ..., *shape].
+    def take(self, name: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Field ``name`` at global step indices ``rows`` [b, ...] -> [b, ..., *shape] (into ``out`` if given).
 
         On disk, each window ``rows[i]`` is served by one contiguous read of rows min..max (the windows of
         the samplers are contiguous up to padding and frame stacking), then indexed in RAM."""
         f = self.fields[name]
         if isinstance(f, np.ndarray):
-            return f[rows]
-        out = np.empty((*rows.shape, *f.shape), f.dtype)
+            return f[rows] if out is None else np.take(f, rows, axis=0, out=out)
+        shape, dtype = self.spec(name)
+        if out is None:
+            out = np.empty((*rows.shape, *shape), dtype)
         flat_rows = rows.reshape(len(rows), -1)
         flat_out = out.reshape(len(rows), flat_rows.shape[1], *f.shape)
         for r, o in zip(flat_rows, flat_out, strict=True):  # one read per window, not per step
