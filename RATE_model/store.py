@@ -50,18 +50,23 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 
 def _read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a C-ordered ``.npy`` file (numpy's own parser, through a memory map
-    that is dropped at once); DataError naming the file otherwise."""
+    """(shape, dtype, data offset) of a C-ordered ``.npy`` file, parsed by numpy's own header readers;
+    DataError naming the file otherwise."""
+    fmt = np.lib.format
     try:
-        m = np.load(path, mmap_mode="r", allow_pickle=False)
-        shape, dtype, offset, c_order = m.shape, m.dtype, m.offset, m.flags.c_contiguous
-        del m
-    except (OSError, ValueError, EOFError) as e:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
         first = str(e).splitlines()[0] if str(e) else ""
         raise DataError(f"{path} is corrupt or unreadable ({type(e).__name__}: {first}); "
                         "delete the store folder to rebuild it") from None
-    if not c_order:
-        raise DataError(f"{path} is not in C order; delete the store folder to rebuild it")
+    if fortran:
+        raise DataError(f"{path} is in Fortran order; delete the store folder to rebuild it")
     return tuple(shape), np.dtype(dtype), offset
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from MinigridMemory.get_data.collect_traj import collect
 from MinigridMemory.MinigridMemory_src import train_minigridmemory
+from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
 from RATE_model.experiment import run_main
 from TMaze_new.TMaze_new_src import train_tmaze
 
@@ -77,6 +78,13 @@ def _write(rel: str, data: bytes) -> Callable[[Path], None]:
 
 def _truncate(rel: str, n: int = 100) -> Callable[[Path], None]:
     return lambda d: (d / rel).write_bytes((d / rel).read_bytes()[:n])
+
+
+def _damaged_store(d: Path) -> None:
+    """Minigrid's episode store built, then its frame file cut short."""
+    minigrid_dataset(d / "mg", 12, progress=False)
+    obs = d / "mg" / "store" / "obs.npy"
+    obs.write_bytes(obs.read_bytes()[:4096])
 
 
 def _other_ckpt(d: Path) -> None:
@@ -143,6 +151,7 @@ CASES = [
      "reward has shape (5,), expected (6,)"),
     ("mg_action_range", M, ["--data_dir", "{d}/mg"], _mg_arr("action", lambda a: a + 5), "action holds values"),
     ("mg_missing_field", M, ["--data_dir", "{d}/mg"], _edit_mg(done=None), "done"),
+    ("mg_store_truncated", M, ["--data_dir", "{d}/mg"], _damaged_store, "store/obs.npy has 4096 bytes"),
     ("mg_eval_size", M, ["--data_dir", "{d}/mg", "--eval_sizes", "8"], None, "--eval_sizes"),
     ("mg_eval_batch", M, ["--data_dir", "{d}/mg", "--eval_batch_size", "0"], None, "--eval_batch_size"),
 ]
