@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 import torch
 
 from RATE_model import RATE, ModelConfig
+from RATE_model.config import TrainConfig
+from RATE_model.data import Windows
+from RATE_model.trainer import Trainer
 
 MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
 ARCHS = ("TrXL", "TrXL-I", "GTrXL")
@@ -47,3 +54,28 @@ def run_segments(model: RATE, batch: dict[str, torch.Tensor]) -> list[torch.Tens
         logits, state = model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state)
         out.append(logits)
     return out
+
+
+def fit_tiny(run_dir: Path, stages: Callable[[], list[Windows]], stop_after: int | None = None,
+             resume: Path | None = None, **train: object) -> Trainer:
+    """Train a tiny RATE (dropout on) for 2 epochs on ``stages()`` (built after seeding); with ``stop_after``
+    crash at that optimizer step and save the checkpoint the SIGTERM handler / ckpt_every would have written."""
+    torch.manual_seed(0)
+    model = tiny_model("RATE", dropout=0.1).train()
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 4, "warmup_steps": 2, "seed": 7, **train})
+    trainer = Trainer(model, cfg, run_dir, None, {}, stages())
+    if stop_after is None:
+        trainer.fit(resume=resume, progress=False)
+        return trainer
+    orig = trainer.train_batch
+
+    def train_batch(batch):
+        if trainer.step == stop_after:
+            raise KeyboardInterrupt("simulated crash")
+        return orig(batch)
+
+    trainer.train_batch = train_batch
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(progress=False)
+    trainer.save()
+    return trainer

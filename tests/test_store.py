@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from RATE_model.config import TrainConfig
 from RATE_model.data import (
     DataError,
     WindowDataset,
@@ -24,8 +23,7 @@ from RATE_model.data import (
 )
 from RATE_model.encoders import ACTION_PAD
 from RATE_model.store import EpisodeStore, StoreWriter, open_or_build
-from RATE_model.trainer import Trainer
-from tests.helpers import tiny_model
+from tests.helpers import fit_tiny
 
 
 def make_episode(T: int, first: int = 0, obs_shape=(2, 3), seed: int = 0) -> dict[str, np.ndarray]:
@@ -268,25 +266,7 @@ def test_loader_with_workers_yields_the_same_batches_in_order(tmp_path):
 
 
 def _fit(tmp_path, name, data, workers, stop_after=None, resume=None):
-    torch.manual_seed(0)
-    model = tiny_model("RATE", dropout=0.1).train()
-    cfg = TrainConfig(epochs=2, batch_size=4, warmup_steps=2, seed=7, num_workers=workers)
-    trainer = Trainer(model, cfg, tmp_path / name, None, {}, [data])
-    if stop_after is not None:
-        orig = trainer.train_batch
-
-        def train_batch(batch):
-            if trainer.step == stop_after:
-                raise KeyboardInterrupt("simulated crash")
-            return orig(batch)
-
-        trainer.train_batch = train_batch
-        with pytest.raises(KeyboardInterrupt):
-            trainer.fit(progress=False)
-        trainer.save()
-        return trainer
-    trainer.fit(resume=resume, progress=False)
-    return trainer
+    return fit_tiny(tmp_path / name, lambda: [data], stop_after, resume, num_workers=workers)
 
 
 @pytest.mark.parametrize("sampler", ["consecutive", "dt_style"])

@@ -10,7 +10,7 @@ import torch
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
 from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler
-from tests.helpers import random_batch, tiny_model
+from tests.helpers import fit_tiny, random_batch, tiny_model
 from TMaze_new.TMaze_new_src import train_tmaze
 
 
@@ -88,25 +88,7 @@ def test_grad_checkpoint_step_equals_plain_step(tmp_path, monkeypatch):
 
 
 def _fit(tmp_path, name, stop_after=None, resume=None):
-    torch.manual_seed(0)
-    model = tiny_model("RATE", dropout=0.1).train()
-    cfg = TrainConfig(epochs=2, batch_size=4, warmup_steps=2, seed=7)
-    trainer = Trainer(model, cfg, tmp_path / name, None, {}, [_data(), _data()])
-    if stop_after is not None:
-        orig = trainer.train_batch
-
-        def train_batch(batch):
-            if trainer.step == stop_after:
-                raise KeyboardInterrupt("simulated crash")
-            return orig(batch)
-
-        trainer.train_batch = train_batch
-        with pytest.raises(KeyboardInterrupt):
-            trainer.fit(progress=False)
-        trainer.save()  # what the SIGTERM handler / ckpt_every would have written
-        return trainer
-    trainer.fit(resume=resume, progress=False)
-    return trainer
+    return fit_tiny(tmp_path / name, lambda: [_data(), _data()], stop_after, resume)
 
 
 def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):

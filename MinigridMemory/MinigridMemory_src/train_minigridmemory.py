@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
     g = p.add_argument_group("Minigrid-Memory")
     g.add_argument("--data_dir", type=Path, default=DATA_DIR, help="folder of collect_traj.py episodes")
-    g.add_argument("--max_episodes", type=int, help="load only the first this many episodes")
+    g.add_argument("--max_episodes", type=int, help="train on only the first this many episodes")
     g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
     g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
     g.add_argument("--eval_sizes", type=int_list, help="grid sizes to evaluate, e.g. 11,31,91")
