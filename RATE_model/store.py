@@ -349,7 +349,11 @@ def open_or_build(path: str | Path, sources: Sequence[Path], read: Callable[[Pat
                 return EpisodeStore.open(path).head(len(prints))
             print(f"{path}: the episode files changed since this store was built; rebuilding it",
                   file=sys.stderr, flush=True)
-        with StoreWriter(path, prints) as writer:
-            for src in tqdm(sources, desc=desc, disable=None if progress else True, leave=False):
-                writer.append(read(src), source=src)
-            return writer.close()
+        try:
+            with StoreWriter(path, prints) as writer:
+                for src in tqdm(sources, desc=desc, disable=None if progress else True, leave=False):
+                    writer.append(read(src), source=src)
+                return writer.close()
+        except OSError as e:  # a read-only data folder, a full disk, ...
+            raise DataError(f"could not write the episode store {path} ({type(e).__name__}: {e}); "
+                            "the partial store was removed") from None

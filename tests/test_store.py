@@ -291,3 +291,18 @@ def test_windows_validate_their_store():
     store = EpisodeStore.from_episodes(episodes([3]))
     with pytest.raises(DataError, match="no training windows"):
         fixed_offsets(store, 5, stride=5, stop=10)
+
+
+def test_full_disk_during_a_build_is_a_data_error_and_removes_the_partial_store(tmp_path, monkeypatch):
+    src = write_sources(tmp_path, [4, 6, 5])
+    real = StoreWriter.append
+
+    def append(self, episode, source=None):
+        if len(self.lengths) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, episode, source)
+
+    monkeypatch.setattr(StoreWriter, "append", append)
+    with pytest.raises(DataError, match="could not write the episode store .*No space left"):
+        episode_store(tmp_path / "store", src, read, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in src]
