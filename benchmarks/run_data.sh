@@ -13,6 +13,8 @@ bench() { echo "bench_data $*" >&2; $PY benchmarks/bench_data.py "$@" | tail -1 
 $PY MinigridMemory/get_data/collect_traj.py --out_dir "$OUT/minigrid_ref"
 bench minigrid-build --data_dir "$OUT/minigrid_ref"
 bench minigrid-epoch --data_dir "$OUT/minigrid_ref"
+bench minigrid-epoch --data_dir "$OUT/minigrid_ref" -- --grad_checkpoint
 bench atari-sample --transitions 500000 --batches 40 --workers 1
+bench atari-sample --transitions 500000 --batches 40 --workers 2
 bench throughput --env tmaze --iters 15 --rounds 3
 bench throughput --env minigrid --data_dir "$OUT/minigrid_ref" --max_episodes 1000 --iters 10 --rounds 3
