@@ -162,13 +162,17 @@ class WindowDataset(Windows):
             return self._table
         return self._draw(np.random.default_rng([seed, epoch]))
 
-    def __getitem__(self, keys: np.ndarray) -> dict[str, Tensor]:
+    def _steps(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Episode index [b], step within the episode [b, L] (past the end: the last step) and valid [b, L]."""
         keys = np.asarray(keys, np.int64).reshape(-1, 2)
-        ep, start, s = keys[:, 0], keys[:, 1], self.store
-        steps = start[:, None] + np.arange(self.window)  # [b, L]
-        valid = steps < s.lengths[ep][:, None]
-        steps = np.minimum(steps, s.lengths[ep][:, None] - 1)  # padding repeats the last step
-        rows = s.offsets[ep][:, None] + steps
+        ep, steps = keys[:, 0], keys[:, 1:2] + np.arange(self.window)
+        last = self.store.lengths[ep][:, None] - 1
+        return ep, np.minimum(steps, last), steps <= last
+
+    def __getitem__(self, keys: np.ndarray) -> dict[str, Tensor]:
+        s = self.store
+        ep, steps, valid = self._steps(keys)
+        rows = s.offsets[ep][:, None] + steps  # padding repeats the last step
         if self.frame_stack > 1:  # frames t-S+1 .. t, clamped at the episode's first frame
             back = np.maximum(steps[..., None] - np.arange(self.frame_stack - 1, -1, -1), 0)
             obs_rows = s.offsets[ep][:, None, None] + back
@@ -194,11 +198,8 @@ class WindowDataset(Windows):
 
     def window_sums(self, windows: np.ndarray, field: str = "reward") -> np.ndarray:
         """Sum of ``field`` over the valid steps of each window (e.g. reward collected inside it)."""
-        ep, start, s = windows[:, 0], windows[:, 1], self.store
-        steps = start[:, None] + np.arange(self.window)
-        inside = steps < s.lengths[ep][:, None]
-        values = s.take(field, s.offsets[ep][:, None] + np.minimum(steps, s.lengths[ep][:, None] - 1))
-        return (values * inside).sum(1)
+        ep, steps, valid = self._steps(windows)
+        return (self.store.take(field, self.store.offsets[ep][:, None] + steps) * valid).sum(1)
 
 
 # ---------------------------------------------------------------------------------------- samplers
