@@ -2,14 +2,16 @@
 training throughput against the old path that held every padded window in RAM.
 
     python benchmarks/bench_data.py minigrid-build --data_dir benchmarks/out/minigrid_ref
-    python benchmarks/bench_data.py minigrid-epoch --data_dir benchmarks/out/minigrid_ref
+    python benchmarks/bench_data.py minigrid-epoch --data_dir benchmarks/out/minigrid_ref [-- --grad_checkpoint]
+    python benchmarks/bench_data.py minigrid-model [-- --grad_checkpoint]
     python benchmarks/bench_data.py atari-sample [--transitions 500000] [--batches 40]
     python benchmarks/bench_data.py throughput --env tmaze|minigrid [--iters 10]
 
 ``minigrid-build`` converts the reference dataset (``collect_traj.py`` defaults: 10 000 episodes on
 31×31) into its store; ``minigrid-epoch`` runs one epoch of the real train script at the reference
 configuration (config.yaml) and samples the memory of the whole process tree (main process and
-DataLoader workers) every 0.2 s; ``atari-sample`` writes a synthetic store of single 84×84 frames and
+DataLoader workers) every 0.2 s; ``minigrid-model`` measures the network alone at that configuration;
+``atari-sample`` writes a synthetic store of single 84×84 frames and
 draws DT-style batches of 128 windows × 90 steps × 4 stacked frames through the DataLoader;
 ``throughput`` alternates training iterations on the store and on the same windows held in RAM as
 tensors (the old ``Trajectories`` path), same model, same batches. Each prints one JSON line.
@@ -141,6 +143,32 @@ def minigrid_epoch(args: argparse.Namespace) -> dict:
             "train_seconds": result["train_seconds"], "optimizer_steps": result["optimizer_steps"], **peak}
 
 
+def minigrid_model(args: argparse.Namespace) -> dict:
+    """The floor set by the network itself: peak RSS of a few training steps at the reference Minigrid
+    configuration on a random batch already in RAM (no dataset, no loader), episodes of 30..57 steps."""
+    import resource
+    import tempfile
+
+    from MinigridMemory.MinigridMemory_src import train_minigridmemory as script
+    from RATE_model.config import split_args
+    from RATE_model.model import RATE
+    from RATE_model.trainer import Trainer
+
+    a, _ = script.parse_args(args.extra)
+    mc, tc = split_args(a)
+    mc.env = "minigrid"
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(RATE(mc).train(), tc, Path(tmp), None, {}, [])
+        B, T = tc.batch_size, mc.context_length * mc.sections
+        valid = torch.arange(T)[None] < torch.randint(30, 58, (B, 1))
+        for _ in range(4):
+            trainer.train_batch({"obs": torch.rand(B, T, 3, 84, 84), "rtg": torch.rand(B, T, 1),
+                                 "action": torch.where(valid, torch.randint(0, 3, (B, T)), -10), "valid": valid})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"flags": args.extra, "steps": 4, "peak_rss_gb": round(peak, 3)}
+
+
 # ---------------------------------------------------------------------------------------------- Atari-like
 def atari_sample(args: argparse.Namespace) -> dict:
     path = OUT / f"atari_like_store_{args.transitions}"
@@ -245,7 +273,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["minigrid-build", "minigrid-epoch", "atari-sample", "throughput"])
+    p.add_argument("what", choices=["minigrid-build", "minigrid-epoch", "minigrid-model", "atari-sample", "throughput"])
     p.add_argument("--data_dir", type=Path, default=OUT / "minigrid_ref")
     p.add_argument("--transitions", type=int, default=500_000)
     p.add_argument("--batches", type=int, default=40)
@@ -255,10 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=3, help="throughput: interleaved rounds")
     p.add_argument("--max_episodes", type=int, default=1000,
                    help="throughput on Minigrid: episodes (the old path must hold their windows in RAM)")
-    p.add_argument("extra", nargs="*", help="minigrid-epoch: extra flags for the train script (after --)")
+    p.add_argument("extra", nargs="*", help="minigrid-epoch/-model: extra train-script flags (after --)")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    fn = {"minigrid-build": minigrid_build, "minigrid-epoch": minigrid_epoch, "atari-sample": atari_sample,
+    fn = {"minigrid-build": minigrid_build, "minigrid-epoch": minigrid_epoch, "minigrid-model": minigrid_model,
+          "atari-sample": atari_sample,
           "throughput": throughput}[args.what]
     res = {"what": args.what, "machine": describe(torch.device("cpu")), "date": time.strftime("%Y-%m-%d"), **fn(args)}
     print(json.dumps(res), flush=True)

@@ -14,6 +14,8 @@ $PY MinigridMemory/get_data/collect_traj.py --out_dir "$OUT/minigrid_ref"
 bench minigrid-build --data_dir "$OUT/minigrid_ref"
 bench minigrid-epoch --data_dir "$OUT/minigrid_ref"
 bench minigrid-epoch --data_dir "$OUT/minigrid_ref" -- --grad_checkpoint
+bench minigrid-model
+bench minigrid-model -- --grad_checkpoint
 bench atari-sample --transitions 500000 --batches 40 --workers 1
 bench atari-sample --transitions 500000 --batches 40 --workers 2
 bench throughput --env tmaze --iters 15 --rounds 3
