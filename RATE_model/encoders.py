@@ -56,11 +56,24 @@ def conv_stack(in_ch: int, padding: int = 0) -> nn.Sequential:
 
 
 def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bool = True) -> nn.Sequential:
-    """conv stack -> Linear(-> d) [-> Tanh]; the flattened width is inferred from ``obs_shape``."""
+    """conv stack -> Linear(-> d) [-> Tanh]; the flattened width is inferred from ``obs_shape``.
+
+    He initialisation (zero biases): every layer keeps the scale of its input, so an image token starts
+    as large as the return and action tokens beside it. PyTorch's default (variance 1/(3·fan_in)) shrinks
+    it about 2.5× per layer: on Minigrid frames the embedding started 50× smaller than the return-to-go
+    token and key vs ball differed by 0.1 % of the token scale; RATE then never learned to carry the cue
+    across segments (MinigridMemory/RESULTS_minigrid.md, "Diagnosis").
+    """
     convs = conv_stack(obs_shape[0], padding)
     with torch.no_grad():
         flat = convs(torch.zeros(1, *obs_shape)).shape[-1]
     layers: list[nn.Module] = [convs, nn.Linear(flat, d)]
+    for m in layers[0]:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    nn.init.kaiming_normal_(layers[1].weight, nonlinearity="linear")
+    nn.init.zeros_(layers[1].bias)
     if tanh:
         layers.append(nn.Tanh())
     return nn.Sequential(*layers)

@@ -131,6 +131,31 @@ def test_noisy_expert_still_succeeds_and_is_deterministic():
     assert len(a["action"]) > len(clean["action"])
 
 
+def _decisions(size: int, seeds: range, look_first: bool) -> list[dict]:
+    from MinigridMemory.MinigridMemory_src.diagnose_cue import decisive_action
+
+    return [decisive_action(size, s, look_first) for s in seeds]
+
+
+def test_expert_decision_follows_what_it_has_seen():
+    """The current expert's one cue-dependent action (taken while the first junction object is in view)
+    is FORWARD exactly when that object matches the cue; both sides get looked at first."""
+    recs = _decisions(11, range(40), look_first=True)
+    assert all((r["action"] == FORWARD) == (r["seen"] == r["cue"]) for r in recs)
+    assert {r["seen"] == r["cue"] for r in recs} == {True, False}
+    assert {(r["cue"], r["seen"]) for r in recs} == {("key", "key"), ("key", "ball"), ("ball", "key"), ("ball", "ball")}
+
+
+def test_first_expert_turned_on_the_unseen_arrangement():
+    """The first expert's turn at the junction is decided by where the matching object lies, which no
+    observation before the turn shows, so the cue alone predicts it no better than a coin."""
+    recs = _decisions(11, range(40), look_first=False)
+    assert all((r["action"] == LEFT) == r["match_north"] for r in recs)
+    for cue in ("key", "ball"):
+        lefts = [r["action"] == LEFT for r in recs if r["cue"] == cue]
+        assert 0 < sum(lefts) < len(lefts)
+
+
 # ---------------------------------------------------------------- .npz data
 
 
@@ -149,6 +174,12 @@ def test_collect_round_trip_resume_and_determinism(tmp_path):
             assert np.array_equal(ea[k], eb[k]), (i, k)
     with pytest.raises(ValueError, match="collected with"):
         collect(tmp_path / "a", n_episodes=6, size=11, workers=1, progress=False)
+    # a folder made by the first expert (meta.json without "expert") is not extended with the current one
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    del meta["expert"]
+    (tmp_path / "a" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="collected with"):
+        collect(tmp_path / "a", n_episodes=7, size=9, epsilon=0.1, seed=3, workers=1, progress=False)
 
 
 def test_collect_cli_bad_flags_exit_with_one_line(capsys):

@@ -28,6 +28,9 @@ from MinigridMemory.MinigridMemory_src.minigrid_env import check_size, default_t
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "MinigridMemory_data"
 FIELDS = ("obs", "action", "reward", "done")
+# The expert version in meta.json: folders collected by the first expert (no "expert" key), whose turn at
+# the junction is not learnable from the observations, are refused instead of silently extended.
+EXPERT = "look_first"
 
 
 def episode_path(out_dir: Path, index: int) -> Path:
@@ -81,7 +84,8 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
         raise ValueError(f"--workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"size": size, "epsilon": epsilon, "timeout": timeout or default_timeout(size), "seed": seed}
+    meta = {"size": size, "epsilon": epsilon, "timeout": timeout or default_timeout(size), "seed": seed,
+            "expert": EXPERT}
     meta_path = out_dir / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())

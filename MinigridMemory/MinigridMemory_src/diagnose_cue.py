@@ -1,0 +1,152 @@
+"""Why no model read the Minigrid-Memory cue: the two measurements behind RESULTS_minigrid.md "Diagnosis".
+
+    python3 MinigridMemory/MinigridMemory_src/diagnose_cue.py expert --sizes 11,31 --episodes 400
+    python3 MinigridMemory/MinigridMemory_src/diagnose_cue.py image --segments 2,3 --inits he,pytorch --seeds 1,2,3
+
+``expert``: is the expert's one cue-dependent action predictable from what the agent has seen? For the
+first expert (``look_first=False``) it is the turn at the junction; for the current one, the action
+taken while the first junction object is in view (go ahead or turn round). Prints the rate of the
+action by cue alone and by cue together with what decides it.
+
+``image``: the image-cue T-Maze (``image_cue.py``) trained with the project's trainer: RATE (memory
+only) and a K-step DT, with the image encoder's He initialisation or PyTorch's layer defaults. Prints,
+per run, the step at which the training loss leaves the cue-blind floor, the success rate on 100
+corridors, and the gradient / probe diagnostics before and after training. Writes the whole record to
+``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from MinigridMemory.MinigridMemory_src import image_cue
+from MinigridMemory.MinigridMemory_src.expert import MemoryExpert
+from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, MinigridMemory
+from RATE_model.experiment import run_main
+
+
+def decisive_action(size: int, seed: int, look_first: bool) -> dict[str, Any]:
+    """Run one ε = 0 expert episode and return its cue, the decisive action and what the agent saw."""
+    env = MinigridMemory(size)
+    env.reset(seed)
+    expert = MemoryExpert(env, 0.0, np.random.default_rng(seed), look_first)
+    expert.reset()
+    g = env.env
+    mid = g.height // 2
+    record: dict[str, Any] = {"cue": expert.cue_type, "match_north": expert.success[1] < mid}
+    done = False
+    while not done:
+        a = expert.act()
+        x, y = int(g.agent_pos[0]), int(g.agent_pos[1])
+        if "action" not in record and expert.cue_seen:
+            in_view = [g.in_view(*p) for p in expert.junction_objects]
+            if look_first and any(in_view):  # first time a junction object is in view
+                seen = g.grid.get(*expert.junction_objects[in_view.index(True)]).type
+                record.update(action=a, seen=seen)
+            elif not look_first and (x, y) == (expert.success[0], mid) and a != FORWARD:  # the turn
+                record.update(action=a)
+        _, _, done, _ = env.step(a)
+        expert.observe()
+    return record
+
+
+def expert_table(sizes: list[int], episodes: int) -> list[dict[str, Any]]:
+    """Rates of the decisive action for both experts: by cue alone, and by what actually decides it."""
+    rows = []
+    for size in sizes:
+        for look_first in (False, True):
+            recs = [decisive_action(size, s, look_first) for s in range(episodes)]
+            if look_first:  # decisive action: FORWARD (the seen object matches) or a turn
+                by_cue = {c: np.mean([r["action"] == FORWARD for r in recs if r["cue"] == c]) for c in ("key", "ball")}
+                match = [r["action"] == FORWARD for r in recs if r["seen"] == r["cue"]]
+                other = [r["action"] == FORWARD for r in recs if r["seen"] != r["cue"]]
+                decided = {"seen object matches cue": np.mean(match), "seen object differs": np.mean(other)}
+                what = "go ahead (FORWARD)"
+            else:  # decisive action: the turn, LEFT (north) or RIGHT (south)
+                by_cue = {c: np.mean([r["action"] == LEFT for r in recs if r["cue"] == c]) for c in ("key", "ball")}
+                decided = {"match north (unseen)": np.mean([r["action"] == LEFT for r in recs if r["match_north"]]),
+                           "match south (unseen)": np.mean([r["action"] == LEFT for r in recs if not r["match_north"]])}
+                what = "turn LEFT"
+            counts = Counter(r["cue"] for r in recs)
+            rows.append({"size": size, "expert": "look first" if look_first else "first version (privileged turn)",
+                         "action": what, "rate_by_cue": {k: float(v) for k, v in by_cue.items()},
+                         "rate_by_decider": {k: float(v) for k, v in decided.items()},
+                         "episodes": episodes, "cue_counts": dict(counts)})
+    return rows
+
+
+def image_runs(segments: list[int], inits: list[str], seeds: list[int], K: int, epochs: int,
+               dt: bool) -> list[dict[str, Any]]:
+    """Train RATE (and a K-step DT) on the image-cue corridor for every (segments, init, seed)."""
+    rows = []
+    jobs = [("RATE", N, init, seed) for N in segments for init in inits for seed in seeds]
+    if dt:
+        jobs += [("DT", N, "he", seed) for N in segments for seed in seeds]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (mode, N, init, seed) in enumerate(jobs):
+            t0 = time.time()
+            model = image_cue.cue_model(mode, K, N, init, seed)
+            before = image_cue.cue_diagnostics(model) if mode == "RATE" else {}
+            losses, success = image_cue.train_on_cue(model, N, Path(tmp) / str(i), epochs, seed=seed)
+            after = image_cue.cue_diagnostics(model) if mode == "RATE" else {}
+            floor = image_cue.cue_floor(K, N)  # DT: N windows of K steps per corridor, one decisive step
+            mean20 = np.convolve(losses, np.ones(20) / 20, mode="valid")
+            below = np.flatnonzero(mean20 < floor / 2)
+            rows.append({"model": mode, "segments": N, "K": K, "init": init, "seed": seed, "steps": len(losses),
+                         "floor": floor, "left_floor_at": int(below[0] + 20) if len(below) else None,
+                         "success": success, "seconds": round(time.time() - t0, 1),
+                         "loss_every_20": [round(float(np.mean(losses[j:j + 20])), 4)
+                                           for j in range(0, len(losses), 20)],
+                         "before": before, "after": after})
+            r = rows[-1]
+            print(f"{mode:4} N={N} init={init:7} seed={seed}: success {success:.2f}, loss left the floor at step "
+                  f"{r['left_floor_at']} of {len(losses)} ({r['seconds']} s)", flush=True)
+    return rows
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="part", required=True)
+    e = sub.add_parser("expert", help="is the expert's cue-dependent action learnable from observations?")
+    e.add_argument("--sizes", type=int_list, default=[11, 31])
+    e.add_argument("--episodes", type=int, default=400)
+    i = sub.add_parser("image", help="train on the image-cue corridor; gradients and probes")
+    i.add_argument("--segments", type=int_list, default=[2, 3])
+    i.add_argument("--inits", default="he,pytorch")
+    i.add_argument("--seeds", type=int_list, default=[1, 2, 3])
+    i.add_argument("--context_length", type=int, default=3)
+    i.add_argument("--epochs", type=int, default=60)
+    i.add_argument("--no_dt", action="store_true", help="skip the DT runs")
+    for q in (e, i):
+        q.add_argument("--out", type=Path, help="write the record as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.part == "expert":
+        rows = expert_table(args.sizes, args.episodes)
+        for r in rows:
+            print(f"{r['size']}x{r['size']} {r['expert']}: rate of '{r['action']}' by cue {r['rate_by_cue']}, "
+                  f"by {r['rate_by_decider']}")
+    else:
+        rows = image_runs(args.segments, args.inits.split(","), args.seeds, args.context_length, args.epochs,
+                          not args.no_dt)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    run_main(main)
