@@ -148,7 +148,7 @@ CASES = [
     ("mg_obs_shape", M, ["--data_dir", "{d}/mg"], _mg_arr("obs", lambda a: a[:, :, :80]), "obs has shape"),
     ("mg_reward_nan", M, ["--data_dir", "{d}/mg"], _mg_arr("reward", _nan_at), "reward holds NaN"),
     ("mg_reward_length", M, ["--data_dir", "{d}/mg"], _mg_arr("reward", lambda a: a[:-1]),
-     "reward has shape (5,), expected (6,)"),
+     "reward has shape (7,), expected (8,)"),  # episode 1 of the 7x7 data in base() takes 8 steps
     ("mg_action_range", M, ["--data_dir", "{d}/mg"], _mg_arr("action", lambda a: a + 5), "action holds values"),
     ("mg_missing_field", M, ["--data_dir", "{d}/mg"], _edit_mg(done=None), "done"),
     ("mg_store_truncated", M, ["--data_dir", "{d}/mg"], _damaged_store, "store/obs.npy has 4096 bytes"),

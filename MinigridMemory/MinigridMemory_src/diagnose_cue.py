@@ -85,18 +85,25 @@ def expert_table(sizes: list[int], episodes: int) -> list[dict[str, Any]]:
 
 
 def image_runs(segments: list[int], inits: list[str], seeds: list[int], K: int, epochs: int,
-               dt: bool) -> list[dict[str, Any]]:
-    """Train RATE (and a K-step DT) on the image-cue corridor for every (segments, init, seed)."""
+               dt: bool, full_dt: bool) -> list[dict[str, Any]]:
+    """Train RATE (and a K-step DT, and a DT whose one context holds the whole corridor) on the image-cue
+    corridor for every (segments, init, seed)."""
     rows = []
     jobs = [("RATE", N, init, seed) for N in segments for init in inits for seed in seeds]
     if dt:
         jobs += [("DT", N, "he", seed) for N in segments for seed in seeds]
+    if full_dt:
+        jobs += [("DT-full", N, init, seed) for N in segments for init in inits for seed in seeds]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (mode, N, init, seed) in enumerate(jobs):
             t0 = time.time()
-            model = image_cue.cue_model(mode, K, N, init, seed)
+            if mode == "DT-full":  # one context of K·N steps: no memory needed, the cue is always in view
+                model = image_cue.cue_model("DT", K * N, 1, init, seed)
+            else:
+                model = image_cue.cue_model(mode, K, N, init, seed)
             before = image_cue.cue_diagnostics(model) if mode == "RATE" else {}
-            losses, success = image_cue.train_on_cue(model, N, Path(tmp) / str(i), epochs, seed=seed)
+            corridor_segments = 1 if mode == "DT-full" else N  # in units of the model's own K
+            losses, success = image_cue.train_on_cue(model, corridor_segments, Path(tmp) / str(i), epochs, seed=seed)
             after = image_cue.cue_diagnostics(model) if mode == "RATE" else {}
             floor = image_cue.cue_floor(K, N)  # DT: N windows of K steps per corridor, one decisive step
             mean20 = np.convolve(losses, np.ones(20) / 20, mode="valid")
@@ -108,7 +115,7 @@ def image_runs(segments: list[int], inits: list[str], seeds: list[int], K: int, 
                                            for j in range(0, len(losses), 20)],
                          "before": before, "after": after})
             r = rows[-1]
-            print(f"{mode:4} N={N} init={init:7} seed={seed}: success {success:.2f}, loss left the floor at step "
+            print(f"{mode:7} N={N} init={init:7} seed={seed}: success {success:.2f}, loss left the floor at step "
                   f"{r['left_floor_at']} of {len(losses)} ({r['seconds']} s)", flush=True)
     return rows
 
@@ -129,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     i.add_argument("--seeds", type=int_list, default=[1, 2, 3])
     i.add_argument("--context_length", type=int, default=3)
     i.add_argument("--epochs", type=int, default=60)
-    i.add_argument("--no_dt", action="store_true", help="skip the DT runs")
+    i.add_argument("--no_dt", action="store_true", help="skip the K-step DT runs")
+    i.add_argument("--full_dt", action="store_true", help="also train a DT whose context is the whole corridor")
     for q in (e, i):
         q.add_argument("--out", type=Path, help="write the record as JSON here")
     args = p.parse_args(argv)
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"by {r['rate_by_decider']}")
     else:
         rows = image_runs(args.segments, args.inits.split(","), args.seeds, args.context_length, args.epochs,
-                          not args.no_dt)
+                          not args.no_dt, args.full_dt)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
