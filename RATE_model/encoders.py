@@ -60,9 +60,9 @@ def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bo
 
     He initialisation (zero biases): every layer keeps the scale of its input, so an image token starts
     as large as the return and action tokens beside it. PyTorch's default (variance 1/(3·fan_in)) shrinks
-    it about 2.5× per layer: on Minigrid frames the embedding started 50× smaller than the return-to-go
-    token and key vs ball differed by 0.1 % of the token scale; RATE then never learned to carry the cue
-    across segments (MinigridMemory/RESULTS_minigrid.md, "Diagnosis").
+    it about 2.5× per layer: on Minigrid frames the embedding started ~40× smaller than the return-to-go
+    token, key vs ball 30× closer than now, and RATE did not learn to carry an image cue across segments
+    (MinigridMemory/RESULTS_minigrid.md, "Diagnosis").
     """
     convs = conv_stack(obs_shape[0], padding)
     with torch.no_grad():

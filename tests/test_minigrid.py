@@ -226,12 +226,18 @@ def test_windows_are_cut_and_padded():
     assert np.allclose(w[0]["rtg"][:, 0], 0.9) and np.allclose(w[1]["rtg"][:, 0], [0.9, 0.9, 0, 0, 0])
 
 
-def test_dataset_keeps_uint8_and_batches_float(tmp_path):
+def test_dataset_keeps_uint8_and_batches_float(tmp_path, capsys):
     collect(tmp_path, n_episodes=3, size=9, workers=1, progress=False)
     data = minigrid_dataset(tmp_path, 10, progress=False)
     assert data.tensors["obs"].dtype == torch.uint8 and data.tensors["action"].dtype == torch.int64
     b = data.batch(torch.arange(2))
     assert b["obs"].dtype == torch.float32 and 0 <= b["obs"].min() and b["obs"].max() <= 1
+    # 9x9 episodes take 10-15 steps: cutting them into 10-step windows is said once, on stderr
+    lengths = [len(load_episode(episode_path(tmp_path, i))["action"]) for i in range(3)]
+    err = capsys.readouterr().err
+    assert f"{sum(n > 10 for n in lengths)} of 3 episodes" in err and "fresh memory" in err
+    minigrid_dataset(tmp_path, max(lengths), progress=False)
+    assert "fresh memory" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- train script

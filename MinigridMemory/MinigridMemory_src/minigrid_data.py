@@ -8,6 +8,7 @@ episode. Observations become float / 255 on the training device.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,4 +75,9 @@ def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
     if max_episodes is not None:
         files = files[:max_episodes]
     store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "Minigrid-Memory episode store")
+    longer = int((store.lengths > window).sum())
+    if longer:  # their later windows start with fresh memory: a cue seen in an earlier one cannot be learned
+        print(f"note: {longer} of {len(store.lengths)} episodes in {data_dir} are longer than the K·N = {window}-step "
+              f"training window (longest {int(store.lengths.max())}); each is cut into windows that start with "
+              "fresh memory, so a cue seen in an earlier window cannot teach a later decision", file=sys.stderr)
     return consecutive(store, window, obs_transform=uint8_to_float)
