@@ -265,6 +265,17 @@ def test_budget_overrides_and_bad_values():
         train.check_args(train.parse_args(["--eval_sizes", "10"])[0])
 
 
+def test_evaluation_tells_unfinished_from_wrong_object():
+    from MinigridMemory.MinigridMemory_src.image_cue import cue_model
+    from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate_size
+
+    model = cue_model("DT", 3, 1)
+    cut = evaluate_size(model, 7, n_seeds=4, max_steps=1)  # one step never reaches an object
+    assert cut == {"return": 0.0, "success": 0.0, "unfinished": 1.0}
+    full = evaluate_size(model, 7, n_seeds=4, max_steps=300)
+    assert 0.0 <= full["unfinished"] <= 1.0 and full["success"] + full["unfinished"] <= 1.0
+
+
 def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train.run_main(train.main, ["--data_dir", str(tmp_path / "none"), "--runs_dir", str(tmp_path)])
@@ -276,7 +287,7 @@ def test_smoke_run_end_to_end(tmp_path):
                                                "--data_dir", str(tmp_path / "data")]
     res = train.main(argv)
     metrics = res["runs"]["1"]["metrics"]
-    assert set(metrics) == {"return_7", "success_7", "return_9", "success_9"}
+    assert set(metrics) == {f"{k}_{s}" for k in ("return", "success", "unfinished") for s in (7, 9)}
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert (tmp_path / "data" / "smoke" / "episode_000000.npz").exists()
     saved = json.loads((tmp_path / "runs" / "minigrid" / "RATE" / "results.json").read_text())

@@ -28,7 +28,9 @@ def eval_seeds(n: int) -> list[int]:
 
 def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | None = None,
                   max_steps: int | None = None, batch_size: int = 100, sample_seed: int = 0) -> dict[str, float]:
-    """Mean return and success rate over ``n_seeds`` fixed episodes on a size×size grid.
+    """Mean return, success rate and the fraction of unfinished episodes (no object touched before the
+    timeout or ``max_steps``) over ``n_seeds`` fixed episodes on a size×size grid; the other failures
+    touched the wrong object.
 
     ``timeout`` is the env's T (default 5·size²); ``max_steps`` optionally stops the rollout earlier
     (unfinished episodes count as failures with return 0), which bounds evaluation cost on CPU.
@@ -37,23 +39,26 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
     steps = T if max_steps is None else min(T, max_steps)
     seeds = distributed.shard(eval_seeds(n_seeds))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size + 7919 * distributed.rank())
-    returns, successes = [np.zeros(0)], [np.zeros(0)]
+    returns, successes, unfinished = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     for i in range(0, len(seeds), batch_size):
         env = MinigridMemoryVecEnv(size, seeds[i:i + batch_size], timeout=T)
         res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
         returns.append(res.returns)
         successes.append(res.infos["success"])
-    parts = distributed.gather((np.concatenate(returns), np.concatenate(successes)))
-    return {"return": float(np.concatenate([r for r, _ in parts]).mean()),
-            "success": float(np.concatenate([s for _, s in parts]).mean())}
+        touched = np.array([tuple(e.env.agent_pos) in (e.env.success_pos, e.env.failure_pos) for e in env.envs])
+        unfinished.append((~touched).astype(np.float64))
+    parts = distributed.gather(tuple(np.concatenate(x) for x in (returns, successes, unfinished)))
+    return {k: float(np.concatenate([p[i] for p in parts]).mean())
+            for i, k in enumerate(("return", "success", "unfinished"))}
 
 
 def evaluate(model: RATE, sizes: list[int], n_seeds: int = 100, timeout: int | None = None,
              max_steps: int | None = None, batch_size: int = 100, progress: bool = True) -> dict[str, float]:
-    """{"return_<size>": mean return, "success_<size>": success rate} for every grid size."""
+    """{"return_<size>": mean return, "success_<size>": success rate, "unfinished_<size>": fraction that
+    touched no object in time} for every grid size."""
     out: dict[str, float] = {}
     show = None if progress and distributed.is_main() else True  # None: only on a terminal
     for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=show, leave=False):
         m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size)
-        out[f"return_{size}"], out[f"success_{size}"] = m["return"], m["success"]
+        out.update({f"{k}_{size}": v for k, v in m.items()})
     return out
