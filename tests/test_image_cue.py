@@ -87,7 +87,7 @@ def test_rate_carries_an_image_cue_across_segments_and_a_short_context_dt_cannot
     torch.set_num_threads(2)
     try:
         rate = ic.cue_model("RATE", K, N, seed=seed)
-        losses, rate_success = ic.train_on_cue(rate, N, tmp_path / "rate", epochs=50, seed=seed)
+        losses, rate_success = ic.train_on_cue(rate, N, tmp_path / "rate", epochs=60, seed=seed)
         dt = ic.cue_model("DT", K, N, seed=seed)
         dt_losses, dt_success = ic.train_on_cue(dt, N, tmp_path / "dt", epochs=25, seed=seed)
     finally:

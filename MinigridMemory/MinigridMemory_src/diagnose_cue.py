@@ -43,19 +43,23 @@ def decisive_action(size: int, seed: int, look_first: bool) -> dict[str, Any]:
     g = env.env
     mid = g.height // 2
     record: dict[str, Any] = {"cue": expert.cue_type, "match_north": expert.success[1] < mid}
-    done = False
+    done, t = False, 0
     while not done:
+        if "action" not in record and g.in_view(1, mid - 1):  # where MemoryEnv puts the cue
+            record["last_cue_step"] = t
         a = expert.act()
         x, y = int(g.agent_pos[0]), int(g.agent_pos[1])
         if "action" not in record and expert.cue_seen:
             in_view = [g.in_view(*p) for p in expert.junction_objects]
             if look_first and any(in_view):  # first time a junction object is in view
                 seen = g.grid.get(*expert.junction_objects[in_view.index(True)]).type
-                record.update(action=a, seen=seen)
+                record.update(action=a, seen=seen, step=t)
             elif not look_first and (x, y) == (expert.success[0], mid) and a != FORWARD:  # the turn
-                record.update(action=a)
+                record.update(action=a, step=t)
         _, _, done, _ = env.step(a)
         expert.observe()
+        t += 1
+    record["length"] = t
     return record
 
 
@@ -77,10 +81,14 @@ def expert_table(sizes: list[int], episodes: int) -> list[dict[str, Any]]:
                            "match south (unseen)": np.mean([r["action"] == LEFT for r in recs if not r["match_north"]])}
                 what = "turn LEFT"
             counts = Counter(r["cue"] for r in recs)
+            gaps = [r["step"] - r["last_cue_step"] for r in recs]
             rows.append({"size": size, "expert": "look first" if look_first else "first version (privileged turn)",
                          "action": what, "rate_by_cue": {k: float(v) for k, v in by_cue.items()},
                          "rate_by_decider": {k: float(v) for k, v in decided.items()},
-                         "episodes": episodes, "cue_counts": dict(counts)})
+                         "episodes": episodes, "cue_counts": dict(counts),
+                         "steps_from_last_cue_frame_to_decision": {"min": int(min(gaps)), "mean": float(np.mean(gaps))},
+                         "length": {"mean": float(np.mean([r["length"] for r in recs])),
+                                    "max": int(max(r["length"] for r in recs))}})
     return rows
 
 
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = expert_table(args.sizes, args.episodes)
         for r in rows:
             print(f"{r['size']}x{r['size']} {r['expert']}: rate of '{r['action']}' by cue {r['rate_by_cue']}, "
-                  f"by {r['rate_by_decider']}")
+                  f"by {r['rate_by_decider']}; steps from the last cue frame to the decision "
+                  f"{r['steps_from_last_cue_frame_to_decision']}; episode length {r['length']}")
     else:
         rows = image_runs(args.segments, args.inits.split(","), args.seeds, args.context_length, args.epochs,
                           not args.no_dt, args.full_dt)
