@@ -96,9 +96,12 @@ def run_experiment(
                           "use --resume latest")
     device = distributed.setup(device)
     try:
-        return _run_seeds(args, env, model_config, train_config, build_stages, evaluate, seeds, root, device)
-    finally:
-        distributed.teardown()
+        result = _run_seeds(args, env, model_config, train_config, build_stages, evaluate, seeds, root, device)
+    except BaseException:
+        distributed.teardown(wait=False)
+        raise
+    distributed.teardown()
+    return result
 
 
 def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: TrainConfig,
