@@ -235,9 +235,9 @@ def test_dataset_keeps_uint8_and_batches_float(tmp_path, capsys):
     # 9x9 episodes take 10-15 steps: cutting them into 10-step windows is said once, on stderr
     lengths = [len(load_episode(episode_path(tmp_path, i))["action"]) for i in range(3)]
     err = capsys.readouterr().err
-    assert f"{sum(n > 10 for n in lengths)} of 3 episodes" in err and "fresh memory" in err
+    assert f"{sum(n > 10 for n in lengths)} of 3 episodes" in err and "start afresh" in err
     minigrid_dataset(tmp_path, max(lengths), progress=False)
-    assert "fresh memory" not in capsys.readouterr().err
+    assert "start afresh" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- train script

@@ -76,8 +76,9 @@ def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
         files = files[:max_episodes]
     store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "Minigrid-Memory episode store")
     longer = int((store.lengths > window).sum())
-    if longer:  # their later windows start with fresh memory: a cue seen in an earlier one cannot be learned
+    if longer:  # their later windows start afresh: a cue seen in an earlier one cannot be learned
         print(f"note: {longer} of {len(store.lengths)} episodes in {data_dir} are longer than the K·N = {window}-step "
-              f"training window (longest {int(store.lengths.max())}); each is cut into windows that start with "
-              "fresh memory, so a cue seen in an earlier window cannot teach a later decision", file=sys.stderr)
+              f"training window (longest {int(store.lengths.max())}); each is cut into windows that start afresh "
+              "(new memory, or a new context for DT), so a cue seen in an earlier window cannot teach a later "
+              "decision", file=sys.stderr)
     return consecutive(store, window, obs_transform=uint8_to_float)
