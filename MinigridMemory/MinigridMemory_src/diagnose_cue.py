@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from MinigridMemory.MinigridMemory_src import image_cue
 from MinigridMemory.MinigridMemory_src.expert import MemoryExpert
@@ -132,6 +131,13 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
+def inits(text: str) -> list[str]:
+    names = text.split(",")
+    if not set(names) <= {"he", "pytorch"}:
+        raise argparse.ArgumentTypeError(f"--inits takes he and/or pytorch, got {text!r}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="part", required=True)
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--episodes", type=int, default=400)
     i = sub.add_parser("image", help="train on the image-cue corridor; gradients and probes")
     i.add_argument("--segments", type=int_list, default=[2, 3])
-    i.add_argument("--inits", default="he,pytorch")
+    i.add_argument("--inits", type=inits, default=["he", "pytorch"], help="comma-separated: he, pytorch")
     i.add_argument("--seeds", type=int_list, default=[1, 2, 3])
     i.add_argument("--context_length", type=int, default=3)
     i.add_argument("--epochs", type=int, default=60)
@@ -149,7 +155,6 @@ def main(argv: list[str] | None = None) -> None:
     for q in (e, i):
         q.add_argument("--out", type=Path, help="write the record as JSON here")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.part == "expert":
         rows = expert_table(args.sizes, args.episodes)
         for r in rows:
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"by {r['rate_by_decider']}; steps from the last cue frame to the decision "
                   f"{r['steps_from_last_cue_frame_to_decision']}; episode length {r['length']}")
     else:
-        rows = image_runs(args.segments, args.inits.split(","), args.seeds, args.context_length, args.epochs,
+        rows = image_runs(args.segments, args.inits, args.seeds, args.context_length, args.epochs,
                           not args.no_dt, args.full_dt)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

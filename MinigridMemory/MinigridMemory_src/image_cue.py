@@ -24,9 +24,12 @@ from torch import Tensor, nn
 
 from MinigridMemory.MinigridMemory_src.minigrid_data import OBS_SHAPE
 from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, RIGHT, MinigridMemory
+from RATE_model.config import ModelConfig, TrainConfig
 from RATE_model.data import WindowDataset, consecutive, uint8_to_float, with_returns_to_go
 from RATE_model.model import RATE
+from RATE_model.rollout import rollout
 from RATE_model.store import EpisodeStore
+from RATE_model.trainer import Trainer
 
 KEY, BALL = 0, 1
 GRID = 11  # the grid the frames are rendered on (any MemoryEnv size gives the same 3×3 views)
@@ -91,10 +94,10 @@ def expert_episodes(n: int, length: int, seed: int = 0) -> list[dict[str, np.nda
     return episodes
 
 
-def image_cue_dataset(n: int, lengths: list[int], window: int, seed: int = 0) -> WindowDataset:
-    """Training windows of ``window`` steps over ``n`` expert episodes of each corridor length in
-    ``lengths`` (shorter ones padded; an in-RAM episode store)."""
-    episodes = [ep for i, L in enumerate(lengths) for ep in expert_episodes(n, L, seed + i)]
+def image_cue_dataset(n: int, length: int, window: int, seed: int = 0) -> WindowDataset:
+    """Training windows of ``window`` steps over ``n`` expert corridors of ``length`` steps (an in-RAM
+    episode store)."""
+    episodes = expert_episodes(n, length, seed)
     return consecutive(EpisodeStore.from_episodes(episodes), window, obs_transform=uint8_to_float)
 
 
@@ -170,7 +173,7 @@ def cue_diagnostics(model: RATE, n: int = 200, seed: int = 123) -> dict[str, flo
       embedding and on the memory after each segment but the last.
     """
     K, N = model.cfg.context_length, model.cfg.sections
-    b = image_cue_dataset(n, [K * N], K * N, seed).batch(np.arange(n))
+    b = image_cue_dataset(n, K * N, K * N, seed).batch(np.arange(n))
     cue = (b["action"][:, -1] == RIGHT).long()  # 0 key, 1 ball
     embedded: list[Tensor] = []
 
@@ -212,23 +215,20 @@ def cue_diagnostics(model: RATE, n: int = 200, seed: int = 123) -> dict[str, flo
 
 
 # ------------------------------------------------------------------------------------------ training
-def cue_model(mode: str, K: int, N: int, init: str = "he", seed: int = 0, mem_len: int = 0) -> RATE:
+def cue_model(mode: str, K: int, N: int, init: str = "he", seed: int = 0) -> RATE:
     """The small network the diagnostic trains: 2 layers, d 32, through the Minigrid encoder.
 
-    mode 'RATE' (2 memory tokens, MRV, and a hidden-state cache of ``mem_len`` tokens: with 0 only the
-    memory tokens can carry the cue) or 'DT' (one K-step context, no memory, no cache: the cue is out of
-    reach after the first segment). init 'he' is the encoder's own; 'pytorch'
-    re-initialises the image encoder with PyTorch's layer defaults (the first version's init)."""
-    from RATE_model.config import ModelConfig
-
+    mode 'RATE' (2 memory tokens, MRV, no cache: only the memory tokens can carry the cue) or 'DT' (one
+    K-step context, no memory: the cue is out of reach after the first segment). init 'he' is the
+    encoder's own; 'pytorch' re-initialises the image encoder with PyTorch's layer defaults (the first
+    version's init)."""
     if mode not in ("RATE", "DT"):
         raise ValueError(f"mode must be RATE or DT, got {mode!r}")
     memory = dict(num_mem_tokens=2, n_head_ca=2, mrv_act="relu") if mode == "RATE" else \
         dict(num_mem_tokens=0, n_head_ca=0, mrv_act="no_act")
     torch.manual_seed(seed)
     model = RATE(ModelConfig(env="minigrid", model_mode="RATE", context_length=K, sections=N if mode == "RATE" else 1,
-                             n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, skip_dec_ffn=True,
-                             mem_len=mem_len if mode == "RATE" else 0,
+                             n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, skip_dec_ffn=True, mem_len=0,
                              dropout=0.0, **memory))
     if init == "pytorch":
         for m in model.enc.obs.modules():
@@ -249,23 +249,22 @@ def train_on_cue(model: RATE, N: int, run_dir: Path, epochs: int, n: int = 200, 
                  seed: int = 1) -> tuple[list[float], float]:
     """Train on ``n`` corridors of K·N steps with the project's trainer; return the per-step training
     losses and the success rate on 100 fixed evaluation corridors (argmax actions)."""
-    from RATE_model.config import TrainConfig
-    from RATE_model.rollout import rollout
-    from RATE_model.trainer import Trainer
-
     K = model.cfg.context_length
     L = K * N
-    data = image_cue_dataset(n, [L], K * model.cfg.sections, seed=seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, warmup_steps=10, seed=seed, num_workers=0)
-    trainer = Trainer(model.train(), cfg, run_dir, None, {}, [data])
-    losses: list[float] = []
-    step = trainer.train_batch
-
-    def train_batch(batch: dict[str, Tensor]) -> float:
-        losses.append(step(batch))
-        return losses[-1]
-
-    trainer.train_batch = train_batch
-    trainer.fit(progress=False)
+    data = image_cue_dataset(n, L, K * model.cfg.sections, seed=seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, warmup_steps=10, seed=seed, num_workers=0, log_every=1)
+    losses = LossLog()
+    Trainer(model.train(), cfg, run_dir, losses, {}, [data]).fit(progress=False)
     res = rollout(model, eval_envs(100, L), 1.0, L)
-    return losses, float(res.infos["success"].mean())
+    return losses.values, float(res.infos["success"].mean())
+
+
+class LossLog:
+    """The trainer's logger for :func:`train_on_cue`: keeps the training loss of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if "losses/train_loss" in metrics:
+            self.values.append(metrics["losses/train_loss"])
