@@ -89,9 +89,13 @@ class MinigridMemoryVecEnv:
         return self.obs.astype(np.float32) / 255.0
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """info: ``success`` (touched the matching object) and ``touched`` (touched either object; an
+        episode that ends without touching one ran out of time)."""
         E = self.num_envs
-        reward, success = np.zeros(E, np.float32), np.zeros(E, np.float32)
+        reward, success, touched = np.zeros(E, np.float32), np.zeros(E, np.float32), np.zeros(E, np.float32)
         for i in np.flatnonzero(~self.done):
             self.obs[i], reward[i], done, success[i] = self.envs[i].step(int(actions[i]))
+            g = self.envs[i].env
+            touched[i] = tuple(g.agent_pos) in (g.success_pos, g.failure_pos)
             self.done[i] = done
-        return self.obs.astype(np.float32) / 255.0, reward, self.done.copy(), {"success": success}
+        return self.obs.astype(np.float32) / 255.0, reward, self.done.copy(), {"success": success, "touched": touched}

@@ -45,8 +45,7 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
         res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
         returns.append(res.returns)
         successes.append(res.infos["success"])
-        touched = np.array([tuple(e.env.agent_pos) in (e.env.success_pos, e.env.failure_pos) for e in env.envs])
-        unfinished.append((~touched).astype(np.float64))
+        unfinished.append(1.0 - res.infos["touched"])
     parts = distributed.gather(tuple(np.concatenate(x) for x in (returns, successes, unfinished)))
     return {k: float(np.concatenate([p[i] for p in parts]).mean())
             for i, k in enumerate(("return", "success", "unfinished"))}
