@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size, default_timeout
+from RATE_model.collect import collect_episodes, episode_path
+
+__all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "MinigridMemory_data"
 FIELDS = ("obs", "action", "reward", "done")
@@ -33,36 +33,22 @@ FIELDS = ("obs", "action", "reward", "done")
 EXPERT = "look_first"
 
 
-def episode_path(out_dir: Path, index: int) -> Path:
-    return Path(out_dir) / f"episode_{index:06d}.npz"
-
-
 def episode_seeds(seed: int, index: int, attempt: int) -> tuple[int, int]:
     """(environment seed, action-noise seed) of one attempt at one episode."""
     env_seed, noise_seed = np.random.SeedSequence([seed, index, attempt]).generate_state(2)
     return int(env_seed), int(noise_seed)
 
 
-def collect_one(job: tuple[Path, int, int, float, int | None, int, int]) -> tuple[int, int, int]:
-    """Run attempts at episode ``index`` until one succeeds and write it; returns (index, length, attempts)."""
-    out_dir, index, size, epsilon, timeout, seed, max_attempts = job
+def collect_one(index: int, size: int, epsilon: float, timeout: int | None, seed: int,
+                max_attempts: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Run attempts at episode ``index`` until one succeeds; returns it and the number of retries."""
     for attempt in range(max_attempts):
         env_seed, noise_seed = episode_seeds(seed, index, attempt)
         ep = expert_episode(size, env_seed, epsilon, timeout, noise_seed=noise_seed)
         if ep["success"]:
-            path = episode_path(out_dir, index)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez_compressed(tmp, **{k: ep[k] for k in FIELDS})
-            os.replace(tmp, path)  # atomic: an interrupted run never leaves a truncated episode file
-            return index, len(ep["action"]), attempt + 1
+            return {k: ep[k] for k in FIELDS}, {"retries": attempt}
     raise RuntimeError(f"episode {index}: no success in {max_attempts} attempts "
                        f"(epsilon {epsilon} too high for timeout {timeout}?)")
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, epsilon: float = 0.0,
@@ -73,50 +59,15 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
         check_size(size)
     except ValueError as e:
         raise ValueError(f"--size: {e}") from None
-    if n_episodes < 1:
-        raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"--epsilon must be in [0, 1), got {epsilon}")
     if timeout is not None and timeout < 1:
         raise ValueError(f"--timeout must be >= 1, got {timeout}")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"size": size, "epsilon": epsilon, "timeout": timeout or default_timeout(size), "seed": seed,
             "expert": EXPERT}
-    meta_path = out_dir / "meta.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old != meta:
-            raise ValueError(f"{out_dir} holds episodes collected with {old}, not {meta}; "
-                             "use another --out_dir or delete the folder")
-    else:
-        meta_path.write_text(json.dumps(meta, indent=2))
-    todo = [i for i in range(n_episodes) if not episode_path(out_dir, i).exists()]
-    jobs = [(out_dir, i, size, epsilon, timeout, seed, max_attempts) for i in todo]
-    t0, steps, retries = time.time(), 0, 0
-    bar = tqdm(total=len(jobs), desc=f"Minigrid-Memory {size}x{size} episodes", disable=not progress)
-    if workers == 1 or len(jobs) <= 1:
-        results = map(collect_one, jobs)
-        pool = None
-    else:
-        pool = mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_init)
-        results = pool.imap_unordered(collect_one, jobs, chunksize=4)
-    try:
-        for _, length, attempts in results:
-            steps += length
-            retries += attempts - 1
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-    seconds = time.time() - t0
-    return {"out_dir": str(out_dir), "written": len(jobs), "skipped": n_episodes - len(jobs),
-            "steps": steps, "retries": retries, "seconds": round(seconds, 2),
-            "episodes_per_s": round(len(jobs) / seconds, 2) if jobs and seconds > 0 else None}
+    job = partial(collect_one, size=size, epsilon=epsilon, timeout=timeout, seed=seed, max_attempts=max_attempts)
+    desc = f"Minigrid-Memory {size}x{size} episodes"
+    return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, desc)
 
 
 class _Parser(argparse.ArgumentParser):

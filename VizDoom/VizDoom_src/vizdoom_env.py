@@ -1,0 +1,129 @@
+"""ViZDoom-Two-Colors (SPEC §4): a gymnasium env over the generated scenario, and a batched vector env.
+
+Observation: the screen as uint8 [3, 64, 112] (rendered at 256×144 without HUD, weapon or crosshair,
+resized with area averaging). Actions: 0 left, 1 right, 2 forward, 3 left+forward, 4 right+forward,
+each held for ``frame_skip`` = 2 tics. Reward per step: 0.01 per tic alive (the reference's living
+reward) plus 1 whenever health rises (an item of the pillar's colour was picked up). The episode ends
+when the player dies or after ``timeout`` steps. The pillar's colour follows the seed: even seeds are
+red, odd seeds green, so a list of consecutive seeds has both colours in equal numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import vizdoom as vzd
+
+from VizDoom.VizDoom_src.scenario import MAPS, ScenarioConfig, scenario_path
+
+OBS_SHAPE = (3, 64, 112)
+N_ACTIONS = 5
+LEFT, RIGHT, FORWARD, LEFT_FORWARD, RIGHT_FORWARD = range(N_ACTIONS)
+BUTTONS = (vzd.Button.TURN_LEFT, vzd.Button.TURN_RIGHT, vzd.Button.MOVE_FORWARD)
+ACTIONS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1))  # button states of each action
+FRAME_SKIP = 2
+LIVING_REWARD = 0.01  # per tic
+PICKUP_REWARD = 1.0
+DEFAULT_TIMEOUT = 2100  # steps (4200 tics); the reference scenario's own limit is 10 000 tics
+ENGINE_TIMEOUT = 10_000  # tics
+
+
+def is_red(seed: int) -> bool:
+    """The pillar colour of an episode seed."""
+    return int(seed) % 2 == 0
+
+
+class TwoColorsEnv(gym.Env):
+    """One Two-Colors episode at a time, headless. ``reset(seed=s)`` picks the colour from ``s``.
+
+    ``info`` carries ``is_red`` (float 0/1), ``health`` and, with ``privileged=True``, ``state``:
+    the player's position/angle and every item's and the pillar's position, for the scripted expert.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, timeout: int = DEFAULT_TIMEOUT, frame_skip: int = FRAME_SKIP,
+                 scenario: ScenarioConfig | None = None, privileged: bool = False):
+        if timeout < 1 or frame_skip < 1:
+            raise ValueError(f"timeout and frame_skip must be >= 1, got {timeout} and {frame_skip}")
+        self.timeout, self.frame_skip, self.privileged = timeout, frame_skip, privileged
+        self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        g = vzd.DoomGame()
+        g.set_doom_scenario_path(str(scenario_path(scenario or ScenarioConfig())))
+        g.set_doom_map(MAPS[True])
+        g.set_screen_resolution(vzd.ScreenResolution.RES_256X144)
+        g.set_screen_format(vzd.ScreenFormat.RGB24)
+        for setting in (g.set_render_hud, g.set_render_weapon, g.set_render_crosshair, g.set_render_decals,
+                        g.set_render_particles, g.set_render_messages, g.set_render_screen_flashes,
+                        g.set_window_visible, g.set_sound_enabled):
+            setting(False)
+        g.set_available_buttons(list(BUTTONS))
+        g.set_available_game_variables([vzd.GameVariable.HEALTH])
+        g.set_objects_info_enabled(privileged)
+        g.set_living_reward(LIVING_REWARD)
+        g.set_episode_timeout(ENGINE_TIMEOUT)
+        g.set_mode(vzd.Mode.PLAYER)
+        g.init()
+        self.game = g
+        self.t, self.health, self.red = 0, 100.0, True
+        self._obs = np.zeros(OBS_SHAPE, np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if seed is None:
+            seed = int(self.np_random.integers(2**31))
+        self.red = is_red(seed)
+        self.game.set_doom_map(MAPS[self.red])
+        self.game.set_seed(int(seed) % 2**31)
+        self.game.new_episode()
+        self.t, self.health = 0, self.game.get_game_variable(vzd.GameVariable.HEALTH)
+        return self._observe(), self._info()
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if not 0 <= int(action) < N_ACTIONS:
+            raise ValueError(f"Two-Colors actions are 0..{N_ACTIONS - 1}, got {action}")
+        reward = self.game.make_action(list(ACTIONS[int(action)]), self.frame_skip)  # living reward per tic
+        self.t += 1
+        terminated = self.game.is_episode_finished()
+        if not terminated:
+            health = self.game.get_game_variable(vzd.GameVariable.HEALTH)
+            reward += PICKUP_REWARD * (health > self.health)
+            self.health = health
+        else:
+            self.health = 0.0 if self.game.is_player_dead() else self.health
+        truncated = not terminated and self.t >= self.timeout
+        return self._observe(), float(reward), terminated, truncated, self._info()
+
+    def _observe(self) -> np.ndarray:
+        state = self.game.get_state()
+        if state is not None:  # None once the episode is over: keep the last frame
+            img = cv2.resize(state.screen_buffer, OBS_SHAPE[:0:-1], interpolation=cv2.INTER_AREA)
+            self._obs = np.ascontiguousarray(img.transpose(2, 0, 1))
+        return self._obs.copy()
+
+    def _info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"is_red": float(self.red), "health": float(self.health)}
+        if self.privileged:
+            info["state"] = self.privileged_state()
+        return info
+
+    def privileged_state(self) -> dict[str, Any]:
+        """Player x, y, angle (degrees) and the positions of items by class name (``objects info``)."""
+        state = self.game.get_state()
+        objects = state.objects if state is not None else []
+        out: dict[str, Any] = {"items": {}, "player": None, "pillar": None}
+        for o in objects:
+            if o.name == "DoomPlayer":
+                out["player"] = (o.position_x, o.position_y, o.angle)
+            elif o.name.endswith("Pillar"):
+                out["pillar"] = (o.position_x, o.position_y)
+            elif o.name.endswith(("Heal", "Hurt")):
+                out["items"].setdefault(o.name, []).append((o.position_x, o.position_y))
+        return out
+
+    def close(self) -> None:
+        self.game.close()
