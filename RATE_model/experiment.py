@@ -142,7 +142,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
             metrics = evaluate(model)  # each rank runs its share of the episodes; results are gathered
             eval_s = time.time() - t0
             if logger is not None:
-                logger.log({f"eval/{k}": v for k, v in metrics.items()}, trainer.step)
+                logger.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, trainer.step)
         finally:
             if logger is not None:
                 logger.close()

@@ -86,6 +86,8 @@ class TwoColorsEnv(gym.Env):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         if not 0 <= int(action) < N_ACTIONS:
             raise ValueError(f"Two-Colors actions are 0..{N_ACTIONS - 1}, got {action}")
+        if self.game.is_episode_finished():  # stepped again after the end (vector envs without autoreset)
+            return self._obs.copy(), 0.0, True, False, self._info()
         reward = self.game.make_action(list(ACTIONS[int(action)]), self.frame_skip)  # living reward per tic
         self.t += 1
         terminated = self.game.is_episode_finished()

@@ -1,0 +1,63 @@
+"""ViZDoom-Two-Colors evaluation protocol (SPEC §3): fixed seeds with both pillar colours, target return
+56.5, sampled actions from a seeded generator, episode timeout 2100 steps by default; mean return
+overall and per pillar colour, plus every episode's seed, colour, return and length.
+
+Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
+step together through the shared rollout engine, which encodes every frame once. Under torchrun each
+rank plays a contiguous slice of the seeds and the results are gathered.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from RATE_model import distributed
+from RATE_model.model import RATE
+from RATE_model.rollout import rollout
+from RATE_model.vector import GymVectorEnv
+from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, TwoColorsEnv, is_red
+
+TARGET_RETURN = 56.5
+EVAL_SEED_OFFSET = 1_000_000  # even: red pillar, odd: green; never a training seed index
+
+
+def eval_seeds(n: int) -> list[int]:
+    """The protocol's fixed seeds: consecutive, so the two colours alternate."""
+    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+
+
+def sem(x: np.ndarray) -> float:
+    """Standard error of the mean (0 for fewer than two values)."""
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
+def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
+             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """{"return", "return_sem", "return_red", "return_green", "length", "episodes": [...]} over
+    ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time."""
+    seeds = distributed.shard(eval_seeds(n_episodes))
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
+    returns, lengths = [np.zeros(0)], [np.zeros(0)]
+    show = progress and distributed.is_main()
+    for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
+        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout), seeds[i:i + batch_size]) as env:
+            res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
+                          progress="ViZDoom eval steps" if show else False)
+        returns.append(res.returns)
+        lengths.append(res.lengths)
+    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(lengths)))
+    seed_all, ret, length = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    red = np.array([is_red(s) for s in seed_all], bool)
+    out: dict[str, Any] = {"return": float(ret.mean()), "return_sem": sem(ret),
+                           "return_red": float(ret[red].mean()) if red.any() else float("nan"),
+                           "return_green": float(ret[~red].mean()) if (~red).any() else float("nan"),
+                           "return_red_sem": sem(ret[red]), "return_green_sem": sem(ret[~red]),
+                           "length": float(length.mean()), "episodes_n": len(ret)}
+    out["episodes"] = [{"seed": int(s), "is_red": bool(r), "return": round(float(x), 3), "length": int(n)}
+                       for s, r, x, n in zip(seed_all, red, ret, length, strict=True)]
+    return out

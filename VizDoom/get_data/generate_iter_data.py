@@ -1,0 +1,95 @@
+"""Generate the ViZDoom-Two-Colors training data with the scripted expert (no download, no A2C checkpoint).
+
+    python3 VizDoom/get_data/generate_iter_data.py --n_episodes 5000 --n_steps 90 --epsilon 0.1
+
+Each episode is ``<out_dir>/episode_<index>.npz`` with the reference fields: obs uint8 [T, 3, 64, 112],
+action int64 [T] (0..4), reward float32 [T], done bool [T], is_red bool [T]. Episode ``index`` depends
+only on (--seed, index) and even indices show the red pillar, odd ones the green, so the colours are
+balanced. A rerun skips the files already written (resume after Ctrl-C); ``meta.json`` records the
+settings, and a rerun with other settings into the same folder is refused. The same function backs
+``VizDoom/VizDoom_notebooks/generate_iter_data.ipynb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from RATE_model.collect import collect_episodes, episode_path
+from VizDoom.VizDoom_src.expert import expert_episode
+from VizDoom.VizDoom_src.vizdoom_env import TwoColorsEnv
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
+EXPERT = "nearest_item_v1"  # recorded in meta.json: a changed expert must not extend an old folder
+
+__all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
+
+_ENV: dict[int, TwoColorsEnv] = {}  # one engine per worker process and episode length
+
+
+def episode_seeds(seed: int, index: int) -> tuple[int, int]:
+    """(environment seed, action-noise seed) of episode ``index``; the env seed's parity is the index's
+    (even: red pillar)."""
+    env_seed, noise_seed = np.random.SeedSequence([seed, index]).generate_state(2)
+    return int(env_seed % 2**30) * 2 + index % 2, int(noise_seed)
+
+
+def collect_one(index: int, n_steps: int, epsilon: float, seed: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Expert episode ``index``; stats: red episodes and deaths before ``n_steps``."""
+    if n_steps not in _ENV:
+        _ENV[n_steps] = TwoColorsEnv(timeout=n_steps, privileged=True)
+    env_seed, noise_seed = episode_seeds(seed, index)
+    ep = expert_episode(_ENV[n_steps], env_seed, n_steps, epsilon, noise_seed)
+    return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps)}
+
+
+def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float = 0.1,
+            seed: int = 0, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed."""
+    if n_steps < 1:
+        raise ValueError(f"--n_steps must be >= 1, got {n_steps}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
+    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed)
+    return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--n_episodes", type=int, default=5000, help="episodes to write (the reference: 5000)")
+    p.add_argument("--n_steps", type=int, default=90, help="steps per episode (fewer if the player dies)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
+    p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    try:
+        stats = collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    print(json.dumps(stats))
+    return stats
+
+
+if __name__ == "__main__":
+    main()
