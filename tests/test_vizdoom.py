@@ -1,0 +1,283 @@
+"""ViZDoom-Two-Colors: generated scenario, env rules, expert, episode files, loader, vector env, train-script
+commands (the paper README's lines with --smoke), notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+vzd = pytest.importorskip("vizdoom")
+
+from RATE_model.config import ConfigError, split_args  # noqa: E402
+from RATE_model.data import DataError  # noqa: E402
+from RATE_model.vector import GymVectorEnv  # noqa: E402
+from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
+from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
+from VizDoom.VizDoom_src.expert import expert_action, expert_episode  # noqa: E402
+from VizDoom.VizDoom_src.scenario import ScenarioConfig, build_wad, scenario_path  # noqa: E402
+from VizDoom.VizDoom_src.vizdoom_data import load_episode, vizdoom_dataset  # noqa: E402
+from VizDoom.VizDoom_src.vizdoom_env import LEFT, OBS_SHAPE, TwoColorsEnv, is_red  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "VizDoom" / "VizDoom_notebooks" / "generate_iter_data.ipynb"
+
+# The ViZDoom lines of the paper README, verbatim: RATE, DT, RMT, TrXL and "Run experiment".
+README_LINES = [
+    "python3 VizDoom/VizDoom_src/train_vizdoom.py --model_mode 'RATE' --arch_mode 'TrXL' --ckpt_folder 'RATE' "
+    "--text 'RATE' --nmt 5 --mem_len 300 --n_head_ca 2 --mrv_act 'relu' --skip_dec_attn",
+    "python3 VizDoom/VizDoom_src/train_vizdoom.py --model_mode 'DT' --arch_mode 'TrXL' --ckpt_folder 'DT' "
+    "--text 'DT' --nmt 0 --mem_len 0 --n_head_ca 0 --mrv_act 'no_act'",
+    "python3 VizDoom/VizDoom_src/train_vizdoom.py --model_mode 'RATE' --arch_mode 'TrXL' --ckpt_folder 'RMT' "
+    "--text 'RMT' --nmt 5 --mem_len 0 --n_head_ca 0 --mrv_act 'no_act'",
+    "python3 VizDoom/VizDoom_src/train_vizdoom.py --model_mode 'RATE' --arch_mode 'TrXL' --ckpt_folder 'TrXL' "
+    "--text 'TrXL' --nmt 0 --mem_len 270 --n_head_ca 0 --mrv_act 'no_act'",
+    "python3 VizDoom/VizDoom_src/train_vizdoom.py --model_mode 'RATE' --arch_mode 'TrXL' --ckpt_folder 'RATE_ckpt' "
+    "--text 'my_comment' --nmt 5 --mem_len 300 --n_head_ca 2 --mrv_act 'relu' --skip_dec_ffn",
+]
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = TwoColorsEnv(privileged=True)
+    yield e
+    e.close()
+
+
+def wait(env: TwoColorsEnv, steps: int) -> None:
+    """Let ``steps`` agent steps pass without moving (no such action among the five)."""
+    for _ in range(steps):
+        env.game.make_action([0, 0, 0], env.frame_skip)
+
+
+# ---------------------------------------------------------------- scenario
+
+
+def test_scenario_generation_is_deterministic_and_cached(tmp_path):
+    assert build_wad() == build_wad()
+    a, b = scenario_path(cache_dir=tmp_path), scenario_path(cache_dir=tmp_path)
+    assert a == b and a.read_bytes() == build_wad() and a.read_bytes()[:4] == b"PWAD"
+    other = scenario_path(ScenarioConfig(pillar_tics=60), cache_dir=tmp_path)
+    assert other != a and len(list(tmp_path.glob("*.wad"))) == 2
+    with pytest.raises(ValueError, match="heal"):
+        ScenarioConfig(heal=0)
+
+
+def test_pillar_visible_at_start_and_gone_after_45_tics():
+    e = TwoColorsEnv(privileged=True)
+    try:
+        e.game.close()  # the labels buffer (objects on screen) must be enabled before init
+        e.game.set_labels_buffer_enabled(True)
+        e.game.init()
+        for seed, name in ((0, "RedPillar"), (1, "GreenPillar")):
+            _, info = e.reset(seed=seed)
+            on_screen = [lab.object_name for lab in e.game.get_state().labels]
+            assert name in on_screen and info["state"]["pillar"] is not None
+            x, y, _ = info["state"]["player"]
+            px, py = info["state"]["pillar"]
+            assert (px, py - y) == (x, 320.0)  # straight ahead of the player, who faces north
+            wait(e, 21)  # 42 tics: still there
+            assert e.privileged_state()["pillar"] is not None
+            wait(e, 2)  # 46 tics: removed
+            assert e.privileged_state()["pillar"] is None
+            assert name not in [lab.object_name for lab in e.game.get_state().labels]
+    finally:
+        e.close()
+
+
+def test_colour_and_item_positions_follow_the_seed(env):
+    assert [is_red(s) for s in range(4)] == [True, False, True, False]
+    o1, i1 = env.reset(seed=4)
+    o2, i2 = env.reset(seed=4)
+    assert i1["is_red"] == 1.0 and np.array_equal(o1, o2) and i1["state"]["items"] == i2["state"]["items"]
+    assert set(i1["state"]["items"]) == {"RedHeal", "GreenHurt"}
+    assert all(len(v) == 10 for v in i1["state"]["items"].values())
+    _, i3 = env.reset(seed=6)
+    assert i3["state"]["items"]["RedHeal"] != i1["state"]["items"]["RedHeal"]
+    _, i4 = env.reset(seed=5)
+    assert i4["is_red"] == 0.0 and set(i4["state"]["items"]) == {"GreenHeal", "RedHurt"}
+
+
+def test_items_alternate_every_30_tics(env):
+    _, info = env.reset(seed=0)
+    wait(env, 22)  # 44 tics: nothing spawned after the start
+    counts = {k: len(v) for k, v in env.privileged_state()["items"].items()}
+    assert counts == {"RedHeal": 10, "GreenHurt": 10}
+    wait(env, 2)  # tic 45: one of the pillar's colour
+    counts = {k: len(v) for k, v in env.privileged_state()["items"].items()}
+    assert counts == {"RedHeal": 11, "GreenHurt": 10}
+    wait(env, 15)  # tic 75: one of the other colour
+    counts = {k: len(v) for k, v in env.privileged_state()["items"].items()}
+    assert counts == {"RedHeal": 11, "GreenHurt": 11}
+
+
+def _pickup(env: TwoColorsEnv, seed: int, target: str, max_steps: int = 400) -> tuple[float, float, float]:
+    """Drain health below 75, then walk to the nearest ``target`` item; returns (health before, health after,
+    reward) of the step that picked it up."""
+    env.reset(seed=seed)
+    wait(env, 48)  # health 100 -> 68 on the damaging floor
+    state = env.privileged_state()
+    env.health = env.game.get_game_variable(vzd.GameVariable.HEALTH)  # wait() bypassed step()
+    rng = np.random.default_rng(0)
+    for _ in range(max_steps):
+        n_before, health_before = len(state["items"].get(target, [])), env.health
+        steer = {**state, "items": {"RedHeal": state["items"].get(target, [])}}  # the expert heads for ``target``
+        _, reward, terminated, _, info = env.step(expert_action(steer, True, rng))
+        state = info["state"]
+        if len(state["items"].get(target, [])) < n_before:
+            return health_before, info["health"], reward
+        assert not terminated
+    raise AssertionError(f"no {target} picked up in {max_steps} steps")
+
+
+def test_matching_item_heals_25_and_pays_1(env):
+    before, after, reward = _pickup(env, 0, "RedHeal")
+    assert after - before in (25, 17)  # 25, minus 8 when the floor hurt in the same step
+    assert reward == pytest.approx(1.0 + 0.02)
+
+
+def test_wrong_item_damages_25_and_pays_nothing(env):
+    before, after, reward = _pickup(env, 1, "RedHurt")  # green pillar: red items hurt
+    assert before - after in (25, 33)
+    assert reward == pytest.approx(0.02)
+
+
+def test_expert_beats_random_on_both_colours(env):
+    def mean_return(policy, seeds, steps=600):
+        out = []
+        for s in seeds:
+            rng = np.random.default_rng(s)
+            _, info = env.reset(seed=s)
+            total = 0.0
+            for _ in range(steps):
+                a = policy(info, rng)
+                _, r, term, trunc, info = env.step(a)
+                total += r
+                if term or trunc:
+                    break
+            out.append(total)
+        return np.mean(out)
+
+    def expert(info, rng):
+        return expert_action(info["state"], bool(info["is_red"]), rng, epsilon=0.0)
+
+    def random(_, rng):
+        return int(rng.integers(5))
+
+    for seeds in ((10, 12, 14), (11, 13, 15)):  # red, green
+        e, r = mean_return(expert, seeds), mean_return(random, seeds)
+        assert e > 12.0 > 7.0 > r, (seeds, e, r)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_expert_episode_format(env):
+    ep = expert_episode(env, seed=3, n_steps=30, epsilon=0.1, noise_seed=0)
+    assert ep["obs"].shape == (30, *OBS_SHAPE) and ep["obs"].dtype == np.uint8
+    assert ep["action"].dtype == np.int64 and set(np.unique(ep["action"])) <= set(range(5))
+    assert ep["done"].tolist() == [False] * 29 + [True] and not ep["is_red"].any()
+    assert np.all(ep["reward"] >= 0.02 - 1e-6)
+
+
+def test_generated_files_resume_and_loader(tmp_path):
+    stats = collect(tmp_path, n_episodes=4, n_steps=12, epsilon=0.1, workers=1, progress=False)
+    assert stats["written"] == 4 and stats["red"] == 2
+    assert collect(tmp_path, n_episodes=4, n_steps=12, epsilon=0.1, workers=1, progress=False)["written"] == 0
+    with pytest.raises(ValueError, match="collected with"):
+        collect(tmp_path, n_episodes=4, n_steps=13, epsilon=0.1, workers=1, progress=False)
+    ep = load_episode(episode_path(tmp_path, 1))
+    assert set(ep) == {"obs", "action", "reward", "done", "is_red"} and ep["obs"].shape == (12, *OBS_SHAPE)
+    assert not ep["is_red"].any() and is_red(episode_seeds(0, 1)[0]) is False
+    data = vizdoom_dataset(tmp_path, window=12, progress=False)
+    assert len(data) == 4
+    b = data.batch([1])
+    assert b["obs"].dtype.is_floating_point and float(b["obs"].max()) <= 1.0
+    assert b["rtg"][0, 0, 0].item() == pytest.approx(float(ep["reward"].sum()), rel=1e-5)
+    assert np.array_equal(b["action"][0].numpy(), ep["action"])
+
+
+def test_bad_episode_files_are_one_line_errors(tmp_path):
+    collect(tmp_path, n_episodes=2, n_steps=5, workers=1, progress=False)
+    bad = episode_path(tmp_path, 1)
+    ep = dict(np.load(bad))
+    ep["action"] = ep["action"] + 7
+    np.savez(bad, **ep)
+    with pytest.raises(DataError, match="outside 0..4"):
+        load_episode(bad)
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="episode_000001"):
+        load_episode(bad)
+    with pytest.raises(DataError, match="generate_iter_data"):
+        vizdoom_dataset(tmp_path / "missing", window=5)
+
+
+def test_vector_env_matches_single_env(env):
+    seeds = [20, 21, 22]
+    with GymVectorEnv(partial(TwoColorsEnv, timeout=5), seeds, info_keys=("is_red",)) as venv:
+        obs = venv.reset()
+        assert obs.shape == (3, *OBS_SHAPE) and obs.dtype == np.float32 and obs.max() <= 1.0
+        single = [env.reset(seed=s)[0] for s in seeds]
+        assert np.allclose(obs * 255, np.stack(single), atol=1e-3)
+        dones = [venv.step(np.full(3, LEFT))[2] for _ in range(6)]
+        info = venv.step(np.full(3, LEFT))[3]  # stepping past the end is harmless (no autoreset)
+        assert not dones[3].any() and dones[4].all() and info["is_red"].tolist() == [1.0, 0.0, 1.0]
+
+
+# ---------------------------------------------------------------- train script
+
+
+@pytest.mark.parametrize("line", README_LINES)
+def test_readme_command_parses(line):
+    args, explicit = train.parse_args(shlex.split(line)[2:])
+    train.check_args(args)
+    mc, tc = split_args(args)
+    mc.env = "vizdoom"
+    mc.validate()
+    assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model, mc.d_head) == (30, 3, 6, 8, 128, 128)
+    assert (tc.lr, tc.batch_size, args.eval_timeout, args.target_return) == (3e-4, 64, 2100, 56.5)
+    assert "num_mem_tokens" in explicit and not args.smoke
+
+
+def test_budget_overrides_and_bad_values():
+    args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_timeout", "4200"])
+    assert (args.epochs, args.batch_size, args.device, args.eval_timeout) == (2, 4, "cpu", 4200)
+    with pytest.raises(ConfigError, match="eval_episodes"):
+        train.check_args(train.parse_args(["--eval_episodes", "0"])[0])
+
+
+@pytest.mark.parametrize("line", README_LINES)
+def test_readme_command_runs_with_smoke(line, tmp_path_factory):
+    data = tmp_path_factory.getbasetemp() / "vizdoom_data"  # shared: the first command generates the smoke data
+    runs = tmp_path_factory.mktemp("runs")
+    argv = shlex.split(line)[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir", str(data)]
+    res = train.main(argv)
+    m = res["runs"]["1"]["metrics"]
+    assert m["episodes_n"] == 4 and [e["is_red"] for e in m["episodes"]] == [True, False, True, False]
+    assert m["return"] == pytest.approx(np.mean([e["return"] for e in m["episodes"]]), abs=1e-3)
+    assert m["return_red"] == pytest.approx(np.mean([e["return"] for e in m["episodes"][::2]]), abs=1e-3)
+    folder = shlex.split(line)[shlex.split(line).index("--ckpt_folder") + 1]
+    saved = json.loads((runs / "vizdoom" / folder / "results.json").read_text())
+    assert saved["model_config"]["env"] == "vizdoom" and (data / "smoke" / "episode_000011.npz").exists()
+
+
+# ---------------------------------------------------------------- notebook
+
+
+def test_notebook_generates_a_tiny_dataset(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("VIZDOOM_NB_EPISODES", "2")
+    monkeypatch.setenv("VIZDOOM_NB_STEPS", "8")
+    monkeypatch.setenv("VIZDOOM_NB_OUT_DIR", str(tmp_path))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    assert sorted(p.name for p in tmp_path.glob("episode_*.npz")) == ["episode_000000.npz", "episode_000001.npz"]
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2 and os.environ["VIZDOOM_NB_EPISODES"] == "2"
