@@ -53,7 +53,9 @@ class TwoColorsEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         g = vzd.DoomGame()
-        g.set_doom_scenario_path(str(scenario_path(scenario or ScenarioConfig())))
+        wad = scenario_path(scenario or ScenarioConfig())
+        g.set_doom_scenario_path(str(wad))
+        g.set_doom_config_path(str(wad.with_name("_vizdoom.ini")))  # not into the working directory
         g.set_doom_map(MAPS[True])
         g.set_screen_resolution(vzd.ScreenResolution.RES_256X144)
         g.set_screen_format(vzd.ScreenFormat.RGB24)
