@@ -22,6 +22,7 @@ TMAZE = dict(env="tmaze", context_length=30, sections=3, n_layer=8, n_head=10, d
 VIZDOOM = dict(env="vizdoom", context_length=30, sections=3, n_layer=6, n_head=8, d_model=128, d_head=128,
                d_inner=128, skip_dec_ffn=True, num_mem_tokens=5, mem_len=300, n_head_ca=2, mrv_act="relu",
                dropout=0.05, dropatt=0.0)
+VIZDOOM_CPU = {**VIZDOOM, "n_layer": 3, "n_head": 4, "d_model": 64, "d_head": 32, "d_inner": 64}
 
 PRESETS: dict[str, Preset] = {
     "tmaze-paper": Preset(ModelConfig(model_mode="RATE", **TMAZE), 64, (4,), 4,
@@ -31,6 +32,11 @@ PRESETS: dict[str, Preset] = {
                              "DT on the same 90 steps as one context"),
     "vizdoom-paper": Preset(ModelConfig(model_mode="RATE", **VIZDOOM), 64, (3, 64, 112), 5,
                             "ViZDoom-Two-Colors reference: K 30, N 3, 6 layers, 8 heads, d 128, mem_len 300"),
+    "vizdoom-cpu": Preset(ModelConfig(model_mode="RATE", **VIZDOOM_CPU), 32, (3, 64, 112), 5,
+                          "ViZDoom at our CPU configuration (VizDoom/RESULTS_vizdoom.md): B 32, 3 layers, d 64"),
+    "vizdoom-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**VIZDOOM_CPU, "num_mem_tokens": 0, "mem_len": 0,
+                                                               "n_head_ca": 0, "mrv_act": "no_act"}),
+                             32, (3, 64, 112), 5, "DT at the ViZDoom CPU configuration (90-step context)"),
     "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
                                                            "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
 }

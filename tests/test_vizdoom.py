@@ -249,6 +249,10 @@ def test_budget_overrides_and_bad_values():
     assert (args.epochs, args.batch_size, args.device, args.eval_timeout) == (2, 4, "cpu", 4200)
     with pytest.raises(ConfigError, match="eval_episodes"):
         train.check_args(train.parse_args(["--eval_episodes", "0"])[0])
+    with pytest.raises(ConfigError, match="pillar_tics"):
+        train.check_args(train.parse_args(["--pillar_tics", "1"])[0])
+    with pytest.raises(ValueError, match="pillar_tics"):
+        collect(Path("/nonexistent"), n_episodes=1, pillar_tics=0)
 
 
 @pytest.mark.parametrize("line", README_LINES)

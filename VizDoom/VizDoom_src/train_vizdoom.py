@@ -19,6 +19,7 @@ from typing import Any
 from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
+from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_data import episode_files, vizdoom_dataset
 from VizDoom.VizDoom_src.vizdoom_eval import evaluate
 
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--eval_timeout", type=int, help="steps per evaluation episode")
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
+    g.add_argument("--pillar_tics", type=int, help="tics the pillar stands at evaluation (the reference script: 45)")
     args = p.parse_args(argv)
     explicit = explicit_dests(p, argv)
     apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
@@ -55,6 +57,8 @@ def check_args(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name} must be >= 1, got {v}")
+    if args.pillar_tics < 2:
+        raise ConfigError(f"--pillar_tics must be >= 2, got {args.pillar_tics}")
 
 
 def prepare_data(args: argparse.Namespace) -> Path:
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
     def evaluate_model(model):
-        return evaluate(model, args.eval_episodes, args.eval_timeout, args.eval_batch_size, args.target_return)
+        return evaluate(model, args.eval_episodes, args.eval_timeout, args.eval_batch_size, args.target_return,
+                        scenario=ScenarioConfig(pillar_tics=args.pillar_tics))
 
     return run_experiment(args, "vizdoom", mc, tc, build_stages, evaluate_model, seeds,
                           Path(args.runs_dir or "runs"))

@@ -20,6 +20,7 @@ from RATE_model import distributed
 from RATE_model.model import RATE
 from RATE_model.rollout import rollout
 from RATE_model.vector import GymVectorEnv
+from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, TwoColorsEnv, is_red
 
 TARGET_RETURN = 56.5
@@ -37,15 +38,17 @@ def sem(x: np.ndarray) -> float:
 
 
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
-             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
+             scenario: ScenarioConfig | None = None) -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "episodes": [...]} over
-    ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time."""
+    ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time. ``scenario`` changes
+    the rules (the benchmarks use a floor that does not hurt, so every episode runs to the timeout)."""
     seeds = distributed.shard(eval_seeds(n_episodes))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths = [np.zeros(0)], [np.zeros(0)]
     show = progress and distributed.is_main()
     for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout), seeds[i:i + batch_size]) as env:
+        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), seeds[i:i + batch_size]) as env:
             res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
                           progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)

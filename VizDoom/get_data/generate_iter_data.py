@@ -23,6 +23,7 @@ import numpy as np
 
 from RATE_model.collect import collect_episodes, episode_path
 from VizDoom.VizDoom_src.expert import expert_episode
+from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import TwoColorsEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
@@ -30,7 +31,7 @@ EXPERT = "nearest_item_v1"  # recorded in meta.json: a changed expert must not e
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
-_ENV: dict[int, TwoColorsEnv] = {}  # one engine per worker process and episode length
+_ENV: dict[tuple[int, int], TwoColorsEnv] = {}  # one engine per worker process and setting
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -40,24 +41,30 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
     return int(env_seed % 2**30) * 2 + index % 2, int(noise_seed)
 
 
-def collect_one(index: int, n_steps: int, epsilon: float, seed: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def collect_one(index: int, n_steps: int, epsilon: float, seed: int,
+                pillar_tics: int = 45) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Expert episode ``index``; stats: red episodes and deaths before ``n_steps``."""
-    if n_steps not in _ENV:
-        _ENV[n_steps] = TwoColorsEnv(timeout=n_steps, privileged=True)
+    key = (n_steps, pillar_tics)
+    if key not in _ENV:
+        _ENV[key] = TwoColorsEnv(timeout=n_steps, privileged=True, scenario=ScenarioConfig(pillar_tics=pillar_tics))
     env_seed, noise_seed = episode_seeds(seed, index)
-    ep = expert_episode(_ENV[n_steps], env_seed, n_steps, epsilon, noise_seed)
+    ep = expert_episode(_ENV[key], env_seed, n_steps, epsilon, noise_seed)
     return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps)}
 
 
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float = 0.1,
-            seed: int = 0, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed."""
+            seed: int = 0, workers: int | None = None, progress: bool = True, pillar_tics: int = 45) -> dict[str, Any]:
+    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
+    ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps)."""
     if n_steps < 1:
         raise ValueError(f"--n_steps must be >= 1, got {n_steps}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    ScenarioConfig(pillar_tics=pillar_tics)  # checks the value
     meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
-    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed)
+    if pillar_tics != 45:  # folders of the reference rule keep the meta.json they were written with
+        meta["pillar_tics"] = pillar_tics
+    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics)
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes")
 
 
@@ -72,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_steps", type=int, default=90, help="steps per episode (fewer if the player dies)")
     p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
+    p.add_argument("--pillar_tics", type=int, default=45,
+                   help="tics the pillar stands (45: the reference script; the paper's text says 45 steps = 90 tics)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
     return p
@@ -80,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     try:
-        stats = collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers)
+        stats = collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
+                        pillar_tics=args.pillar_tics)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,65 @@
+"""Measure the scripted expert and a uniformly random policy on the evaluation protocol's seeds: mean return
+overall and per pillar colour (± standard error), episode length, and env steps per second per process.
+
+    python3 VizDoom/VizDoom_src/measure_expert.py --episodes 100 --timeout 2100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+from functools import partial
+
+import numpy as np
+
+from VizDoom.VizDoom_src.expert import expert_action
+from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, sem
+
+
+def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, float, int, float]:
+    """One episode: (is_red, return, length, seconds)."""
+    env = TwoColorsEnv(timeout=timeout, privileged=policy == "expert")
+    rng = np.random.default_rng(seed)
+    t0 = time.time()
+    _, info = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        if policy == "expert":
+            a = expert_action(info["state"], bool(info["is_red"]), rng, epsilon)
+        else:
+            a = int(rng.integers(N_ACTIONS))
+        _, r, terminated, truncated, info = env.step(a)
+        total, steps, done = total + r, steps + 1, terminated or truncated
+    env.close()
+    return bool(info["is_red"]), total, steps, time.time() - t0
+
+
+def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, workers: int = 2) -> dict[str, float]:
+    with mp.get_context("fork").Pool(workers) as pool:
+        out = pool.map(partial(play, policy=policy, epsilon=epsilon, timeout=timeout), eval_seeds(episodes))
+    red = np.array([o[0] for o in out])
+    ret, length, secs = (np.array([o[i] for o in out], float) for i in (1, 2, 3))
+    return {"policy": policy, "epsilon": epsilon, "episodes": episodes, "timeout": timeout,
+            "return": round(ret.mean(), 2), "return_sem": round(sem(ret), 2),
+            "return_red": round(ret[red].mean(), 2), "return_red_sem": round(sem(ret[red]), 2),
+            "return_green": round(ret[~red].mean(), 2), "return_green_sem": round(sem(ret[~red]), 2),
+            "length": round(length.mean(), 1), "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--timeout", type=int, default=2100)
+    p.add_argument("--epsilons", default="0,0.1", help="expert noise levels to measure")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    for eps in [float(x) for x in args.epsilons.split(",")]:
+        print(json.dumps(measure("expert", args.episodes, args.timeout, eps, args.workers)), flush=True)
+    print(json.dumps(measure("random", args.episodes, args.timeout, 0.0, args.workers)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""ViZDoom-Two-Colors speed: env steps per second (one process, and all workers of an AsyncVectorEnv), and
+the wall time of an evaluation of E episodes x T steps through the rollout engine.
+
+    python benchmarks/bench_vizdoom.py env                       # one process, random actions
+    python benchmarks/bench_vizdoom.py vector --workers 50       # 50 worker processes stepped together
+    python benchmarks/bench_vizdoom.py eval --episodes 100 --T 2100 --preset vizdoom-cpu
+
+The vector and eval runs use a floor that does not hurt (``ScenarioConfig(floor_special=0)``) so that
+no episode dies early: every one of the E x T steps is simulated, rendered and decoded (the worst case;
+a real evaluation stops stepping an episode once the player is dead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
+from machine import describe  # noqa: E402
+from presets import PRESETS  # noqa: E402
+
+from RATE_model.model import RATE  # noqa: E402
+from RATE_model.vector import GymVectorEnv  # noqa: E402
+from VizDoom.VizDoom_src.scenario import ScenarioConfig  # noqa: E402
+from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv  # noqa: E402
+from VizDoom.VizDoom_src.vizdoom_eval import evaluate  # noqa: E402
+
+NO_DAMAGE = ScenarioConfig(floor_special=0)
+
+
+def bench_env(steps: int) -> dict:
+    env, rng = TwoColorsEnv(timeout=2100), np.random.default_rng(0)
+    env.reset(seed=0)
+    t, n, episodes = time.perf_counter(), 0, 1
+    while n < steps:
+        _, _, term, trunc, _ = env.step(int(rng.integers(N_ACTIONS)))
+        n += 1
+        if term or trunc:
+            env.reset(seed=episodes)
+            episodes += 1
+    sec = time.perf_counter() - t
+    return {"bench": "env", "steps": n, "episodes": episodes, "seconds": round(sec, 2),
+            "steps_per_s_per_process": round(n / sec, 1)}
+
+
+def bench_vector(workers: int, steps: int) -> dict:
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    with GymVectorEnv(partial(TwoColorsEnv, timeout=10_000, scenario=NO_DAMAGE), range(workers)) as env:
+        env.reset()
+        start_s = time.perf_counter() - t0
+        t = time.perf_counter()
+        for _ in range(steps):
+            env.step(rng.integers(N_ACTIONS, size=workers))
+        sec = time.perf_counter() - t
+    return {"bench": "vector", "workers": workers, "batched_steps": steps, "start_seconds": round(start_s, 2),
+            "seconds": round(sec, 2), "env_steps_per_s": round(workers * steps / sec, 1),
+            "ms_per_batched_step": round(1000 * sec / steps, 2)}
+
+
+def bench_eval(preset: str, episodes: int, T: int, batch_size: int) -> dict:
+    torch.manual_seed(0)
+    model = RATE(PRESETS[preset].model)
+    t = time.perf_counter()
+    m = evaluate(model, episodes, T, batch_size, progress=False, scenario=NO_DAMAGE)
+    sec = time.perf_counter() - t
+    steps = m["length"] * m["episodes_n"]
+    return {"bench": "eval", "preset": preset, "episodes": episodes, "T": T, "batch_size": batch_size,
+            "mean_length": m["length"], "seconds": round(sec, 1),
+            "ms_per_env_step": round(1000 * sec / steps, 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["env", "vector", "eval"])
+    p.add_argument("--steps", type=int, default=5000, help="env: steps; vector: batched steps (default 200)")
+    p.add_argument("--workers", type=int, default=50)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--T", type=int, default=2100)
+    p.add_argument("--batch_size", type=int, default=50, help="eval: episodes (worker processes) stepped together")
+    p.add_argument("--preset", choices=sorted(k for k in PRESETS if k.startswith("vizdoom")), default="vizdoom-cpu")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.what == "env":
+        out = bench_env(args.steps)
+    elif args.what == "vector":
+        out = bench_vector(args.workers, 200 if args.steps == 5000 else args.steps)
+    else:
+        out = bench_eval(args.preset, args.episodes, args.T, args.batch_size)
+    out.update(device=describe(torch.device("cpu")), date=time.strftime("%Y-%m-%d %H:%M"))
+    print(json.dumps(out) if args.json else "\n".join(f"{k:<28} {v}" for k, v in out.items()))
+    return out
+
+
+if __name__ == "__main__":
+    main()
