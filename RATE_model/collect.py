@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -58,6 +59,7 @@ def _init_worker(init: Callable[[], None] | None) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool
     if init is not None:
         init()
 
@@ -67,7 +69,9 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
                      worker_init: Callable[[], None] | None = None) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, summed job stats and the speed.
 
-    ``job`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    ``job`` must be picklable (a module-level function or a ``functools.partial`` of one). ``worker_init``
+    runs in each worker at start; on Ctrl-C or an error the workers get SIGTERM, so a job that owns a
+    subprocess (a simulator) should install a SIGTERM handler there that closes it.
     """
     if n_episodes < 1:
         raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
@@ -91,6 +95,9 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0) + v
             bar.update()
+        if pool is not None:  # workers exit normally, running their finalizers (e.g. closing a simulator)
+            pool.close()
+            pool.join()
     finally:
         bar.close()
         if pool is not None:

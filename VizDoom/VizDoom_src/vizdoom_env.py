@@ -10,6 +10,7 @@ red, odd seeds green, so a list of consecutive seeds has both colours in equal n
 
 from __future__ import annotations
 
+from multiprocessing.util import Finalize
 from typing import Any
 
 import cv2
@@ -71,6 +72,9 @@ class TwoColorsEnv(gym.Env):
         g.set_mode(vzd.Mode.PLAYER)
         g.init()
         self.game = g
+        # The engine is a child process that outlives a controller that never calls close(): close it when
+        # this env is collected, at interpreter exit and when a multiprocessing worker exits.
+        Finalize(self, g.close, exitpriority=0)
         self.t, self.health, self.red = 0, 100.0, True
         self._obs = np.zeros(OBS_SHAPE, np.uint8)
 

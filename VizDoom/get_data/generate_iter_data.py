@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -52,6 +54,16 @@ def collect_one(index: int, n_steps: int, epsilon: float, seed: int,
     return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps)}
 
 
+def _close_and_exit(*_: Any) -> None:
+    for env in _ENV.values():  # the engine processes would outlive a killed worker
+        env.close()
+    os._exit(143)
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGTERM, _close_and_exit)
+
+
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float = 0.1,
             seed: int = 0, workers: int | None = None, progress: bool = True, pillar_tics: int = 45) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
@@ -65,7 +77,8 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
     if pillar_tics != 45:  # folders of the reference rule keep the meta.json they were written with
         meta["pillar_tics"] = pillar_tics
     job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics)
-    return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes")
+    return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes",
+                            worker_init=_worker_init)
 
 
 class _Parser(argparse.ArgumentParser):
