@@ -8,10 +8,12 @@ records the settings in ``meta.json``, refusing to extend a folder collected wit
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -106,3 +108,20 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
     return {"out_dir": str(out_dir), "written": len(todo), "skipped": n_episodes - len(todo), "steps": steps,
             **totals, "seconds": round(seconds, 2),
             "episodes_per_s": round(len(todo) / seconds, 2) if todo and seconds > 0 else None}
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], dict[str, Any]],
+            argv: list[str] | None = None) -> dict[str, Any]:
+    """A generator's command line: parse, run, print the stats as one JSON line; a bad value is one line
+    on stderr (exit 2), Ctrl-C says how to resume (exit 130)."""
+    args = parser.parse_args(argv)
+    try:
+        stats = run(args)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    print(json.dumps(stats))
+    return stats

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MODEL_MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
@@ -146,7 +148,7 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """argparse that reports a bad flag on one line (no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -155,7 +157,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser(description: str, defaults: dict[str, Any]) -> argparse.ArgumentParser:
     """The flags every train script shares; ``defaults`` come from the environment's config.yaml."""
-    p = _OneLineErrorParser(description=description, allow_abbrev=False)
+    p = OneLineErrorParser(description=description, allow_abbrev=False)
     g = p.add_argument_group("model")
     g.add_argument("--model_mode", choices=MODEL_MODES, help="RATE | DT | DTXL | RATEM | RATE_wo_nmt")
     g.add_argument("--arch_mode", choices=ARCH_MODES, help="decoder layer variant")
@@ -209,6 +211,24 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     r.add_argument("--smoke", action="store_true", help="tiny data, model and evaluation: whole pipeline in < 1 min")
     p.set_defaults(**defaults)
     return p
+
+
+def add_episode_data_flags(p: argparse.ArgumentParser, title: str, data_dir: Path, made_by: str) -> Any:
+    """The flags of a train script that reads a folder of generated episodes; returns the group for more."""
+    g = p.add_argument_group(title)
+    g.add_argument("--data_dir", type=Path, default=data_dir, help=f"folder of {made_by} episodes")
+    g.add_argument("--max_episodes", type=int, help="train on only the first this many episodes")
+    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
+    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    return g
+
+
+def check_positive(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """ConfigError naming the flag for any of ``names`` that is set and below 1."""
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {v}")
 
 
 def explicit_dests(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:

@@ -96,3 +96,26 @@ def load_hdf5(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
         raise
     except Exception as e:  # OSError for truncated or foreign files, KeyError, TypeError
         raise _unreadable(path, e) from None
+
+
+def load_image_episode(path: str | Path, fields: Sequence[str], obs_shape: Sequence[int], n_actions: int,
+                       remedy: str) -> dict[str, np.ndarray]:
+    """One generated episode file, checked: obs uint8 [T, *obs_shape], action integer [T] in
+    0..n_actions-1, reward finite [T], and every other field of ``fields`` [T]. Any problem is a
+    DataError naming the file and field, ending with ``remedy`` (how to regenerate it)."""
+    try:
+        ep = load_npz(path, fields)
+        T = len(ep["action"]) if ep["action"].ndim else 0
+        if T == 0:
+            raise DataError(f"{path} holds an empty episode")
+        check_array("obs", ep["obs"], shape=(T, *obs_shape), dtype=np.uint8, source=path)
+        check_array("action", ep["action"], shape=(T,), dtype="integer", source=path)
+        check_array("reward", ep["reward"], shape=(T,), dtype="number", finite=True, source=path)
+        for name in fields:
+            if name not in ("obs", "action", "reward"):
+                check_array(name, ep[name], shape=(T,), source=path)
+        if ep["action"].min() < 0 or ep["action"].max() >= n_actions:
+            raise DataError(f"{path}: action holds values outside 0..{n_actions - 1}")
+    except DataError as e:
+        raise DataError(f"{e}; {remedy}") from None
+    return ep

@@ -47,6 +47,20 @@ def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = N
         sys.exit(130)
 
 
+def episode_folder(args: Any, make_smoke_data: Callable[[Path], Any], has_episodes: Callable[[Path], Any],
+                   how: str) -> Path:
+    """The episode folder a train script reads: under ``--smoke`` a tiny dataset made into
+    ``<data_dir>/smoke`` (no separate step), else ``--data_dir``, which must hold episodes (``how``
+    says how to make them)."""
+    if args.smoke:
+        smoke_dir = Path(args.data_dir) / "smoke"
+        make_smoke_data(smoke_dir)
+        return smoke_dir
+    if not has_episodes(Path(args.data_dir)):
+        raise FileNotFoundError(f"no episodes in {args.data_dir}: {how} (or try --smoke)")
+    return Path(args.data_dir)
+
+
 def seeds_of(start: int, end: int) -> list[int]:
     """The paper scripts' inclusive seed range ``--start_seed``..``--end_seed``."""
     if end < start:

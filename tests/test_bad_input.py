@@ -178,7 +178,7 @@ def test_bad_input_is_one_clear_line_and_destroys_nothing(case, base, tmp_path, 
         argv += ["--data_dir", str(d / "data")]
     argv += [a.replace("{d}", str(d)) for a in extra]
     if script == M:
-        monkeypatch.setattr(train_minigridmemory, "prepare_data", lambda args: Path(args.data_dir))
+        monkeypatch.setattr(train_minigridmemory, "episode_folder", lambda args, *_: Path(args.data_dir))
     capsys.readouterr()
     before = _snapshot(d)
     with pytest.raises(SystemExit) as e:

@@ -19,8 +19,16 @@ from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
 from MinigridMemory.MinigridMemory_src.minigrid_data import episode_files, minigrid_dataset
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
 from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
-from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.config import (
+    ConfigError,
+    add_episode_data_flags,
+    apply_smoke,
+    build_parser,
+    check_positive,
+    explicit_dests,
+    split_args,
+)
+from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -41,11 +49,7 @@ def int_list(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    g = p.add_argument_group("Minigrid-Memory")
-    g.add_argument("--data_dir", type=Path, default=DATA_DIR, help="folder of collect_traj.py episodes")
-    g.add_argument("--max_episodes", type=int, help="train on only the first this many episodes")
-    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    g = add_episode_data_flags(p, "Minigrid-Memory", DATA_DIR, "collect_traj.py")
     g.add_argument("--eval_sizes", type=int_list, help="grid sizes to evaluate, e.g. 11,31,91")
     g.add_argument("--eval_seeds", type=int, help="fixed episodes per grid size")
     g.add_argument("--eval_timeout", type=int, help="env timeout T at evaluation (default 5*size^2)")
@@ -64,22 +68,7 @@ def check_args(args: argparse.Namespace) -> None:
             check_size(size)
         except ValueError as e:
             raise ConfigError(f"--eval_sizes: {e}") from None
-    for name in ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {v}")
-
-
-def prepare_data(args: argparse.Namespace) -> Path:
-    """The episode folder to train on: the smoke subfolder (collected here) or --data_dir (must exist)."""
-    if args.smoke:
-        smoke_dir = Path(args.data_dir) / "smoke"
-        collect(smoke_dir, workers=1, progress=False, **SMOKE_DATA)
-        return smoke_dir
-    if not episode_files(args.data_dir):
-        raise FileNotFoundError(f"no episodes in {args.data_dir}: run python3 MinigridMemory/get_data/collect_traj.py"
-                                f" --out_dir {args.data_dir} first (or try --smoke)")
-    return Path(args.data_dir)
+    check_positive(args, ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -89,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mc.env = "minigrid"
     mc.validate()
     seeds = run_seeds(args, explicit)
-    data_dir = prepare_data(args)
+    data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
+                              f"run python3 MinigridMemory/get_data/collect_traj.py --out_dir {args.data_dir} first")
 
     def build_stages():
         return [minigrid_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]

@@ -12,8 +12,6 @@ records the settings, and a rerun with different settings into the same folder i
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,8 @@ import numpy as np
 
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size, default_timeout
-from RATE_model.collect import collect_episodes, episode_path
+from RATE_model.collect import collect_episodes, episode_path, run_cli
+from RATE_model.config import OneLineErrorParser
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
@@ -70,13 +69,8 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, desc)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--n_episodes", type=int, default=10_000, help="successful episodes to write")
     p.add_argument("--size", type=int, default=31, help="grid size (odd, >= 7); the paper trains on 31")
     p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action per step")
@@ -88,19 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return collect(args.out_dir, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed, args.workers,
+                   args.max_attempts)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    try:
-        stats = collect(args.out_dir, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed,
-                        args.workers, args.max_attempts)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
-    print(json.dumps(stats))
-    return stats
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

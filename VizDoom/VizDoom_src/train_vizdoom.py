@@ -16,8 +16,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.config import (
+    ConfigError,
+    add_episode_data_flags,
+    apply_smoke,
+    build_parser,
+    check_positive,
+    explicit_dests,
+    split_args,
+)
+from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
 from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_data import episode_files, vizdoom_dataset
@@ -35,11 +43,7 @@ SMOKE_DATA = dict(n_episodes=12, n_steps=20, epsilon=0.1, seed=0)
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    g = p.add_argument_group("ViZDoom-Two-Colors")
-    g.add_argument("--data_dir", type=Path, default=DATA_DIR, help="folder of generate_iter_data.py episodes")
-    g.add_argument("--max_episodes", type=int, help="train on only the first this many episodes")
-    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    g = add_episode_data_flags(p, "ViZDoom-Two-Colors", DATA_DIR, "generate_iter_data.py")
     g.add_argument("--eval_episodes", type=int, help="fixed evaluation episodes (colours alternate)")
     g.add_argument("--eval_timeout", type=int, help="steps per evaluation episode")
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
@@ -53,25 +57,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
 
 def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work."""
-    for name in ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {v}")
+    check_positive(args, ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"))
     if args.pillar_tics < 2:
         raise ConfigError(f"--pillar_tics must be >= 2, got {args.pillar_tics}")
-
-
-def prepare_data(args: argparse.Namespace) -> Path:
-    """The episode folder to train on: the smoke subfolder (generated here) or --data_dir (must exist)."""
-    if args.smoke:
-        smoke_dir = Path(args.data_dir) / "smoke"
-        collect(smoke_dir, workers=1, progress=False, **SMOKE_DATA)
-        return smoke_dir
-    if not episode_files(args.data_dir):
-        raise FileNotFoundError(f"no episodes in {args.data_dir}: run python3 VizDoom/get_data/generate_iter_data.py"
-                                f" --out_dir {args.data_dir} first (or the notebook "
-                                "VizDoom/VizDoom_notebooks/generate_iter_data.ipynb, or try --smoke)")
-    return Path(args.data_dir)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -81,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mc.env = "vizdoom"
     mc.validate()
     seeds = run_seeds(args, explicit)
-    data_dir = prepare_data(args)
+    data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
+                              f"run python3 VizDoom/get_data/generate_iter_data.py --out_dir {args.data_dir} first "
+                              "(or the notebook VizDoom/VizDoom_notebooks/generate_iter_data.ipynb)")
 
     def build_stages():
         return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]

@@ -15,10 +15,9 @@ import numpy as np
 from RATE_model.data import (
     DataError,
     WindowDataset,
-    check_array,
     consecutive,
     episode_store,
-    load_npz,
+    load_image_episode,
     uint8_to_float,
 )
 
@@ -37,21 +36,7 @@ def episode_files(data_dir: Path) -> list[Path]:
 def load_episode(path: Path) -> dict[str, np.ndarray]:
     """One episode file, checked: obs uint8 [T, 3, 64, 112], action int [T] in 0..4, reward finite [T],
     done [T], is_red [T]; any problem is a DataError naming the file and field."""
-    try:
-        ep = load_npz(path, FIELDS)
-    except DataError as e:
-        raise DataError(f"{e}; delete it and rerun generate_iter_data.py") from None
-    T = len(ep["action"]) if ep["action"].ndim else 0
-    if T == 0:
-        raise DataError(f"{path} holds an empty episode")
-    check_array("obs", ep["obs"], shape=(T, *OBS_SHAPE), dtype=np.uint8, source=path)
-    check_array("action", ep["action"], shape=(T,), dtype="integer", source=path)
-    check_array("reward", ep["reward"], shape=(T,), dtype="number", finite=True, source=path)
-    check_array("done", ep["done"], shape=(T,), source=path)
-    check_array("is_red", ep["is_red"], shape=(T,), source=path)
-    if ep["action"].min() < 0 or ep["action"].max() >= N_ACTIONS:
-        raise DataError(f"{path}: action holds values outside 0..{N_ACTIONS - 1}")
-    return ep
+    return load_image_episode(path, FIELDS, OBS_SHAPE, N_ACTIONS, "delete it and rerun generate_iter_data.py")
 
 
 def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None,

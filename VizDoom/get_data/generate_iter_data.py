@@ -13,17 +13,16 @@ settings, and a rerun with other settings into the same folder is refused. The s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from RATE_model.collect import collect_episodes, episode_path
+from RATE_model.collect import collect_episodes, episode_path, run_cli
+from RATE_model.config import OneLineErrorParser
 from VizDoom.VizDoom_src.expert import expert_episode
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import TwoColorsEnv
@@ -81,13 +80,8 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
                             worker_init=_worker_init)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--n_episodes", type=int, default=5000, help="episodes to write (the reference: 5000)")
     p.add_argument("--n_steps", type=int, default=90, help="steps per episode (fewer if the player dies)")
     p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
@@ -99,19 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
+                   pillar_tics=args.pillar_tics)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    try:
-        stats = collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                        pillar_tics=args.pillar_tics)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
-    print(json.dumps(stats))
-    return stats
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
