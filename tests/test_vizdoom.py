@@ -116,9 +116,9 @@ def test_items_alternate_every_30_tics(env):
     assert counts == {"RedHeal": 11, "GreenHurt": 11}
 
 
-def _pickup(env: TwoColorsEnv, seed: int, target: str, max_steps: int = 400) -> tuple[float, float, float]:
+def _pickup(env: TwoColorsEnv, seed: int, target: str, max_steps: int = 400) -> tuple[float, float, float, dict]:
     """Drain health below 75, then walk to the nearest ``target`` item; returns (health before, health after,
-    reward) of the step that picked it up."""
+    reward, info) of the step that picked it up."""
     env.reset(seed=seed)
     wait(env, 48)  # health 100 -> 68 on the damaging floor
     state = env.privileged_state()
@@ -130,21 +130,23 @@ def _pickup(env: TwoColorsEnv, seed: int, target: str, max_steps: int = 400) -> 
         _, reward, terminated, _, info = env.step(expert_action(steer, True, rng))
         state = info["state"]
         if len(state["items"].get(target, [])) < n_before:
-            return health_before, info["health"], reward
+            return health_before, info["health"], reward, info
         assert not terminated
     raise AssertionError(f"no {target} picked up in {max_steps} steps")
 
 
 def test_matching_item_heals_25_and_pays_1(env):
-    before, after, reward = _pickup(env, 0, "RedHeal")
+    before, after, reward, info = _pickup(env, 0, "RedHeal")
     assert after - before in (25, 17)  # 25, minus 8 when the floor hurt in the same step
     assert reward == pytest.approx(1.0 + 0.02)
+    assert (info["good"], info["bad"]) == (1.0, 0.0)
 
 
 def test_wrong_item_damages_25_and_pays_nothing(env):
-    before, after, reward = _pickup(env, 1, "RedHurt")  # green pillar: red items hurt
+    before, after, reward, info = _pickup(env, 1, "RedHurt")  # green pillar: red items hurt
     assert before - after in (25, 33)
     assert reward == pytest.approx(0.02)
+    assert (info["good"], info["bad"]) == (0.0, 1.0)
 
 
 def test_expert_beats_random_on_both_colours(env):
@@ -265,6 +267,8 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     assert m["episodes_n"] == 4 and [e["is_red"] for e in m["episodes"]] == [True, False, True, False]
     assert m["return"] == pytest.approx(np.mean([e["return"] for e in m["episodes"]]), abs=1e-3)
     assert m["return_red"] == pytest.approx(np.mean([e["return"] for e in m["episodes"][::2]]), abs=1e-3)
+    good, bad = (sum(e[k] for e in m["episodes"][::2]) for k in ("good", "bad"))
+    assert np.isnan(m["right_pickups_red"]) if good + bad == 0 else m["right_pickups_red"] == good / (good + bad)
     folder = shlex.split(line)[shlex.split(line).index("--ckpt_folder") + 1]
     saved = json.loads((runs / "vizdoom" / folder / "results.json").read_text())
     assert saved["model_config"]["env"] == "vizdoom" and (data / "smoke" / "episode_000011.npz").exists()

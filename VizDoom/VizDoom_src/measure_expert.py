@@ -19,8 +19,8 @@ from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv
 from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, sem
 
 
-def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, float, int, float]:
-    """One episode: (is_red, return, length, seconds)."""
+def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, float, int, float, int, int]:
+    """One episode: (is_red, return, length, seconds, right-colour pickups, wrong-colour pickups)."""
     env = TwoColorsEnv(timeout=timeout, privileged=policy == "expert")
     rng = np.random.default_rng(seed)
     t0 = time.time()
@@ -34,19 +34,20 @@ def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, fl
         _, r, terminated, truncated, info = env.step(a)
         total, steps, done = total + r, steps + 1, terminated or truncated
     env.close()
-    return bool(info["is_red"]), total, steps, time.time() - t0
+    return bool(info["is_red"]), total, steps, time.time() - t0, int(info["good"]), int(info["bad"])
 
 
 def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, workers: int = 2) -> dict[str, float]:
     with mp.get_context("fork").Pool(workers) as pool:
         out = pool.map(partial(play, policy=policy, epsilon=epsilon, timeout=timeout), eval_seeds(episodes))
     red = np.array([o[0] for o in out])
-    ret, length, secs = (np.array([o[i] for o in out], float) for i in (1, 2, 3))
+    ret, length, secs, good, bad = (np.array([o[i] for o in out], float) for i in (1, 2, 3, 4, 5))
     return {"policy": policy, "epsilon": epsilon, "episodes": episodes, "timeout": timeout,
             "return": round(ret.mean(), 2), "return_sem": round(sem(ret), 2),
             "return_red": round(ret[red].mean(), 2), "return_red_sem": round(sem(ret[red]), 2),
             "return_green": round(ret[~red].mean(), 2), "return_green_sem": round(sem(ret[~red]), 2),
-            "length": round(length.mean(), 1), "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
+            "length": round(length.mean(), 1), "right_pickups": round(good.sum() / max(good.sum() + bad.sum(), 1), 3),
+            "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ BUTTONS = (vzd.Button.TURN_LEFT, vzd.Button.TURN_RIGHT, vzd.Button.MOVE_FORWARD)
 ACTIONS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1))  # button states of each action
 FRAME_SKIP = 2
 LIVING_REWARD = 0.01  # per tic
+FLOOR_DAMAGE = 8  # the floor's damage every 32 tics (sector special 83)
 PICKUP_REWARD = 1.0
 DEFAULT_TIMEOUT = 2100  # steps (4200 tics); the reference scenario's own limit is 10 000 tics
 ENGINE_TIMEOUT = 10_000  # tics
@@ -40,7 +41,8 @@ def is_red(seed: int) -> bool:
 class TwoColorsEnv(gym.Env):
     """One Two-Colors episode at a time, headless. ``reset(seed=s)`` picks the colour from ``s``.
 
-    ``info`` carries ``is_red`` (float 0/1), ``health`` and, with ``privileged=True``, ``state``:
+    ``info`` carries ``is_red`` (float 0/1), ``health``, the episode's counts of ``good`` (health rose) and
+    ``bad`` (health fell by more than the floor can take in a step) pickups and, with ``privileged=True``, ``state``:
     the player's position/angle and every item's and the pillar's position, for the scripted expert.
     """
 
@@ -75,7 +77,7 @@ class TwoColorsEnv(gym.Env):
         # The engine is a child process that outlives a controller that never calls close(): close it when
         # this env is collected, at interpreter exit and when a multiprocessing worker exits.
         Finalize(self, g.close, exitpriority=0)
-        self.t, self.health, self.red = 0, 100.0, True
+        self.t, self.health, self.red, self.good, self.bad = 0, 100.0, True, 0, 0
         self._obs = np.zeros(OBS_SHAPE, np.uint8)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -87,6 +89,7 @@ class TwoColorsEnv(gym.Env):
         self.game.set_seed(int(seed) % 2**31)
         self.game.new_episode()
         self.t, self.health = 0, self.game.get_game_variable(vzd.GameVariable.HEALTH)
+        self.good, self.bad = 0, 0
         return self._observe(), self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -100,9 +103,12 @@ class TwoColorsEnv(gym.Env):
         if not terminated:
             health = self.game.get_game_variable(vzd.GameVariable.HEALTH)
             reward += PICKUP_REWARD * (health > self.health)
+            self.good += health > self.health
+            self.bad += self.health - health > FLOOR_DAMAGE  # the floor alone takes at most 8 per step
             self.health = health
-        else:
-            self.health = 0.0 if self.game.is_player_dead() else self.health
+        elif self.game.is_player_dead():
+            self.bad += self.health > FLOOR_DAMAGE  # killed by more than the floor can do: a wrong item
+            self.health = 0.0
         truncated = not terminated and self.t >= self.timeout
         return self._observe(), float(reward), terminated, truncated, self._info()
 
@@ -114,7 +120,8 @@ class TwoColorsEnv(gym.Env):
         return self._obs.copy()
 
     def _info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"is_red": float(self.red), "health": float(self.health)}
+        info: dict[str, Any] = {"is_red": float(self.red), "health": float(self.health), "good": float(self.good),
+                                "bad": float(self.bad)}
         if self.privileged:
             info["state"] = self.privileged_state()
         return info

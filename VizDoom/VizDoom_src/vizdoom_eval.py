@@ -1,6 +1,7 @@
 """ViZDoom-Two-Colors evaluation protocol (SPEC §3): fixed seeds with both pillar colours, target return
 56.5, sampled actions from a seeded generator, episode timeout 2100 steps by default; mean return
-overall and per pillar colour, plus every episode's seed, colour, return and length.
+overall and per pillar colour, the share of picked-up items that had the pillar's colour (a colour-blind
+policy picks about half wrong), and every episode's seed, colour, return, length and pickups.
 
 Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
 step together through the shared rollout engine, which encodes every frame once. Under torchrun each
@@ -40,27 +41,35 @@ def sem(x: np.ndarray) -> float:
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              scenario: ScenarioConfig | None = None) -> dict[str, Any]:
-    """{"return", "return_sem", "return_red", "return_green", "length", "episodes": [...]} over
-    ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time. ``scenario`` changes
+    """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
+    "right_pickups_green" (share of the items picked up that were of the pillar's colour), "episodes": [...]}
+    over ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time. ``scenario`` changes
     the rules (the benchmarks use a floor that does not hurt, so every episode runs to the timeout)."""
     seeds = distributed.shard(eval_seeds(n_episodes))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, lengths = [np.zeros(0)], [np.zeros(0)]
+    returns, lengths, good, bad = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     show = progress and distributed.is_main()
     for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), seeds[i:i + batch_size]) as env:
+        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), seeds[i:i + batch_size],
+                          info_keys=("good", "bad")) as env:
             res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
                           progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)
         lengths.append(res.lengths)
-    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(lengths)))
-    seed_all, ret, length = (np.concatenate([p[j] for p in parts]) for j in range(3))
+        good.append(res.infos["good"])
+        bad.append(res.infos["bad"])
+    parts = distributed.gather((np.asarray(seeds), *(np.concatenate(x) for x in (returns, lengths, good, bad))))
+    seed_all, ret, length, n_good, n_bad = (np.concatenate([p[j] for p in parts]) for j in range(5))
     red = np.array([is_red(s) for s in seed_all], bool)
     out: dict[str, Any] = {"return": float(ret.mean()), "return_sem": sem(ret),
                            "return_red": float(ret[red].mean()) if red.any() else float("nan"),
                            "return_green": float(ret[~red].mean()) if (~red).any() else float("nan"),
                            "return_red_sem": sem(ret[red]), "return_green_sem": sem(ret[~red]),
                            "length": float(length.mean()), "episodes_n": len(ret)}
-    out["episodes"] = [{"seed": int(s), "is_red": bool(r), "return": round(float(x), 3), "length": int(n)}
-                       for s, r, x, n in zip(seed_all, red, ret, length, strict=True)]
+    for name, m in (("red", red), ("green", ~red)):  # does the policy know which colour heals?
+        picked = n_good[m].sum() + n_bad[m].sum()
+        out[f"right_pickups_{name}"] = float(n_good[m].sum() / picked) if picked else float("nan")
+    out["episodes"] = [{"seed": int(s), "is_red": bool(r), "return": round(float(x), 3), "length": int(n),
+                        "good": int(g), "bad": int(b)}
+                       for s, r, x, n, g, b in zip(seed_all, red, ret, length, n_good, n_bad, strict=True)]
     return out
