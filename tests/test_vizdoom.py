@@ -252,7 +252,7 @@ def test_budget_overrides_and_bad_values():
     with pytest.raises(ConfigError, match="eval_episodes"):
         train.check_args(train.parse_args(["--eval_episodes", "0"])[0])
     with pytest.raises(ConfigError, match="pillar_tics"):
-        train.check_args(train.parse_args(["--pillar_tics", "1"])[0])
+        train.check_args(train.parse_args(["--eval_pillar_tics", "1"])[0])
     with pytest.raises(ValueError, match="pillar_tics"):
         collect(Path("/nonexistent"), n_episodes=1, pillar_tics=0)
 

@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--eval_timeout", type=int, help="steps per evaluation episode")
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
-    g.add_argument("--pillar_tics", type=int, help="tics the pillar stands at evaluation (the reference script: 45)")
+    g.add_argument("--eval_pillar_tics", type=int, help="tics the pillar stands at evaluation (reference: 45)")
     args = p.parse_args(argv)
     explicit = explicit_dests(p, argv)
     apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
@@ -58,8 +58,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
 def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work."""
     check_positive(args, ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"))
-    if args.pillar_tics < 2:
-        raise ConfigError(f"--pillar_tics must be >= 2, got {args.pillar_tics}")
+    if args.eval_pillar_tics < 2:
+        raise ConfigError(f"--eval_pillar_tics must be >= 2, got {args.eval_pillar_tics}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def evaluate_model(model):
         return evaluate(model, args.eval_episodes, args.eval_timeout, args.eval_batch_size, args.target_return,
-                        scenario=ScenarioConfig(pillar_tics=args.pillar_tics))
+                        scenario=ScenarioConfig(pillar_tics=args.eval_pillar_tics))
 
     return run_experiment(args, "vizdoom", mc, tc, build_stages, evaluate_model, seeds,
                           Path(args.runs_dir or "runs"))
