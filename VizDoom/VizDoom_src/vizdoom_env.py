@@ -1,4 +1,5 @@
-"""ViZDoom-Two-Colors (SPEC §4): a gymnasium env over the generated scenario, and a batched vector env.
+"""ViZDoom-Two-Colors (SPEC §4): a gymnasium env over the generated scenario (batched through
+``RATE_model.vector.GymVectorEnv``, one worker process per episode).
 
 Observation: the screen as uint8 [3, 64, 112] (rendered at 256×144 without HUD, weapon or crosshair,
 resized with area averaging). Actions: 0 left, 1 right, 2 forward, 3 left+forward, 4 right+forward,
