@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 vzd = pytest.importorskip("vizdoom")
 
@@ -18,8 +19,10 @@ from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
+from VizDoom.VizDoom_src import probe_colour  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src.expert import expert_action, expert_episode  # noqa: E402
+from VizDoom.VizDoom_src.measure_expert import swap_colours  # noqa: E402
 from VizDoom.VizDoom_src.scenario import ScenarioConfig, build_wad, scenario_path  # noqa: E402
 from VizDoom.VizDoom_src.vizdoom_data import load_episode, vizdoom_dataset  # noqa: E402
 from VizDoom.VizDoom_src.vizdoom_env import LEFT, OBS_SHAPE, TwoColorsEnv, is_red  # noqa: E402
@@ -176,6 +179,30 @@ def test_expert_beats_random_on_both_colours(env):
         assert e > 12.0 > 7.0 > r, (seeds, e, r)
 
 
+def test_swapped_colours_change_the_experts_target(env):
+    _, info = env.reset(seed=10)  # red pillar
+    state = info["state"]
+    swapped = swap_colours(state)
+    assert swapped["items"]["GreenHeal"] == state["items"]["GreenHurt"]
+    assert swapped["items"]["RedHurt"] == state["items"]["RedHeal"] and swapped["player"] == state["player"]
+    differ = 0
+    for _ in range(30):
+        plain = np.random.default_rng(0)
+        a = expert_action(info["state"], True, plain)
+        differ += a != expert_action(swap_colours(info["state"]), False, plain)
+        _, _, _, _, info = env.step(a)
+    assert differ > 0
+
+
+def test_colour_probe_separates_only_what_is_there():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 2 == 0
+    x = torch.randn(400, 16, generator=g)
+    assert probe_colour.probe_accuracy(x, y) < 0.7  # no signal: near chance on the held-out fifth
+    x[:, 3] += 6.0 * y  # one informative feature (Bayes accuracy 0.999)
+    assert probe_colour.probe_accuracy(x, y) > 0.9
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -272,6 +299,19 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     folder = shlex.split(line)[shlex.split(line).index("--ckpt_folder") + 1]
     saved = json.loads((runs / "vizdoom" / folder / "results.json").read_text())
     assert saved["model_config"]["env"] == "vizdoom" and (data / "smoke" / "episode_000011.npz").exists()
+
+
+def test_colour_probe_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
+    data = tmp_path_factory.getbasetemp() / "vizdoom_data"
+    runs = tmp_path_factory.mktemp("runs")
+    train.main(shlex.split(README_LINES[0])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs),
+                                                   "--data_dir", str(data), "--ckpt_folder", "probe"])
+    ckpt = runs / "vizdoom" / "probe" / "seed_1" / "checkpoints" / "last.pt"
+    out = tmp_path / "probe.json"
+    acc = probe_colour.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "12", "--out", str(out)])
+    assert set(acc) == {"obs_step0", "obs_step0_fresh_init", "memory_after_segment_1", "memory_after_segment_2"}
+    assert all(0.0 <= v <= 1.0 for v in acc.values())
+    assert json.loads(out.read_text())["accuracy"] == acc
 
 
 # ---------------------------------------------------------------- notebook
