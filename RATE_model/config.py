@@ -247,8 +247,19 @@ def apply_smoke(args: argparse.Namespace, explicit: set[str], smoke: dict[str, A
                 setattr(args, k, v)
 
 
-def split_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Model and train configs from parsed flags (unknown keys are left to the caller)."""
+def parse_with_smoke(parser: argparse.ArgumentParser, argv: list[str] | None,
+                     smoke: dict[str, Any]) -> tuple[argparse.Namespace, set[str]]:
+    """Parse a train script's flags; under ``--smoke`` apply ``smoke`` (one seed) to what was not given.
+    Returns the flags and the ``dest`` of those given explicitly."""
+    args = parser.parse_args(argv)
+    explicit = explicit_dests(parser, argv)
+    apply_smoke(args, explicit, {**smoke, "end_seed": args.start_seed})
+    return args, explicit
+
+
+def split_args(args: argparse.Namespace, env: str | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """Model and train configs from parsed flags (unknown keys are left to the caller); with ``env``,
+    the model config is set to that environment and validated."""
     ns = vars(args)
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -256,4 +267,7 @@ def split_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     tc = TrainConfig(**{k: v for k, v in ns.items() if k in train_fields and v is not None})
     if isinstance(tc.betas, list):
         tc.betas = tuple(tc.betas)
+    if env is not None:
+        mc.env = env
+        mc.validate()
     return mc, tc

@@ -248,9 +248,7 @@ def test_readme_command_parses(line):
     argv = shlex.split(line)[2:]
     args, explicit = train.parse_args(argv)
     train.check_args(args)
-    mc, tc = split_args(args)
-    mc.env = "minigrid"
-    mc.validate()
+    mc, tc = split_args(args, "minigrid")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 8, 10, 64)
     assert tc.lr == 3e-4 and not args.smoke
     assert "num_mem_tokens" in explicit

@@ -265,9 +265,7 @@ def test_vector_env_matches_single_env(env):
 def test_readme_command_parses(line):
     args, explicit = train.parse_args(shlex.split(line)[2:])
     train.check_args(args)
-    mc, tc = split_args(args)
-    mc.env = "vizdoom"
-    mc.validate()
+    mc, tc = split_args(args, "vizdoom")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model, mc.d_head) == (30, 3, 6, 8, 128, 128)
     assert (tc.lr, tc.batch_size, args.eval_timeout, args.target_return) == (3e-4, 64, 2100, 56.5)
     assert "num_mem_tokens" in explicit and not args.smoke

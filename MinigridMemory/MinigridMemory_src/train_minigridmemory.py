@@ -22,10 +22,9 @@ from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
-    apply_smoke,
     build_parser,
     check_positive,
-    explicit_dests,
+    parse_with_smoke,
     split_args,
 )
 from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
@@ -55,10 +54,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--eval_timeout", type=int, help="env timeout T at evaluation (default 5*size^2)")
     g.add_argument("--eval_max_steps", type=int, help="stop evaluation rollouts after this many steps")
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together")
-    args = p.parse_args(argv)
-    explicit = explicit_dests(p, argv)
-    apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
-    return args, explicit
+    return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -74,9 +70,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
     check_args(args)
-    mc, tc = split_args(args)
-    mc.env = "minigrid"
-    mc.validate()
+    mc, tc = split_args(args, "minigrid")
     seeds = run_seeds(args, explicit)
     data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
                               f"run python3 MinigridMemory/get_data/collect_traj.py --out_dir {args.data_dir} first")

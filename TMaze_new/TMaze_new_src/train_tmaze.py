@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, apply_smoke, build_parser, explicit_dests, split_args, str2bool
+from RATE_model.config import ConfigError, build_parser, parse_with_smoke, split_args, str2bool
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import evaluate
@@ -47,10 +47,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     t.add_argument("--eval_seeds", type=int, help="episodes per length (half up, half down)")
     t.add_argument("--trajectories_per_side", type=int, help="oracle trajectories per goal side and N")
     t.add_argument("--data_dir", type=Path, default=DATA_DIR, help="dataset cache folder")
-    args = p.parse_args(argv)
-    explicit = explicit_dests(p, argv)
-    apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
-    return args, explicit
+    return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
@@ -73,9 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
     check_args(args, explicit)
     args.sections = args.max_n_final
-    mc, tc = split_args(args)
-    mc.env = "tmaze"
-    mc.validate()
+    mc, tc = split_args(args, "tmaze")
 
     def build_stages():
         counts = stage_segment_counts(args.min_n_final, args.max_n_final, args.curr)

@@ -19,10 +19,9 @@ from typing import Any
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
-    apply_smoke,
     build_parser,
     check_positive,
-    explicit_dests,
+    parse_with_smoke,
     split_args,
 )
 from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
@@ -49,10 +48,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
     g.add_argument("--eval_pillar_tics", type=int, help="tics the pillar stands at evaluation (reference: 45)")
-    args = p.parse_args(argv)
-    explicit = explicit_dests(p, argv)
-    apply_smoke(args, explicit, {**SMOKE, "end_seed": args.start_seed})
-    return args, explicit
+    return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -65,9 +61,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
     check_args(args)
-    mc, tc = split_args(args)
-    mc.env = "vizdoom"
-    mc.validate()
+    mc, tc = split_args(args, "vizdoom")
     seeds = run_seeds(args, explicit)
     data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
                               f"run python3 VizDoom/get_data/generate_iter_data.py --out_dir {args.data_dir} first "
