@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trained.load_state_dict(ckpt["model"])
     trained.eval(), fresh.eval()
     K, N = cfg.context_length, cfg.sections
-    data = vizdoom_dataset(args.data_dir, K * N, progress=True)  # the whole store (a subset would rebuild it)
+    data = vizdoom_dataset(args.data_dir, K * N, args.episodes, progress=True)  # reuses a bigger store
     table = data.epoch_windows(0, 0)
-    table = table[(table[:, 1] == 0) & (table[:, 0] < args.episodes)]  # the first episodes' first windows
+    table = table[table[:, 1] == 0]  # each episode's first window
     rng = np.random.default_rng(0)
     table = table[rng.permutation(len(table))]  # the split must mix colours and episodes
     feats: dict[str, list[Tensor]] = {}
