@@ -58,9 +58,9 @@ def _write(job: Job, out_dir: Path, index: int) -> tuple[int, Mapping[str, int]]
 
 
 def _init_worker(init: Callable[[], None] | None) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
+    cv2 = sys.modules.get("cv2")  # image envs resize with OpenCV: one process per core already
+    if cv2 is not None:
+        cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool
     if init is not None:
         init()

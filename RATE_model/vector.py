@@ -37,7 +37,7 @@ class GymVectorEnv:
         return {k: np.asarray(info[k], np.float32) for k in self.info_keys}
 
     def reset(self) -> np.ndarray:
-        obs, self.last_info = self.env.reset(seed=self.seeds)
+        obs, _ = self.env.reset(seed=self.seeds)
         return self._obs(obs)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:

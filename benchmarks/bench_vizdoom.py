@@ -80,7 +80,7 @@ def bench_eval(preset: str, episodes: int, T: int, batch_size: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["env", "vector", "eval"])
-    p.add_argument("--steps", type=int, default=5000, help="env: steps; vector: batched steps (default 200)")
+    p.add_argument("--steps", type=int, help="env: steps (default 5000); vector: batched steps (default 200)")
     p.add_argument("--workers", type=int, default=50)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--T", type=int, default=2100)
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.what == "env":
-        out = bench_env(args.steps)
+        out = bench_env(args.steps or 5000)
     elif args.what == "vector":
-        out = bench_vector(args.workers, 200 if args.steps == 5000 else args.steps)
+        out = bench_vector(args.workers, args.steps or 200)
     else:
         out = bench_eval(args.preset, args.episodes, args.T, args.batch_size)
     out.update(device=describe(torch.device("cpu")), date=time.strftime("%Y-%m-%d %H:%M"))

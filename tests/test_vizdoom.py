@@ -19,7 +19,7 @@ from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
-from VizDoom.VizDoom_src import probe_colour  # noqa: E402
+from VizDoom.VizDoom_src import measure_expert, probe_colour  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src.expert import expert_action, expert_episode  # noqa: E402
 from VizDoom.VizDoom_src.measure_expert import swap_colours  # noqa: E402
@@ -192,6 +192,15 @@ def test_swapped_colours_change_the_experts_target(env):
         differ += a != expert_action(swap_colours(info["state"]), False, plain)
         _, _, _, _, info = env.step(a)
     assert differ > 0
+
+
+def test_measure_expert_reports_both_policies_per_colour():
+    expert, random = measure_expert.main(["--episodes", "2", "--timeout", "20", "--epsilons", "0", "--workers", "1"])
+    assert (expert["policy"], random["policy"]) == ("expert", "random")
+    assert expert["episodes"] == 2 and expert["length"] == 20.0 and expert["return_red"] == pytest.approx(0.4)
+    assert expert["colour_dependent_steps"] > 0 and random["colour_dependent_steps"] == 0.0
+    with pytest.raises(SystemExit):
+        measure_expert.main(["--epsilons", "0,1.5"])
 
 
 def test_colour_probe_separates_only_what_is_there():

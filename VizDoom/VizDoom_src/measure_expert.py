@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import time
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from RATE_model.config import OneLineErrorParser, check_positive
+from RATE_model.experiment import run_main
 from VizDoom.VizDoom_src.expert import expert_action
-from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, N_ACTIONS, TwoColorsEnv
 from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, sem
 
 
@@ -61,17 +64,31 @@ def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, work
             "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--timeout", type=int, default=2100)
-    p.add_argument("--epsilons", default="0,0.1", help="expert noise levels to measure")
-    p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
-    for eps in [float(x) for x in args.epsilons.split(",")]:
-        print(json.dumps(measure("expert", args.episodes, args.timeout, eps, args.workers)), flush=True)
-    print(json.dumps(measure("random", args.episodes, args.timeout, 0.0, args.workers)), flush=True)
+def epsilons(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"noise levels must lie in [0, 1], got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--episodes", type=int, default=100, help="protocol seeds (colours alternate)")
+    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="steps per episode")
+    p.add_argument("--epsilons", type=epsilons, default=[0.0, 0.1], help="expert noise levels, e.g. 0,0.1")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    args = p.parse_args(argv)
+    check_positive(args, ("episodes", "timeout", "workers"))
+    runs = [("expert", eps) for eps in args.epsilons] + [("random", 0.0)]
+    out = []
+    for policy, eps in runs:
+        out.append(measure(policy, args.episodes, args.timeout, eps, args.workers))
+        print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -54,8 +54,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
 def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work."""
     check_positive(args, ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"))
-    if args.eval_pillar_tics < 2:
-        raise ConfigError(f"--eval_pillar_tics must be >= 2, got {args.eval_pillar_tics}")
+    try:
+        ScenarioConfig(pillar_tics=args.eval_pillar_tics)
+    except ValueError as e:
+        raise ConfigError(f"--eval_pillar_tics: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

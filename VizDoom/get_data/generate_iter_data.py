@@ -24,7 +24,7 @@ import numpy as np
 from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
 from VizDoom.VizDoom_src.expert import expert_episode
-from VizDoom.VizDoom_src.scenario import ScenarioConfig
+from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import TwoColorsEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
@@ -43,7 +43,7 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
 
 
 def collect_one(index: int, n_steps: int, epsilon: float, seed: int,
-                pillar_tics: int = 45) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+                pillar_tics: int = DEFAULT.pillar_tics) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Expert episode ``index``; stats: red episodes and deaths before ``n_steps``."""
     key = (n_steps, pillar_tics)
     if key not in _ENV:
@@ -64,7 +64,8 @@ def _worker_init() -> None:
 
 
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float = 0.1,
-            seed: int = 0, workers: int | None = None, progress: bool = True, pillar_tics: int = 45) -> dict[str, Any]:
+            seed: int = 0, workers: int | None = None, progress: bool = True,
+            pillar_tics: int = DEFAULT.pillar_tics) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
     ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps)."""
     if n_steps < 1:
@@ -73,7 +74,7 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
     ScenarioConfig(pillar_tics=pillar_tics)  # checks the value
     meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
-    if pillar_tics != 45:  # folders of the reference rule keep the meta.json they were written with
+    if pillar_tics != DEFAULT.pillar_tics:  # folders of the reference rule keep the meta.json they were written with
         meta["pillar_tics"] = pillar_tics
     job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics)
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes",
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_steps", type=int, default=90, help="steps per episode (fewer if the player dies)")
     p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
-    p.add_argument("--pillar_tics", type=int, default=45,
+    p.add_argument("--pillar_tics", type=int, default=DEFAULT.pillar_tics,
                    help="tics the pillar stands (45: the reference script; the paper's text says 45 steps = 90 tics)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
