@@ -68,12 +68,13 @@ def _init_worker(init: Callable[[], None] | None) -> None:
 
 def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str, Any], workers: int | None = None,
                      progress: bool = True, desc: str = "episodes",
-                     worker_init: Callable[[], None] | None = None) -> dict[str, Any]:
+                     worker_init: Callable[[], None] | None = None, context: str = "fork") -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, summed job stats and the speed.
 
     ``job`` must be picklable (a module-level function or a ``functools.partial`` of one). ``worker_init``
     runs in each worker at start; on Ctrl-C or an error the workers get SIGTERM, so a job that owns a
-    subprocess (a simulator) should install a SIGTERM handler there that closes it.
+    subprocess (a simulator) should install a SIGTERM handler there that closes it. ``context``: the start
+    method of the workers (fork starts fastest; an env whose renderer is not fork-safe passes "forkserver").
     """
     if n_episodes < 1:
         raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
@@ -89,7 +90,7 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
     if workers == 1 or len(todo) <= 1:
         results = map(run, todo)
     else:
-        pool = mp.get_context("fork").Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(worker_init,))
+        pool = mp.get_context(context).Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(worker_init,))
         results = pool.imap_unordered(run, todo, chunksize=4)
     try:
         for length, stats in results:

@@ -47,9 +47,11 @@ def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def with_returns_to_go(episode: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The episode's obs, action and reward plus its return-to-go ``rtg`` (float32 [T])."""
+    """The episode's obs, action and reward plus its return-to-go ``rtg`` (float32 [T]): the one the reader
+    gave (e.g. over a whole episode of which only the first steps are kept), else the rewards' suffix sums."""
+    rtg = episode["rtg"] if "rtg" in episode else returns_to_go(episode["reward"])
     return {"obs": episode["obs"], "action": episode["action"], "reward": episode["reward"],
-            "rtg": returns_to_go(episode["reward"])}
+            "rtg": np.asarray(rtg, np.float32)}
 
 
 def uint8_to_float(obs: Tensor) -> Tensor:

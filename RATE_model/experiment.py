@@ -165,7 +165,8 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         results["runs"][str(seed)] = run_result
         if main:
             (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))
-            print(f"[{env}] {root.name} seed {seed}: {json.dumps(metrics)}  "
+            scalars = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
+            print(f"[{env}] {root.name} seed {seed}: {json.dumps(scalars)}  "
                   f"(train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
     results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
     if main:

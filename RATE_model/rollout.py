@@ -33,6 +33,12 @@ class VectorEnv(Protocol):
         ...
 
 
+def sem(x: np.ndarray) -> float:
+    """Standard error of the mean of per-episode values (0 for fewer than two)."""
+    x = np.asarray(x, np.float64)
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
 @dataclass
 class RolloutResult:
     """Per-episode outcome of a batched rollout."""

@@ -18,9 +18,10 @@ import numpy as np
 
 from RATE_model.config import OneLineErrorParser, check_positive
 from RATE_model.experiment import run_main
+from RATE_model.rollout import sem
 from VizDoom.VizDoom_src.expert import expert_action
 from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, N_ACTIONS, TwoColorsEnv
-from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, sem
+from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds
 
 
 def swap_colours(state: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout
+from RATE_model.rollout import rollout, sem
 from RATE_model.vector import GymVectorEnv
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, TwoColorsEnv, is_red
@@ -31,11 +31,6 @@ EVAL_SEED_OFFSET = 1_000_000  # even: red pillar, odd: green; never a training s
 def eval_seeds(n: int) -> list[int]:
     """The protocol's fixed seeds: consecutive, so the two colours alternate."""
     return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
-
-
-def sem(x: np.ndarray) -> float:
-    """Standard error of the mean (0 for fewer than two values)."""
-    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,

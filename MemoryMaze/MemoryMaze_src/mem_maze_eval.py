@@ -1,0 +1,51 @@
+"""Memory Maze 9×9 evaluation protocol (SPEC §3): fixed seeds (one maze each), target return 18.1, sampled
+actions from a seeded generator, 1 000-step episodes; mean return (targets reached) ± standard error and
+every episode's seed and return.
+
+Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
+step together through the shared rollout engine, which encodes every frame once. Under torchrun each
+rank plays a contiguous slice of the seeds and the results are gathered.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, MemoryMazeEnv
+from RATE_model import distributed
+from RATE_model.model import RATE
+from RATE_model.rollout import rollout, sem
+from RATE_model.vector import GymVectorEnv
+
+TARGET_RETURN = 18.1
+EVAL_SEED_OFFSET = 1_000_000  # below the training data's maze seeds (>= 2**30)
+
+
+def eval_seeds(n: int) -> list[int]:
+    """The protocol's fixed maze seeds."""
+    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+
+
+def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int = 50,
+             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """{"return", "return_sem", "episodes_n", "episodes": [{"seed", "return"}, ...]} over ``n_episodes``
+    fixed mazes, at most ``batch_size`` worker processes at a time."""
+    seeds = distributed.shard(eval_seeds(n_episodes))
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
+    returns = [np.zeros(0)]
+    show = progress and distributed.is_main()
+    for i in tqdm(range(0, len(seeds), batch_size), desc="Memory Maze eval batches", disable=not show, leave=False):
+        with GymVectorEnv(partial(MemoryMazeEnv, max_steps=max_steps), seeds[i:i + batch_size],
+                          context=START_METHOD) as env:
+            res = rollout(model, env, target_return, max_steps=max_steps, sample=True, generator=gen,
+                          progress="Memory Maze eval steps" if show else False)
+        returns.append(res.returns)
+    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns)))
+    seed_all, ret = (np.concatenate([p[j] for p in parts]) for j in range(2))
+    return {"return": float(ret.mean()), "return_sem": sem(ret), "episodes_n": len(ret),
+            "episodes": [{"seed": int(s), "return": float(r)} for s, r in zip(seed_all, ret, strict=True)]}

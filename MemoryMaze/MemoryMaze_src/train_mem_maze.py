@@ -1,0 +1,83 @@
+"""Train and evaluate RATE or a baseline on Memory Maze 9×9; every Memory Maze line of the paper README runs as is.
+
+    python3 MemoryMaze/get_data/collect_data.py      # once: oracle episodes (the paper: 5 000 × 1 000 steps)
+    python3 -W ignore MemoryMaze/MemoryMaze_src/train_mem_maze.py --model_mode 'RATE' --arch_mode 'TrXL' \
+        --ckpt_folder 'RATE' --text 'RATE' --nmt 5 --mem_len 300 --n_head_ca 2 --mrv_act 'relu' --skip_dec_attn
+
+Writes runs/memory_maze/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}
+(mean return ± standard error over fixed mazes, and every evaluation episode) and
+runs/memory_maze/<ckpt_folder>/results.json. ``--smoke`` collects a tiny dataset into <data_dir>/smoke
+and runs the whole pipeline in about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from MemoryMaze.get_data.collect_data import DATA_DIR, collect
+from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_dataset
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import evaluate
+from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS
+from RATE_model.config import (
+    ConfigError,
+    add_episode_data_flags,
+    build_parser,
+    check_positive,
+    parse_with_smoke,
+    split_args,
+)
+from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
+
+CONFIG = Path(__file__).with_name("config.yaml")
+
+# --smoke: tiny data (4 episodes of 100 steps; windows with >= 1 reward), model and evaluation
+# (2 mazes of 40 steps).
+SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, mem_len=20,
+             epochs=1, batch_size=4, warmup_steps=2, max_episodes=None, window_min_reward=1, eval_episodes=2,
+             eval_max_steps=40, eval_batch_size=2)
+SMOKE_DATA = dict(n_episodes=4, max_steps=100, epsilon=0.1, seed=0)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults; also returns the flags given explicitly."""
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+    g = add_episode_data_flags(p, "Memory Maze", DATA_DIR, "collect_data.py")
+    g.add_argument("--window_min_reward", type=float, help="keep training windows holding at least this reward")
+    g.add_argument("--eval_episodes", type=int, help="fixed evaluation mazes")
+    g.add_argument("--eval_max_steps", type=int, help="steps per evaluation episode")
+    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
+    g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
+    return parse_with_smoke(p, argv, SMOKE)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Memory Maze flag values that cannot work."""
+    check_positive(args, ("eval_episodes", "eval_max_steps", "eval_batch_size", "max_episodes"))
+    if args.eval_max_steps > MAX_STEPS:
+        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (the task's episode length), "
+                          f"got {args.eval_max_steps}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, explicit = parse_args(argv)
+    check_args(args)
+    mc, tc = split_args(args, "memory_maze")
+    seeds = run_seeds(args, explicit)
+    data_dir = episode_folder(args, lambda d: collect(d, progress=False, **SMOKE_DATA), episode_files,
+                              f"run python3 MemoryMaze/get_data/collect_data.py --out_dir {args.data_dir} first")
+
+    def build_stages():
+        return [mem_maze_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes,
+                                 args.window_min_reward)]
+
+    def evaluate_model(model):
+        return evaluate(model, args.eval_episodes, args.eval_max_steps, args.eval_batch_size, args.target_return)
+
+    return run_experiment(args, "memory_maze", mc, tc, build_stages, evaluate_model, seeds,
+                          Path(args.runs_dir or "runs"))
+
+
+if __name__ == "__main__":
+    run_main(main)

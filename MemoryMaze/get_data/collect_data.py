@@ -1,0 +1,89 @@
+"""Generate Memory Maze 9×9 training data with the oracle path-planner (no DreamerV3 run, no download).
+
+    python3 MemoryMaze/get_data/collect_data.py --n_episodes 5000 --max_steps 1000 --epsilon 0.1
+
+Each episode is ``<out_dir>/episode_<index>.npz`` with the reference loader's fields: obs uint8
+[T, 64, 64, 3] (the frame seen before acting), action one-hot float32 [T, 6], reward float32 [T].
+Episode ``index`` depends only on (--seed, index): its maze seed is ``episode_seeds(seed, index)[0]``
+(always >= 2**30, so never one of the evaluation seeds). The training loader reads only the first 500
+steps of each episode, so ``--max_steps 500`` halves the work at no loss for training. A rerun skips
+the files already written (resume after Ctrl-C); ``meta.json`` records the settings, and a rerun with
+other settings into the same folder is refused. The environment runs ~30–50 steps/s per process, so
+every core is used by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from MemoryMaze.MemoryMaze_src.expert import oracle_episode
+from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, MemoryMazeEnv
+from RATE_model.collect import collect_episodes, run_cli
+from RATE_model.config import OneLineErrorParser
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "MemoryMaze_data" / "episodes"
+EXPERT = "bfs_next_cell_v1"  # recorded in meta.json: a changed oracle must not extend an old folder
+TRAIN_SEED_BASE = 2**30  # maze seeds of the data are >= this; evaluation seeds are below it
+
+_ENV: dict[int, MemoryMazeEnv] = {}  # one simulator per worker process and episode length
+
+
+def episode_seeds(seed: int, index: int) -> tuple[int, int]:
+    """(maze seed, action-noise seed) of episode ``index``."""
+    maze_seed, noise_seed = np.random.SeedSequence([seed, index]).generate_state(2)
+    return TRAIN_SEED_BASE + int(maze_seed % TRAIN_SEED_BASE), int(noise_seed)
+
+
+def collect_one(index: int, max_steps: int, epsilon: float, seed: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Oracle episode ``index``; stats: targets reached."""
+    if max_steps not in _ENV:
+        _ENV[max_steps] = MemoryMazeEnv(max_steps=max_steps, privileged=True)
+    maze_seed, noise_seed = episode_seeds(seed, index)
+    ep = oracle_episode(_ENV[max_steps], maze_seed, max_steps, epsilon, noise_seed)
+    return ep, {"targets": int(ep["reward"].sum())}
+
+
+def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, max_steps: int = MAX_STEPS, epsilon: float = 0.1,
+            seed: int = 0, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, targets per episode and speed."""
+    if not 1 <= max_steps <= MAX_STEPS:
+        raise ValueError(f"--max_steps must be in 1..{MAX_STEPS}, got {max_steps}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    meta = {"max_steps": max_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
+    job = partial(collect_one, max_steps=max_steps, epsilon=epsilon, seed=seed)
+    stats = collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "Memory Maze episodes",
+                             context=START_METHOD)
+    if stats["written"]:
+        stats["targets_per_episode"] = round(stats["targets"] / stats["written"], 3)
+        stats["episodes_per_hour"] = round(stats["episodes_per_s"] * 3600, 1)
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--n_episodes", type=int, default=5000, help="episodes to write (the paper: 5000)")
+    p.add_argument("--max_steps", type=int, default=MAX_STEPS,
+                   help="steps per episode (the task: 1000; training reads the first 500)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
+    p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return collect(args.out_dir, args.n_episodes, args.max_steps, args.epsilon, args.seed, args.workers)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    main()

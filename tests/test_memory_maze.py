@@ -1,0 +1,244 @@
+"""Memory Maze 9×9: env wrapper, oracle, episode files, the reference window rule, vector env, train-script
+commands (the paper README's lines with --smoke)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("memory_maze")
+
+from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
+from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
+from MemoryMaze.MemoryMaze_src.expert import oracle_action, oracle_episode  # noqa: E402
+from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import eval_seeds  # noqa: E402
+from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
+    FORWARD,
+    FORWARD_LEFT,
+    FORWARD_RIGHT,
+    LEFT,
+    OBS_SHAPE,
+    RIGHT,
+    START_METHOD,
+    MemoryMazeEnv,
+)
+from RATE_model.collect import episode_path  # noqa: E402
+from RATE_model.config import ConfigError, split_args  # noqa: E402
+from RATE_model.data import DataError  # noqa: E402
+from RATE_model.vector import GymVectorEnv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The Memory Maze lines of the paper README, verbatim: RATE, DT, RMT, TrXL.
+README_LINES = [
+    "python3 -W ignore MemoryMaze/MemoryMaze_src/train_mem_maze.py --model_mode 'RATE' --arch_mode 'TrXL' "
+    "--ckpt_folder 'RATE' --text 'RATE' --nmt 5 --mem_len 300 --n_head_ca 2 --mrv_act 'relu' --skip_dec_attn",
+    "python3 -W ignore MemoryMaze/MemoryMaze_src/train_mem_maze.py --model_mode 'DT' --arch_mode 'TrXL' "
+    "--ckpt_folder 'DT' --text 'DT' --nmt 0 --mem_len 0 --n_head_ca 0 --mrv_act 'no_act'",
+    "python3 -W ignore MemoryMaze/MemoryMaze_src/train_mem_maze.py --model_mode 'RATE' --arch_mode 'TrXL' "
+    "--ckpt_folder 'RMT' --text 'RMT' --nmt 5 --mem_len 0 --n_head_ca 0 --mrv_act 'no_act'",
+    "python3 -W ignore MemoryMaze/MemoryMaze_src/train_mem_maze.py --model_mode 'RATE' --arch_mode 'TrXL' "
+    "--ckpt_folder 'TrXL' --text 'TrXL' --nmt 0 --mem_len 360 --n_head_ca 0 --mrv_act 'no_act'",
+]
+
+
+def argv_of(line: str) -> list[str]:
+    """The flags of a README line (after ``python3 [-W ignore] script``)."""
+    words = shlex.split(line)
+    return words[next(i for i, w in enumerate(words) if w.endswith(".py")) + 1:]
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = MemoryMazeEnv(max_steps=300, privileged=True)
+    yield e
+    e.close()
+
+
+# ---------------------------------------------------------------- env and oracle
+
+
+def test_wrapper_shapes_seeding_and_episode_end(env):
+    obs, info = env.reset(seed=5)
+    assert obs.shape == OBS_SHAPE == (3, 64, 64) and obs.dtype == np.uint8 and info["targets"] == 0.0
+    layout = info["state"]["maze_layout"].copy()
+    assert layout.shape == (9, 9) and set(np.unique(layout)) == {0, 1}
+    again, info2 = env.reset(seed=5)
+    assert np.array_equal(obs, again) and np.array_equal(layout, info2["state"]["maze_layout"])
+    assert not np.array_equal(layout, env.reset(seed=6)[1]["state"]["maze_layout"])
+    plain = MemoryMazeEnv(max_steps=3)  # what evaluation sees: the same camera image, no privileged state
+    try:
+        first, plain_info = plain.reset(seed=5)
+        assert np.array_equal(first, obs) and "state" not in plain_info
+        ends = [plain.step(FORWARD)[3] for _ in range(3)]
+        assert ends == [False, False, True]
+        _, reward, terminated, truncated, _ = plain.step(FORWARD)  # past the end: harmless, nothing happens
+        assert (reward, terminated, truncated) == (0.0, False, True)
+        with pytest.raises(ValueError, match="0..5"):
+            plain.step(6)
+    finally:
+        plain.close()
+    with pytest.raises(ValueError, match="max_steps"):
+        MemoryMazeEnv(max_steps=1001)
+
+
+def _state(heading_deg: float, target: tuple[float, float]) -> dict[str, np.ndarray]:
+    """An open 9×9 maze with the agent at the centre of cell (4, 4)."""
+    h = np.radians(heading_deg)
+    return {"agent_pos": np.array([4.5, 4.5]), "agent_dir": np.array([np.cos(h), np.sin(h)]),
+            "target_pos": np.asarray(target, float), "maze_layout": np.ones((9, 9), np.uint8)}
+
+
+def test_oracle_turns_towards_the_next_cell_of_the_shortest_path():
+    rng = np.random.default_rng(0)
+    assert oracle_action(_state(0, (7.5, 4.5)), rng) == FORWARD  # straight ahead along +x
+    assert oracle_action(_state(0, (4.5, 7.5)), rng) == LEFT  # 90° counter-clockwise: turn left on the spot
+    assert oracle_action(_state(0, (4.5, 1.5)), rng) == RIGHT
+    assert oracle_action(_state(-25, (7.5, 4.5)), rng) == FORWARD_LEFT  # a little off: steer while moving
+    assert oracle_action(_state(25, (7.5, 4.5)), rng) == FORWARD_RIGHT
+    walled = _state(0, (6.5, 4.5))
+    walled["maze_layout"][:, 5] = 0  # a wall across x = 5 with one gap at y = 8: the path goes up first
+    walled["maze_layout"][8, 5] = 1
+    assert oracle_action(walled, rng) == LEFT
+    assert {oracle_action(_state(0, (7.5, 4.5)), rng, epsilon=1.0) for _ in range(200)} == set(range(6))
+
+
+def test_oracle_reaches_targets_and_beats_random(env):
+    ep = oracle_episode(env, seed=5, n_steps=300, epsilon=0.0, noise_seed=0)
+    assert ep["obs"].shape == (300, 64, 64, 3) and ep["obs"].dtype == np.uint8
+    assert ep["action"].shape == (300, 6) and np.array_equal(ep["action"].sum(1), np.ones(300))
+    assert ep["reward"].dtype == np.float32 and set(np.unique(ep["reward"])) <= {0.0, 1.0}
+    assert ep["reward"].sum() >= 3 and env.targets == ep["reward"].sum()  # the reward counts reached targets
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    random_return = sum(env.step(int(rng.integers(6)))[1] for _ in range(300))
+    assert random_return < ep["reward"].sum()
+
+
+def test_vector_env_matches_single_env(env):
+    seeds = eval_seeds(2)
+    with GymVectorEnv(partial(MemoryMazeEnv, max_steps=2), seeds, info_keys=("targets",),
+                      context=START_METHOD) as venv:  # this process has rendered (the fixture): no fork
+        obs = venv.reset()
+        assert obs.shape == (2, *OBS_SHAPE) and obs.dtype == np.float32 and obs.max() <= 1.0
+        assert np.allclose(obs * 255, np.stack([env.reset(seed=s)[0] for s in seeds]), atol=1e-3)
+        dones = [venv.step(np.full(2, FORWARD))[2] for _ in range(2)]
+        assert not dones[0].any() and dones[1].all()
+
+
+# ---------------------------------------------------------------- data
+
+
+def write_episode(path: Path, T: int, reward_steps: list[int], seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ep = {"obs": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8),
+          "action": np.eye(6, dtype=np.float32)[rng.integers(0, 6, T)], "reward": np.zeros(T, np.float32)}
+    ep["reward"][reward_steps] = 1.0
+    np.savez(path, **ep)
+    return ep
+
+
+def test_reference_window_rule_on_a_hand_made_episode(tmp_path):
+    # rewards: 2 in [0, 90), 1 in [90, 180), 2 in [180, 270), 0 in [270, 360), 3 in [360, 450), 2 after 500
+    ep = write_episode(tmp_path / "a.npz", 600, [5, 80, 100, 200, 269, 361, 362, 449, 520, 599])
+    write_episode(tmp_path / "b.npz", 150, [0, 1, 95, 96], seed=1)  # too short for its second window
+    data = mem_maze_dataset(tmp_path, window=90, progress=False)
+    assert data.epoch_windows(0, 0).tolist() == [[0, 0], [0, 180], [0, 360], [1, 0]]
+    assert data.store.lengths.tolist() == [500, 150]  # only the first 500 steps are read
+    b = data.batch([1])  # the second window: episode 0 from step 180
+    assert b["obs"].shape == (1, 90, *OBS_SHAPE) and b["valid"].all()
+    expect = ep["obs"][180:270].transpose(0, 3, 1, 2) / 255.0
+    assert np.allclose(b["obs"][0].numpy(), expect, atol=1e-6)
+    assert b["action"][0].tolist() == ep["action"][180:270].argmax(1).tolist()
+    rtg = np.cumsum(ep["reward"][::-1])[::-1]  # return-to-go of the whole episode, rewards after 500 included
+    assert b["rtg"][0, :, 0].tolist() == rtg[180:270].tolist() and b["rtg"][0, 0, 0] == 7.0
+    assert len(mem_maze_dataset(tmp_path, window=90, min_window_reward=3, progress=False)) == 1
+    with pytest.raises(DataError, match="window_min_reward"):
+        mem_maze_dataset(tmp_path, window=90, min_window_reward=9, progress=False)
+
+
+def test_bad_episode_files_are_one_line_errors(tmp_path):
+    path = tmp_path / "ep.npz"
+    ep = write_episode(path, 20, [3])
+    np.savez(path, obs=ep["obs"][..., :2], action=ep["action"], reward=ep["reward"])
+    with pytest.raises(DataError, match=r"ep.npz: obs has shape \(20, 64, 64, 2\).*collect_data"):
+        load_episode(path)
+    np.savez(path, obs=ep["obs"], action=ep["action"], reward=np.full(20, np.nan, np.float32))
+    with pytest.raises(DataError, match="reward holds NaN"):
+        load_episode(path)
+    np.savez(path, obs=ep["obs"], reward=ep["reward"])
+    with pytest.raises(DataError, match=r"lacks fields \['action'\]"):
+        load_episode(path)
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="corrupt or unreadable"):
+        load_episode(path)
+    with pytest.raises(DataError, match="collect_data.py"):
+        mem_maze_dataset(tmp_path / "missing", window=90)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no .npz episode files"):
+        mem_maze_dataset(empty, window=90)
+
+
+def test_collection_files_resume_and_seeds(tmp_path):
+    stats = collect(tmp_path, n_episodes=2, max_steps=15, workers=1, progress=False)
+    assert stats["written"] == 2 and stats["steps"] == 30 and "targets_per_episode" in stats
+    assert collect(tmp_path, n_episodes=2, max_steps=15, workers=1, progress=False)["written"] == 0
+    with pytest.raises(ValueError, match="collected with"):
+        collect(tmp_path, n_episodes=2, max_steps=16, workers=1, progress=False)
+    ep = load_episode(episode_path(tmp_path, 1))
+    assert ep["obs"].shape == (15, *OBS_SHAPE) and ep["action"].max() < 6
+    assert json.loads((tmp_path / "meta.json").read_text())["max_steps"] == 15
+    maze_seeds = [episode_seeds(0, i)[0] for i in range(100)]
+    assert min(maze_seeds) >= TRAIN_SEED_BASE > max(eval_seeds(100)) and len(set(maze_seeds)) == 100
+    for bad in (["--max_steps", "0"], ["--epsilon", "2"], ["--n_episodes", "0"]):
+        r = subprocess.run([sys.executable, "MemoryMaze/get_data/collect_data.py", *bad, "--out_dir",
+                            str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --")
+
+
+# ---------------------------------------------------------------- train script
+
+
+@pytest.mark.parametrize("line", README_LINES)
+def test_readme_command_parses(line):
+    args, explicit = train.parse_args(argv_of(line))
+    train.check_args(args)
+    mc, tc = split_args(args, "memory_maze")
+    assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 6, 8, 64)
+    assert (mc.dropout, mc.dropatt) == (0.5, 0.2)
+    assert (args.window_min_reward, args.eval_max_steps, args.eval_episodes, args.target_return) == (2, 1000, 100, 18.1)
+    assert "num_mem_tokens" in explicit and not args.smoke
+
+
+def test_budget_overrides_and_bad_values(tmp_path):
+    args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_episodes", "10"])
+    assert (args.epochs, args.batch_size, args.device, args.eval_episodes) == (2, 4, "cpu", 10)
+    with pytest.raises(ConfigError, match="eval_max_steps"):
+        train.check_args(train.parse_args(["--eval_max_steps", "1001"])[0])
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        train.check_args(train.parse_args(["--eval_batch_size", "0"])[0])
+    r = subprocess.run([sys.executable, "-W", "ignore", "MemoryMaze/MemoryMaze_src/train_mem_maze.py", "--data_dir",
+                        str(tmp_path / "none"), "--no_wandb"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "collect_data.py" in r.stderr
+
+
+@pytest.mark.parametrize("line", README_LINES)
+def test_readme_command_runs_with_smoke(line, tmp_path_factory):
+    data = tmp_path_factory.getbasetemp() / "memory_maze_data"  # shared: the first command collects the smoke data
+    runs = tmp_path_factory.mktemp("runs")
+    res = train.main(argv_of(line) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir", str(data)])
+    m = res["runs"]["1"]["metrics"]
+    assert m["episodes_n"] == 2 and [e["seed"] for e in m["episodes"]] == eval_seeds(2)
+    assert m["return"] == pytest.approx(np.mean([e["return"] for e in m["episodes"]]))
+    folder = argv_of(line)[argv_of(line).index("--ckpt_folder") + 1]
+    saved = json.loads((runs / "memory_maze" / folder / "results.json").read_text())
+    assert saved["model_config"]["env"] == "memory_maze" and (data / "smoke" / "episode_000003.npz").exists()
