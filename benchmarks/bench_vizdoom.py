@@ -19,50 +19,19 @@ import time
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
+from envbench import bench_env, bench_vector  # noqa: E402
 from machine import describe  # noqa: E402
 from presets import PRESETS  # noqa: E402
 
 from RATE_model.model import RATE  # noqa: E402
-from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.VizDoom_src.scenario import ScenarioConfig  # noqa: E402
 from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv  # noqa: E402
 from VizDoom.VizDoom_src.vizdoom_eval import evaluate  # noqa: E402
 
 NO_DAMAGE = ScenarioConfig(floor_special=0)
-
-
-def bench_env(steps: int) -> dict:
-    env, rng = TwoColorsEnv(timeout=2100), np.random.default_rng(0)
-    env.reset(seed=0)
-    t, n, episodes = time.perf_counter(), 0, 1
-    while n < steps:
-        _, _, term, trunc, _ = env.step(int(rng.integers(N_ACTIONS)))
-        n += 1
-        if term or trunc:
-            env.reset(seed=episodes)
-            episodes += 1
-    sec = time.perf_counter() - t
-    return {"bench": "env", "steps": n, "episodes": episodes, "seconds": round(sec, 2),
-            "steps_per_s_per_process": round(n / sec, 1)}
-
-
-def bench_vector(workers: int, steps: int) -> dict:
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    with GymVectorEnv(partial(TwoColorsEnv, timeout=10_000, scenario=NO_DAMAGE), range(workers)) as env:
-        env.reset()
-        start_s = time.perf_counter() - t0
-        t = time.perf_counter()
-        for _ in range(steps):
-            env.step(rng.integers(N_ACTIONS, size=workers))
-        sec = time.perf_counter() - t
-    return {"bench": "vector", "workers": workers, "batched_steps": steps, "start_seconds": round(start_s, 2),
-            "seconds": round(sec, 2), "env_steps_per_s": round(workers * steps / sec, 1),
-            "ms_per_batched_step": round(1000 * sec / steps, 2)}
 
 
 def bench_eval(preset: str, episodes: int, T: int, batch_size: int) -> dict:
@@ -89,9 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.what == "env":
-        out = bench_env(args.steps or 5000)
+        out = bench_env(partial(TwoColorsEnv, timeout=2100), N_ACTIONS, args.steps or 5000)
     elif args.what == "vector":
-        out = bench_vector(args.workers, args.steps or 200)
+        out = bench_vector(partial(TwoColorsEnv, timeout=10_000, scenario=NO_DAMAGE), N_ACTIONS, args.workers,
+                           args.steps or 200)
     else:
         out = bench_eval(args.preset, args.episodes, args.T, args.batch_size)
     out.update(device=describe(torch.device("cpu")), date=time.strftime("%Y-%m-%d %H:%M"))

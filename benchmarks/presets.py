@@ -23,6 +23,10 @@ VIZDOOM = dict(env="vizdoom", context_length=30, sections=3, n_layer=6, n_head=8
                d_inner=128, skip_dec_ffn=True, num_mem_tokens=5, mem_len=300, n_head_ca=2, mrv_act="relu",
                dropout=0.05, dropatt=0.0)
 VIZDOOM_CPU = {**VIZDOOM, "n_layer": 3, "n_head": 4, "d_model": 64, "d_head": 32, "d_inner": 64}
+MEMMAZE = dict(env="memory_maze", context_length=30, sections=3, n_layer=6, n_head=8, d_model=64, d_head=64,
+               d_inner=64, num_mem_tokens=5, mem_len=300, n_head_ca=2, mrv_act="relu", dropout=0.5, dropatt=0.2)
+MEMMAZE_CPU = {**MEMMAZE, "n_layer": 3, "n_head": 4, "d_head": 32}
+NO_MEMORY = {"num_mem_tokens": 0, "mem_len": 0, "n_head_ca": 0, "mrv_act": "no_act"}
 
 PRESETS: dict[str, Preset] = {
     "tmaze-paper": Preset(ModelConfig(model_mode="RATE", **TMAZE), 64, (4,), 4,
@@ -37,6 +41,12 @@ PRESETS: dict[str, Preset] = {
     "vizdoom-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**VIZDOOM_CPU, "num_mem_tokens": 0, "mem_len": 0,
                                                                "n_head_ca": 0, "mrv_act": "no_act"}),
                              32, (3, 64, 112), 5, "DT at the ViZDoom CPU configuration (90-step context)"),
+    "memmaze-paper": Preset(ModelConfig(model_mode="RATE", **MEMMAZE), 64, (3, 64, 64), 6,
+                            "Memory Maze reference: K 30, N 3, 6 layers, 8 heads, d 64, mem_len 300"),
+    "memmaze-cpu": Preset(ModelConfig(model_mode="RATE", **MEMMAZE_CPU), 32, (3, 64, 64), 6,
+                          "Memory Maze at our CPU configuration (MemoryMaze/RESULTS_memory_maze.md): B 32, 3 layers"),
+    "memmaze-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**MEMMAZE_CPU, **NO_MEMORY}), 32, (3, 64, 64), 6,
+                             "DT at the Memory Maze CPU configuration (90-step context)"),
     "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
                                                            "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
 }

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
+from MemoryMaze.MemoryMaze_src import measure_expert  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import oracle_action, oracle_episode  # noqa: E402
 from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
@@ -121,6 +122,16 @@ def test_oracle_reaches_targets_and_beats_random(env):
     rng = np.random.default_rng(0)
     random_return = sum(env.step(int(rng.integers(6)))[1] for _ in range(300))
     assert random_return < ep["reward"].sum()
+
+
+def test_measure_expert_reports_oracle_and_random():
+    oracle, random = measure_expert.main(["--episodes", "2", "--max_steps", "60", "--epsilons", "0", "--workers", "2"])
+    assert (oracle["policy"], random["policy"], oracle["episodes"], oracle["max_steps"]) == ("oracle", "random", 2, 60)
+    assert oracle["return"] >= random["return"] and oracle["steps_per_s_per_process"] > 0
+    with pytest.raises(SystemExit):
+        measure_expert.main(["--epsilons", "0,1.5"])
+    with pytest.raises(ConfigError, match="max_steps"):
+        measure_expert.main(["--max_steps", "1001"])
 
 
 def test_vector_env_matches_single_env(env):

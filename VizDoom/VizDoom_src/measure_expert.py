@@ -6,7 +6,6 @@ overall and per pillar colour (± standard error), episode length, and env steps
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from RATE_model.config import OneLineErrorParser, check_positive
+from RATE_model.config import OneLineErrorParser, check_positive, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
 from VizDoom.VizDoom_src.expert import expert_action
@@ -65,21 +64,11 @@ def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, work
             "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
 
 
-def epsilons(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"noise levels must lie in [0, 1], got {text!r}")
-    return values
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--episodes", type=int, default=100, help="protocol seeds (colours alternate)")
     p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="steps per episode")
-    p.add_argument("--epsilons", type=epsilons, default=[0.0, 0.1], help="expert noise levels, e.g. 0,0.1")
+    p.add_argument("--epsilons", type=unit_floats, default=[0.0, 0.1], help="expert noise levels, e.g. 0,0.1")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "timeout", "workers"))
