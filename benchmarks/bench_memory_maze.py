@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--T", type=int, default=1000)
-    p.add_argument("--batch_size", type=int, default=50, help="eval: episodes (worker processes) stepped together")
+    p.add_argument("--batch_size", type=int, help="eval: episodes (worker processes) stepped together")
     p.add_argument("--preset", choices=sorted(k for k in PRESETS if k.startswith("memmaze")), default="memmaze-cpu")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -16,11 +16,11 @@ import pytest
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
-from MemoryMaze.MemoryMaze_src import measure_expert  # noqa: E402
+from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import oracle_action, oracle_episode  # noqa: E402
 from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import eval_seeds  # noqa: E402
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import default_batch_size, eval_seeds  # noqa: E402
 from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
     FORWARD,
     FORWARD_LEFT,
@@ -134,6 +134,17 @@ def test_measure_expert_reports_oracle_and_random():
         measure_expert.main(["--max_steps", "1001"])
 
 
+def test_evaluation_workers_default_to_two_per_core_within_memory(monkeypatch):
+    monkeypatch.setattr(mem_maze_eval.os, "cpu_count", lambda: 16)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": int(100 * 2**30 / 4096)}  # 100 GiB free: 32 workers
+    monkeypatch.setattr(mem_maze_eval.os, "sysconf", lambda name: pages[name])
+    assert default_batch_size() == 32
+    pages["SC_AVPHYS_PAGES"] = int(7 * 2**30 / 4096)  # 7 GiB: only 4 simulators fit
+    assert default_batch_size() == 4
+    pages["SC_AVPHYS_PAGES"] = 1
+    assert default_batch_size() == 1
+
+
 def test_vector_env_matches_single_env(env):
     seeds = eval_seeds(2)
     with GymVectorEnv(partial(MemoryMazeEnv, max_steps=2), seeds, info_keys=("targets",),
@@ -227,7 +238,7 @@ def test_readme_command_parses(line):
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 6, 8, 64)
     assert (mc.dropout, mc.dropatt) == (0.5, 0.2)
     assert (args.window_min_reward, args.eval_max_steps, args.eval_episodes, args.target_return) == (2, 1000, 100, 18.1)
-    assert "num_mem_tokens" in explicit and not args.smoke
+    assert "num_mem_tokens" in explicit and not args.smoke and args.eval_batch_size is None
 
 
 def test_budget_overrides_and_bad_values(tmp_path):

@@ -9,6 +9,7 @@ rank plays a contiguous slice of the seeds and the results are gathered.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -24,6 +25,15 @@ from RATE_model.vector import GymVectorEnv
 
 TARGET_RETURN = 18.1
 EVAL_SEED_OFFSET = 1_000_000  # below the training data's maze seeds (>= 2**30)
+ENV_BYTES = 1.5 * 2**30  # one simulator process: the package's 88 wall/floor textures (266 MB) compiled and
+                         # uploaded to the renderer come to ~1.4 GB (measured), so memory caps the workers
+
+
+def default_batch_size() -> int:
+    """Episodes stepped together when not given: 2 per CPU core (the simulator is CPU-bound, so more
+    processes than that only wait), fewer where the available memory would not hold them."""
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(2 * (os.cpu_count() or 1), int(free // ENV_BYTES)))
 
 
 def eval_seeds(n: int) -> list[int]:
@@ -31,10 +41,11 @@ def eval_seeds(n: int) -> list[int]:
     return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
 
 
-def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int = 50,
+def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int | None = None,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """{"return", "return_sem", "episodes_n", "episodes": [{"seed", "return"}, ...]} over ``n_episodes``
-    fixed mazes, at most ``batch_size`` worker processes at a time."""
+    fixed mazes, at most ``batch_size`` worker processes at a time (default: :func:`default_batch_size`)."""
+    batch_size = batch_size or default_batch_size()
     seeds = distributed.shard(eval_seeds(n_episodes))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns = [np.zeros(0)]

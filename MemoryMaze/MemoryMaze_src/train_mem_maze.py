@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--window_min_reward", type=float, help="keep training windows holding at least this reward")
     g.add_argument("--eval_episodes", type=int, help="fixed evaluation mazes")
     g.add_argument("--eval_max_steps", type=int, help="steps per evaluation episode")
-    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
+    g.add_argument("--eval_batch_size", type=int,
+                   help="episodes stepped together (one worker process of ~1.4 GB each; default: 2 per core)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
     return parse_with_smoke(p, argv, SMOKE)
 
