@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set MUJOCO_GL=osmesa where EGL is missing
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; MUJOCO_GL=osmesa needs the OSMesa library
 
 import contextlib  # noqa: E402
 import io  # noqa: E402
