@@ -36,9 +36,10 @@ from RATE_model.datafiles import DataError, check_array, load_hdf5, load_image_e
 from RATE_model.encoders import ACTION_PAD
 from RATE_model.store import EpisodeStore, open_or_build
 
-__all__ = ["DataError", "EpisodeStore", "Trajectories", "WindowDataset", "Windows", "batch_loader", "check_array",
-           "consecutive", "dt_style", "epoch_batches", "episode_store", "fixed_offsets", "load_hdf5",
-           "load_image_episode", "load_npz", "load_pickle", "returns_to_go", "uint8_to_float"]
+__all__ = ["STORE", "DataError", "EpisodeStore", "Trajectories", "WindowDataset", "Windows", "batch_loader",
+           "check_array", "consecutive", "dt_style", "epoch_batches", "episode_files", "episode_store", "fixed_offsets",
+           "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
+           "uint8_to_float"]
 
 
 def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -64,6 +65,29 @@ def episode_store(path: str | Path, sources: Sequence[Path], read: Callable[[Pat
     """The on-disk store of the episode files ``sources`` (obs, action, reward from ``read``, plus rtg),
     built on first use and rebuilt when the files change (see :func:`RATE_model.store.open_or_build`)."""
     return open_or_build(path, sources, lambda p: with_returns_to_go(read(p)), progress, desc)
+
+
+STORE = "store"  # the episode store's folder inside a folder of episode files
+
+
+def episode_files(data_dir: str | Path, pattern: str = "episode_*.npz") -> list[Path]:
+    """The episode files of a data folder in name (= index) order."""
+    return sorted(Path(data_dir).glob(pattern))
+
+
+def folder_store(data_dir: str | Path, read: Callable[[Path], Mapping[str, np.ndarray]], how: str,
+                 max_episodes: int | None = None, progress: bool = True, desc: str = "building episode store",
+                 pattern: str = "episode_*.npz") -> EpisodeStore:
+    """The episode store ``<data_dir>/store`` of the first ``max_episodes`` episode files of ``data_dir``
+    (see :func:`episode_store`); a missing folder or no files is a DataError ending with ``how``, the
+    command that makes them."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with {how}")
+    files = episode_files(data_dir, pattern)[:max_episodes]
+    if not files:
+        raise DataError(f"no {pattern} files in {data_dir}; create them with {how}")
+    return episode_store(data_dir / STORE, files, read, progress, desc)
 
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:

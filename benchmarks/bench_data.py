@@ -107,7 +107,8 @@ def _du(path: Path) -> int:
 
 # ---------------------------------------------------------------------------------------------- Minigrid
 def minigrid_build(args: argparse.Namespace) -> dict:
-    from MinigridMemory.MinigridMemory_src.minigrid_data import STORE, episode_files, minigrid_dataset
+    from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
+    from RATE_model.data import STORE, episode_files
 
     files = episode_files(args.data_dir)
     store_dir = Path(args.data_dir) / STORE

@@ -206,7 +206,7 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         mem_maze_dataset(tmp_path / "missing", window=90)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="no .npz episode files"):
+    with pytest.raises(DataError, match=r"no \*.npz files in"):
         mem_maze_dataset(empty, window=90)
 
 

@@ -17,25 +17,28 @@ from RATE_model.data import (
     DataError,
     WindowDataset,
     check_array,
-    episode_store,
     fixed_offsets,
+    folder_store,
     load_npz,
     returns_to_go,
     uint8_to_float,
+)
+from RATE_model.data import (
+    episode_files as all_episode_files,
 )
 
 FRAME = (64, 64, 3)  # the files' frames, height × width × RGB
 N_ACTIONS = 6
 READ_STEPS = 500  # the reference loader reads only the first 500 steps of each episode
 MIN_WINDOW_REWARD = 2.0  # the reference keeps windows holding at least 2 rewards
-STORE = "store"  # the episode store's folder inside the data folder
+PATTERN = "*.npz"  # ours are episode_<index>.npz; the paper's files have other names
 HOW = "python3 MemoryMaze/get_data/collect_data.py --out_dir {}"
 REMEDY = "delete it and rerun collect_data.py"
 
 
 def episode_files(data_dir: Path) -> list[Path]:
     """The episode files of a data folder in name order."""
-    return sorted(Path(data_dir).glob("*.npz"))
+    return all_episode_files(data_dir, PATTERN)
 
 
 def load_episode(path: Path) -> dict[str, np.ndarray]:
@@ -62,14 +65,8 @@ def mem_maze_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
                      min_window_reward: float = MIN_WINDOW_REWARD, progress: bool = True) -> WindowDataset:
     """The reference's windows of ``window`` (= K·N) steps over the first ``max_episodes`` episodes of
     ``data_dir``, read from its episode store (built on first use)."""
-    if not Path(data_dir).is_dir():
-        raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with {HOW.format(data_dir)}")
-    files = episode_files(data_dir)
-    if not files:
-        raise DataError(f"no .npz episode files in {data_dir}; create them with {HOW.format(data_dir)}")
-    if max_episodes is not None:
-        files = files[:max_episodes]
-    store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "Memory Maze episode store")
+    store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress,
+                         "Memory Maze episode store", PATTERN)
     try:
         return fixed_offsets(store, window, stride=window, stop=READ_STEPS - window,
                              keep=lambda d, w: d.window_sums(w) >= min_window_reward, obs_transform=uint8_to_float)

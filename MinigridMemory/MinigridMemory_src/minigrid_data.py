@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from RATE_model.data import (
-    DataError,
     WindowDataset,
     consecutive,
-    episode_store,
+    folder_store,
     load_image_episode,
     uint8_to_float,
     with_returns_to_go,
@@ -26,12 +25,7 @@ from RATE_model.store import EpisodeStore
 
 OBS_SHAPE = (3, 84, 84)
 FIELDS = ("obs", "action", "reward", "done")
-STORE = "store"  # the episode store's folder inside the data folder
-
-
-def episode_files(data_dir: Path) -> list[Path]:
-    """The episode files of a data folder in index order."""
-    return sorted(Path(data_dir).glob("episode_*.npz"))
+HOW = "python3 MinigridMemory/get_data/collect_traj.py --out_dir {}"
 
 
 def load_episode(path: Path) -> dict[str, np.ndarray]:
@@ -51,16 +45,8 @@ def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = Non
                      progress: bool = True) -> WindowDataset:
     """Windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of ``data_dir``,
     read from its episode store (built on first use)."""
-    files = episode_files(data_dir)
-    if not Path(data_dir).is_dir():
-        raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with "
-                        f"python3 MinigridMemory/get_data/collect_traj.py --out_dir {data_dir}")
-    if not files:
-        raise DataError(f"no episode_*.npz files in {data_dir}; create them with "
-                        f"python3 MinigridMemory/get_data/collect_traj.py --out_dir {data_dir}")
-    if max_episodes is not None:
-        files = files[:max_episodes]
-    store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "Minigrid-Memory episode store")
+    store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress,
+                         "Minigrid-Memory episode store")
     longer = int((store.lengths > window).sum())
     if longer:  # their later windows start afresh: a cue seen in an earlier one cannot be learned
         print(f"note: {longer} of {len(store.lengths)} episodes in {data_dir} are longer than the K·N = {window}-step "

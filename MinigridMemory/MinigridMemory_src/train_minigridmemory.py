@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
-from MinigridMemory.MinigridMemory_src.minigrid_data import episode_files, minigrid_dataset
+from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
 from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
 from RATE_model.config import (
@@ -27,6 +27,7 @@ from RATE_model.config import (
     parse_with_smoke,
     split_args,
 )
+from RATE_model.data import episode_files
 from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")

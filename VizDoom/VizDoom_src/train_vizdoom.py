@@ -24,10 +24,11 @@ from RATE_model.config import (
     parse_with_smoke,
     split_args,
 )
+from RATE_model.data import episode_files
 from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
 from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_data import episode_files, vizdoom_dataset
+from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
 from VizDoom.VizDoom_src.vizdoom_eval import evaluate
 
 CONFIG = Path(__file__).with_name("config.yaml")

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from RATE_model.data import (
-    DataError,
     WindowDataset,
     consecutive,
-    episode_store,
+    folder_store,
     load_image_episode,
     uint8_to_float,
 )
@@ -24,13 +23,7 @@ from RATE_model.data import (
 OBS_SHAPE = (3, 64, 112)
 N_ACTIONS = 5
 FIELDS = ("obs", "action", "reward", "done", "is_red")
-STORE = "store"  # the episode store's folder inside the data folder
 HOW = "python3 VizDoom/get_data/generate_iter_data.py --out_dir {}"
-
-
-def episode_files(data_dir: Path) -> list[Path]:
-    """The episode files of a data folder in index order."""
-    return sorted(Path(data_dir).glob("episode_*.npz"))
 
 
 def load_episode(path: Path) -> dict[str, np.ndarray]:
@@ -43,12 +36,5 @@ def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None
                     progress: bool = True) -> WindowDataset:
     """Consecutive windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of
     ``data_dir``, read from its episode store (built on first use)."""
-    if not Path(data_dir).is_dir():
-        raise DataError(f"--data_dir {data_dir} is not a folder; create episodes with {HOW.format(data_dir)}")
-    files = episode_files(data_dir)
-    if not files:
-        raise DataError(f"no episode_*.npz files in {data_dir}; create them with {HOW.format(data_dir)}")
-    if max_episodes is not None:
-        files = files[:max_episodes]
-    store = episode_store(Path(data_dir) / STORE, files, load_episode, progress, "ViZDoom episode store")
+    store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress, "ViZDoom episode store")
     return consecutive(store, window, obs_transform=uint8_to_float)
