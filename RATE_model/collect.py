@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-Job = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, int]]]
+Job = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, float]]]
+Save = Callable[[Path, int, Mapping[str, np.ndarray]], None]  # (out_dir, index, episode): writes it atomically
 
 
 def episode_path(out_dir: Path, index: int) -> Path:
@@ -51,9 +52,14 @@ def check_meta(out_dir: Path, meta: Mapping[str, Any]) -> None:
         path.write_text(json.dumps(dict(meta), indent=2))
 
 
-def _write(job: Job, out_dir: Path, index: int) -> tuple[int, Mapping[str, int]]:
-    episode, stats = job(index)
+def save_indexed(out_dir: Path, index: int, episode: Mapping[str, np.ndarray]) -> None:
+    """The default writer of :func:`collect_episodes`: ``<out_dir>/episode_<index>.npz``."""
     save_episode(episode_path(out_dir, index), episode)
+
+
+def _write(job: Job, save: Save, out_dir: Path, index: int) -> tuple[int, Mapping[str, float]]:
+    episode, stats = job(index)
+    save(out_dir, index, episode)
     return len(next(iter(episode.values()))), stats
 
 
@@ -68,13 +74,17 @@ def _init_worker(init: Callable[[], None] | None) -> None:
 
 def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str, Any], workers: int | None = None,
                      progress: bool = True, desc: str = "episodes",
-                     worker_init: Callable[[], None] | None = None, context: str = "fork") -> dict[str, Any]:
+                     worker_init: Callable[[], None] | None = None, context: str = "fork",
+                     path_of: Callable[[Path, int], Path] = episode_path, save: Save = save_indexed) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, summed job stats and the speed.
 
-    ``job`` must be picklable (a module-level function or a ``functools.partial`` of one). ``worker_init``
+    ``worker_init``
     runs in each worker at start; on Ctrl-C or an error the workers get SIGTERM, so a job that owns a
     subprocess (a simulator) should install a SIGTERM handler there that closes it. ``context``: the start
     method of the workers (fork starts fastest; an env whose renderer is not fork-safe passes "forkserver").
+    ``path_of(out_dir, index)`` is the file whose existence marks item ``index`` done and ``save`` writes an
+    item (default: one ``.npz`` per episode; Atari writes replay checkpoints instead). ``job`` and ``save``
+    must be picklable (module-level functions or ``functools.partial`` of them).
     """
     if n_episodes < 1:
         raise ValueError(f"--n_episodes must be >= 1, got {n_episodes}")
@@ -82,8 +92,8 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     check_meta(out_dir, meta)
-    todo = [i for i in range(n_episodes) if not episode_path(out_dir, i).exists()]
-    run = partial(_write, job, Path(out_dir))
+    todo = [i for i in range(n_episodes) if not path_of(Path(out_dir), i).exists()]
+    run = partial(_write, job, save, Path(out_dir))
     t0, steps, totals = time.time(), 0, {}
     bar = tqdm(total=len(todo), desc=desc, disable=not progress)
     pool = None

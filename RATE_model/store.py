@@ -334,25 +334,44 @@ def open_or_build(path: str | Path, sources: Sequence[Path], read: Callable[[Pat
 
     Built on first use; reused while the source files are unchanged, also for a prefix of the files it
     was built from (fewer episodes requested); rebuilt, with a note on stderr, when they change."""
-    path = Path(path)
     sources = list(sources)
     if not sources:
         raise DataError(f"no episode files to build {path} from")
     prints = [fingerprint(p) for p in sources]
+
+    def episodes() -> Iterator[tuple[Mapping[str, np.ndarray], Any]]:
+        for src in tqdm(sources, desc=desc, disable=None if progress else True, leave=False):
+            yield read(src), src
+
+    return open_or_write(path, prints, episodes, reuse_prefix=True)
+
+
+def open_or_write(path: str | Path, key: list[Any],
+                  episodes: Callable[[], Iterable[tuple[Mapping[str, np.ndarray], Any]]],
+                  reuse_prefix: bool = False) -> EpisodeStore:
+    """The store at ``path`` described by ``key`` (JSON values: source fingerprints, sampling settings),
+    written from ``episodes()`` — (episode, source) pairs — on first use or when the stored key differs
+    (with a note on stderr). With ``reuse_prefix`` a store whose key starts with ``key`` (one entry per
+    episode) is reused for its first ``len(key)`` episodes. Holds a lock on the parent folder, so
+    torchrun ranks write a store once."""
+    path = Path(path)
+    key = json.loads(json.dumps(key))  # the form meta.json gives back (tuples become lists)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
         for leftover in path.parent.glob(f".{path.name}.building-*"):  # from a killed build; we hold the lock
             shutil.rmtree(leftover, ignore_errors=True)
         if path.exists():
             meta = read_meta(path)
-            if meta.get("version") == VERSION and meta["sources"][:len(prints)] == prints:
-                return EpisodeStore.open(path).head(len(prints))
-            print(f"{path}: the episode files changed since this store was built; rebuilding it",
+            stored = meta["sources"][:len(key)] if reuse_prefix else meta["sources"]
+            if meta.get("version") == VERSION and stored == key:
+                store = EpisodeStore.open(path)
+                return store.head(len(key)) if reuse_prefix else store
+            print(f"{path}: its sources or settings changed since this store was built; rebuilding it",
                   file=sys.stderr, flush=True)
         try:
-            with StoreWriter(path, prints) as writer:
-                for src in tqdm(sources, desc=desc, disable=None if progress else True, leave=False):
-                    writer.append(read(src), source=src)
+            with StoreWriter(path, key) as writer:
+                for episode, src in episodes():
+                    writer.append(episode, source=src)
                 return writer.close()
         except OSError as e:  # a read-only data folder, a full disk, ...
             raise DataError(f"could not write the episode store {path} ({type(e).__name__}: {e}); "

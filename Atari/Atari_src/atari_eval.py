@@ -1,0 +1,63 @@
+"""Atari evaluation protocol (SPEC §3): the DQN-preprocessed env of ``atari_env.make_env`` (no-op starts,
+FIRE at reset, 4-frame stack, rewards not clipped, no terminal on life loss, 108 000 frames at most),
+actions sampled from the policy with a seeded generator, 10 episodes stepped together; raw return and
+gamer-normalised score (mean ± standard error) and every episode's seed and return.
+
+Gamer-normalised score = 100 · (return − random) / (human − random) with the random and human scores of
+Mnih et al. 2015 (Nature DQN, Extended Data Table 2), the constants Decision Transformer's Atari table
+uses (via Agarwal et al. 2020).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from Atari.Atari_src.atari_env import MAX_STEPS, make_env
+from RATE_model import distributed
+from RATE_model.model import RATE
+from RATE_model.rollout import rollout, sem
+from RATE_model.vector import GymVectorEnv
+
+# Decision Transformer's targets; the RATE paper used 180 on Breakout (pass --target_return 180)
+TARGET_RETURNS = {"Breakout": 90.0, "Qbert": 14_000.0, "Seaquest": 1_150.0, "Pong": 20.0}
+RANDOM_HUMAN = {"Breakout": (1.7, 30.5), "Qbert": (163.9, 13_455.0), "Seaquest": (68.4, 42_054.7),
+                "Pong": (-20.7, 14.6)}
+EVAL_SEED_OFFSET = 1_000_000  # evaluation env seeds; the data generator seeds from SeedSequence children
+
+
+def gamer_normalised(game: str, returns: np.ndarray | float) -> np.ndarray | float:
+    """100 · (return − random) / (human − random)."""
+    low, high = RANDOM_HUMAN[game]
+    return 100.0 * (np.asarray(returns, np.float64) - low) / (high - low)
+
+
+def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
+             target_return: float | None = None, batch_size: int | None = None, sample_seed: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """{"return", "return_sem", "normalised", "normalised_sem", "episodes_n", "target_return",
+    "episodes": [{"seed", "return", "steps"}, ...]} over ``n_episodes`` fixed env seeds, ``batch_size``
+    (default: all) stepped together in worker processes."""
+    target = TARGET_RETURNS[game] if target_return is None else target_return
+    seeds = distributed.shard(list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n_episodes)))
+    batch_size = batch_size or max(1, len(seeds))
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
+    returns, lengths = [np.zeros(0)], [np.zeros(0, np.int64)]
+    show = progress and distributed.is_main()
+    for i in tqdm(range(0, len(seeds), batch_size), desc=f"{game} eval batches", disable=not show, leave=False):
+        with GymVectorEnv(partial(make_env, game), seeds[i:i + batch_size]) as env:
+            res = rollout(model, env, target, max_steps=max_steps, sample=True, generator=gen,
+                          progress=f"{game} eval steps" if show else False)
+        returns.append(res.returns)
+        lengths.append(res.lengths)
+    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(lengths)))
+    seed_all, ret, steps = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    norm = gamer_normalised(game, ret)
+    return {"return": float(ret.mean()), "return_sem": sem(ret), "normalised": float(norm.mean()),
+            "normalised_sem": sem(norm), "episodes_n": len(ret), "target_return": target,
+            "episodes": [{"seed": int(s), "return": float(r), "steps": int(n)}
+                         for s, r, n in zip(seed_all, ret, steps, strict=True)]}

@@ -1,0 +1,145 @@
+"""Generate Atari training data in the DQN-replay layout with scripted RAM policies (no download, no RL).
+
+    python3 Atari/get_data/collect_replay.py --game Pong --transitions 500000 --epsilon 0.05
+
+Writes ``<out_dir>/<Game>/1/replay_logs/`` checkpoints 0..C-1 (``--checkpoints``, default 50, the
+number Decision Transformer's sampler draws from), each holding whole episodes of at least
+transitions / C transitions, in the files dopamine writes (see ``Atari_src/atari_data.py``): single
+84×84 frames after frame-skip 4 with max-pooling, sticky actions p = 0.25 as in the published data,
+3 zero transitions before every episode, rewards not clipped. The policy is the game's scripted
+controller (``Atari_src/expert.py``) with probability ``--epsilon`` of a uniform random action.
+
+Checkpoint ``c`` depends only on (--game, --seed, c); checkpoints run in parallel processes; a rerun
+skips the finished ones (resume after Ctrl-C) and refuses a folder made with other settings
+(``meta.json``). Prints one JSON line: transitions, episodes, mean return, speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from Atari.Atari_src.atari_data import PAD, buffer_of_episodes, element_file, replay_logs, write_checkpoint
+from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, check_game, make_env, ram
+from Atari.Atari_src.expert import make_policy
+from RATE_model.collect import collect_episodes, run_cli
+from RATE_model.config import OneLineErrorParser
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "Atari_data"
+RUN = 1  # the run folder the reference loader reads (<root>/<Game>/1/replay_logs)
+POLICY = "ram_scripted_v1"  # recorded in meta.json: a changed policy must not extend an old folder
+
+_ENV: dict[str, Any] = {}  # one emulator per worker process and game
+
+
+def play_episode(env: Any, policy: Any, epsilon: float, env_seed: int, rng: np.random.Generator,
+                 max_steps: int = MAX_STEPS) -> dict[str, np.ndarray]:
+    """One episode of ``policy`` (ε-random): obs [T, 84, 84] uint8 (the frame seen before acting),
+    action [T] int32, reward [T] float32 (not clipped)."""
+    obs, _ = env.reset(seed=env_seed)
+    policy.reset()
+    n_actions = env.action_space.n
+    frames, actions, rewards = [], [], []
+    for _ in range(max_steps):
+        action = policy(ram(env))
+        if rng.random() < epsilon:
+            action = int(rng.integers(n_actions))
+        frames.append(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    return {"obs": np.stack(frames), "action": np.asarray(actions, np.int32), "reward": np.asarray(rewards, np.float32)}
+
+
+def checkpoint_seeds(seed: int, game: str, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, GAMES.index(game), index])
+
+
+def collect_checkpoint(index: int, game: str, size: int, epsilon: float, seed: int,
+                       max_episode_steps: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Checkpoint ``index``: whole episodes until the buffer holds >= ``size`` transitions."""
+    if game not in _ENV:
+        _ENV[game] = make_env(game, data=True)
+    env, policy = _ENV[game], make_policy(game)
+    ss = checkpoint_seeds(seed, game, index)
+    rng = np.random.default_rng(ss)
+    episodes, count = [], 0
+    while count < size:
+        env_seed = int(ss.spawn(1)[0].generate_state(1)[0])  # a fresh child per episode
+        episodes.append(play_episode(env, policy, epsilon, env_seed, rng, max_episode_steps))
+        count += PAD + len(episodes[-1]["reward"])
+    returns = [float(ep["reward"].sum()) for ep in episodes]
+    return buffer_of_episodes(episodes), {"episodes": len(episodes), "return_sum": sum(returns)}
+
+
+def observation_file(logs: Path, index: int) -> Path:
+    """Written last of a checkpoint's files: its existence marks the checkpoint done."""
+    return element_file(logs, "observation", index)
+
+
+def save_checkpoint(logs: Path, index: int, arrays: dict[str, np.ndarray]) -> None:
+    write_checkpoint(logs, index, **arrays)
+
+
+def collect(game: str, out_dir: Path = DATA_DIR, transitions: int = 500_000, checkpoints: int = 50,
+            epsilon: float = 0.05, seed: int = 0, max_episode_steps: int = MAX_STEPS, workers: int | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Make sure ``<out_dir>/<game>/1/replay_logs`` holds checkpoints 0..checkpoints-1; returns counts,
+    the policy's mean return and the speed."""
+    check_game(game)
+    if transitions < checkpoints:
+        raise ValueError(f"--transitions ({transitions}) must be >= --checkpoints ({checkpoints})")
+    if checkpoints < 1 or max_episode_steps < 1:
+        raise ValueError("--checkpoints and --max_episode_steps must be >= 1")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    logs = replay_logs(out_dir, game, RUN)
+    size = -(-transitions // checkpoints)
+    meta = {"game": game, "transitions": transitions, "checkpoints": checkpoints, "epsilon": epsilon, "seed": seed,
+            "max_episode_steps": max_episode_steps, "sticky": 0.25, "policy": POLICY}
+    job = partial(collect_checkpoint, game=game, size=size, epsilon=epsilon, seed=seed,
+                  max_episode_steps=max_episode_steps)
+    stats = collect_episodes(logs, checkpoints, job, meta, workers, progress, f"{game} checkpoints",
+                             path_of=observation_file, save=save_checkpoint)
+    stats["checkpoints_written"] = stats.pop("written")
+    stats["transitions"] = stats.pop("steps")
+    if stats.get("episodes"):
+        stats["mean_return"] = round(stats.pop("return_sum") / stats["episodes"], 2)
+        stats["transitions_per_s"] = round(stats["transitions"] / stats["seconds"], 1)
+    stats.pop("episodes_per_s", None)
+    stats["n_actions"] = N_ACTIONS[game]
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--game", required=True, choices=GAMES)
+    p.add_argument("--transitions", type=int, default=500_000,
+                   help="transitions in all (Decision Transformer trains on 500 000)")
+    p.add_argument("--checkpoints", type=int, default=50, help="replay checkpoints the transitions are split into")
+    p.add_argument("--epsilon", type=float, default=0.05, help="probability of a uniform random action per step")
+    p.add_argument("--max_episode_steps", type=int, default=MAX_STEPS,
+                   help=f"cut episodes after this many agent steps (default {MAX_STEPS} = 108 000 frames)")
+    p.add_argument("--seed", type=int, default=0, help="base seed; checkpoint c is a function of (game, seed, c)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="data root (<out_dir>/<Game>/1/replay_logs)")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return collect(args.game, args.out_dir, args.transitions, args.checkpoints, args.epsilon, args.seed,
+                   args.max_episode_steps, args.workers)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    main()

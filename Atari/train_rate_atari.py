@@ -1,0 +1,134 @@
+"""Train and evaluate RATE or a baseline on an Atari game from DQN-replay data; every Atari line of the
+paper README runs as is.
+
+    python3 Atari/get_data/collect_replay.py --game Breakout      # once, without the published dataset
+    python3 Atari/train_rate_atari.py --game Breakout --num_mem_tokens 15 --mem_len 360 --n_head_ca 1 \\
+        --mrv_act 'relu' --skip_dec_ffn --seed 123
+
+Data: ``--data_dir`` (or ``--data_dir_prefix``), else ``atari: data:`` in wandb_config.yaml, else
+``Atari/Atari_data`` when collect_replay.py wrote the game there; Decision Transformer's sample of it
+(see Atari_src/atari_data.py) is kept in an episode store beside the checkpoints (``--store_dir``).
+Writes runs/atari/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}
+(raw and gamer-normalised return over 10 episodes, and every episode). ``--smoke`` generates a tiny
+dataset into <data root>/smoke and runs the whole pipeline in about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
+from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS
+from Atari.Atari_src.atari_eval import evaluate
+from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
+from RATE_model.config import ConfigError, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.data import DataError
+from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.logger import read_wandb_config
+
+CONFIG = Path(__file__).with_name("Atari_src") / "config.yaml"
+
+# --smoke: 2 checkpoints of ~300 transitions (episodes cut at 150 steps), a tiny model, 2 evaluation
+# episodes of 60 steps.
+SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, epochs=1,
+             batch_size=8, warmup_steps=2, windows_per_epoch=16, eval_episodes=2, eval_max_steps=60,
+             num_steps=100_000)
+SMOKE_DATA = dict(transitions=600, checkpoints=2, max_episode_steps=150, epsilon=0.05, seed=0)
+
+
+def buffer_list(text: str) -> list[int]:
+    """argparse type: checkpoint numbers as ``0-49`` or ``3,7,9``."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            values = list(range(lo, hi + 1))
+        else:
+            values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected checkpoint numbers like 0-49 or 3,7,9, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative checkpoint numbers, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults; also returns the flags given explicitly."""
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+    g = p.add_argument_group("Atari")
+    g.add_argument("--game", choices=GAMES)
+    g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path,
+                   help="DQN-replay root holding <Game>/<run>/replay_logs")
+    g.add_argument("--store_dir", type=Path,
+                   help="where the episode store goes (default: <data_dir>/<Game>/<run>/store_<data_seed>)")
+    g.add_argument("--run", help="run folder inside <Game>/ (the reference reads 1)")
+    g.add_argument("--buffers", type=buffer_list, help="checkpoints to draw from, e.g. 0-49 (default) or 1,2,3")
+    g.add_argument("--num_steps", type=int, help="transitions to sample (Decision Transformer: 500 000)")
+    g.add_argument("--trajectories_per_buffer", type=int, help="trajectories taken per checkpoint visit")
+    g.add_argument("--data_seed", type=int, help="seed of the trajectory sample")
+    g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
+    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
+    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    g.add_argument("--target_return", type=float,
+                   help="initial return-to-go (default: Breakout 90, Qbert 14000, Seaquest 1150, Pong 20)")
+    g.add_argument("--eval_episodes", type=int, help="evaluation episodes (fixed env seeds)")
+    g.add_argument("--eval_max_steps", type=int, help=f"agent steps per evaluation episode (at most {MAX_STEPS})")
+    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (default: all)")
+    return parse_with_smoke(p, argv, SMOKE)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Atari flag values that cannot work."""
+    check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch", "eval_episodes",
+                          "eval_max_steps", "eval_batch_size"))
+    if args.eval_max_steps > MAX_STEPS:
+        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (108 000 frames), got {args.eval_max_steps}")
+
+
+def data_root(args: argparse.Namespace) -> Path:
+    """Where the DQN-replay folders are: --data_dir, wandb_config.yaml, or our generated folder (see the
+    module docstring); under --smoke, a tiny generated dataset."""
+    if args.smoke:
+        root = Path(args.data_dir or DATA_DIR) / "smoke"
+        collect(args.game, root, progress=False, **SMOKE_DATA)
+        return root
+    if args.data_dir:
+        return Path(args.data_dir)
+    try:
+        configured = (read_wandb_config().get("atari") or {}).get("data")
+    except (ValueError, AttributeError) as e:
+        raise ConfigError(f"wandb_config.yaml: {e}") from None
+    if configured:
+        return Path(configured)
+    if replay_logs(DATA_DIR, args.game, args.run).is_dir():
+        return DATA_DIR
+    raise DataError(f"no Atari data for {args.game}: pass --data_dir ROOT (a DQN-replay copy holding "
+                    f"ROOT/{args.game}/1/replay_logs), or add `atari: data: ROOT` to wandb_config.yaml, or generate "
+                    f"it with python3 Atari/get_data/collect_replay.py --game {args.game} (or try --smoke)")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, explicit = parse_args(argv)
+    check_args(args)
+    mc, tc = split_args(args, "atari")
+    mc.env_kwargs = {"n_actions": N_ACTIONS[args.game]}
+    seeds = run_seeds(args, explicit)
+    root = data_root(args)
+    run = RUN if args.smoke else args.run
+
+    def build_stages():
+        store = atari_store(root, args.game, run, args.buffers, args.num_steps, args.trajectories_per_buffer,
+                            seed=args.data_seed, store_dir=args.store_dir)
+        data = atari_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)
+        return [data]
+
+    def evaluate_model(model):
+        return evaluate(model, args.game, args.eval_episodes, args.eval_max_steps, args.target_return,
+                        args.eval_batch_size)
+
+    return run_experiment(args, "atari", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"))
+
+
+if __name__ == "__main__":
+    run_main(main)
