@@ -34,7 +34,7 @@ CONFIG = Path(__file__).with_name("Atari_src") / "config.yaml"
 # episodes of 60 steps.
 SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, epochs=1,
              batch_size=8, warmup_steps=2, windows_per_epoch=16, eval_episodes=2, eval_max_steps=60,
-             num_steps=100_000)
+             num_steps=400)
 SMOKE_DATA = dict(transitions=600, checkpoints=2, max_episode_steps=150, epsilon=0.05, seed=0)
 
 

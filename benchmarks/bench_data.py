@@ -4,14 +4,15 @@ training throughput against the old path that held every padded window in RAM.
     python benchmarks/bench_data.py minigrid-build --data_dir benchmarks/out/minigrid_ref
     python benchmarks/bench_data.py minigrid-epoch --data_dir benchmarks/out/minigrid_ref [-- --grad_checkpoint]
     python benchmarks/bench_data.py minigrid-model [-- --grad_checkpoint]
-    python benchmarks/bench_data.py atari-sample [--transitions 500000] [--batches 40]
+    python benchmarks/bench_data.py atari-sample [--transitions 500000] [--batches 40] [--store PATH]
     python benchmarks/bench_data.py throughput --env tmaze|minigrid [--iters 10]
 
 ``minigrid-build`` converts the reference dataset (``collect_traj.py`` defaults: 10 000 episodes on
 31×31) into its store; ``minigrid-epoch`` runs one epoch of the real train script at the reference
 configuration (config.yaml) and samples the memory of the whole process tree (main process and
 DataLoader workers) every 0.2 s; ``minigrid-model`` measures the network alone at that configuration;
-``atari-sample`` writes a synthetic store of single 84×84 frames and
+``atari-sample`` writes a synthetic store of single 84×84 frames (or opens ``--store``, e.g. the store the
+Atari reader built from DQN-replay checkpoints) and
 draws DT-style batches of 128 windows × 90 steps × 4 stacked frames through the DataLoader;
 ``throughput`` alternates training iterations on the store and on the same windows held in RAM as
 tensors (the old ``Trajectories`` path), same model, same batches. Each prints one JSON line.
@@ -172,7 +173,7 @@ def minigrid_model(args: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------------------------------------- Atari-like
 def atari_sample(args: argparse.Namespace) -> dict:
-    path = OUT / f"atari_like_store_{args.transitions}"
+    path = args.store or OUT / f"atari_like_store_{args.transitions}"
     rng = np.random.default_rng(0)
     t, written = time.perf_counter(), not path.exists()
     if written:
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--transitions", type=int, default=500_000)
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--store", type=Path, help="atari-sample: an existing episode store (default: a synthetic one)")
     p.add_argument("--env", choices=["tmaze", "minigrid"], default="tmaze")
     p.add_argument("--iters", type=int, default=10, help="throughput: iterations per round and variant")
     p.add_argument("--rounds", type=int, default=3, help="throughput: interleaved rounds")

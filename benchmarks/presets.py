@@ -26,6 +26,10 @@ VIZDOOM_CPU = {**VIZDOOM, "n_layer": 3, "n_head": 4, "d_model": 64, "d_head": 32
 MEMMAZE = dict(env="memory_maze", context_length=30, sections=3, n_layer=6, n_head=8, d_model=64, d_head=64,
                d_inner=64, num_mem_tokens=5, mem_len=300, n_head_ca=2, mrv_act="relu", dropout=0.5, dropatt=0.2)
 MEMMAZE_CPU = {**MEMMAZE, "n_layer": 3, "n_head": 4, "d_head": 32}
+ATARI = dict(env="atari", context_length=30, sections=3, n_layer=6, n_head=8, d_model=128, d_head=16, d_inner=128,
+             skip_dec_ffn=True, num_mem_tokens=15, mem_len=360, n_head_ca=1, mrv_act="relu", dropout=0.1,
+             dropatt=0.0, env_kwargs={"n_actions": 4})
+ATARI_CPU = {**ATARI, "context_length": 10, "n_layer": 3, "n_head": 4, "d_model": 64, "d_inner": 64}
 NO_MEMORY = {"num_mem_tokens": 0, "mem_len": 0, "n_head_ca": 0, "mrv_act": "no_act"}
 
 PRESETS: dict[str, Preset] = {
@@ -47,6 +51,12 @@ PRESETS: dict[str, Preset] = {
                           "Memory Maze at our CPU configuration (MemoryMaze/RESULTS_memory_maze.md): B 32, 3 layers"),
     "memmaze-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**MEMMAZE_CPU, **NO_MEMORY}), 32, (3, 64, 64), 6,
                              "DT at the Memory Maze CPU configuration (90-step context)"),
+    "atari-paper": Preset(ModelConfig(model_mode="RATE", **ATARI), 128, (4, 84, 84), 4,
+                          "Atari reference (Breakout's 4 actions): K 30, N 3, 6 layers, 8 heads, d 128, m 15"),
+    "atari-cpu": Preset(ModelConfig(model_mode="RATE", **ATARI_CPU), 32, (4, 84, 84), 4,
+                        "Atari at our CPU configuration (Atari/RESULTS_atari.md): B 32, K 10, 3 layers, d 64"),
+    "atari-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**ATARI_CPU, **NO_MEMORY}), 32, (4, 84, 84), 4,
+                           "DT at the Atari CPU configuration (30-step context)"),
     "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
                                                            "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
 }
