@@ -35,7 +35,11 @@ runs low if a diver is aboard (surfacing with none costs a life, as running out 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from Atari.Atari_src.atari_env import ram
 
 NOOP, FIRE = 0, 1
 
@@ -207,3 +211,30 @@ def make_policy(game: str) -> Policy:
     if game not in POLICIES:
         raise ValueError(f"no scripted policy for {game!r}; expected one of {', '.join(POLICIES)}")
     return POLICIES[game]()
+
+
+def play_episode(env: Any, policy: Policy | None, epsilon: float, env_seed: int, rng: np.random.Generator,
+                 max_steps: int, keep: bool = True) -> dict[str, np.ndarray]:
+    """One episode in ``env`` (``atari_env.make_env(game, data=True)``) of ``policy`` with probability
+    ``epsilon`` of a uniform random action (``policy`` None: always random). The policy sees every step,
+    also when its action is replaced, so its memory of previous positions stays right. Returns obs
+    [T, 84, 84] uint8 (the frame seen before acting; only with ``keep``), action [T] int32, reward [T]
+    float32 (not clipped)."""
+    obs, _ = env.reset(seed=env_seed)
+    if policy is not None:
+        policy.reset()
+    n_actions = env.action_space.n
+    frames, actions, rewards = [], [], []
+    for _ in range(max_steps):
+        action = policy(ram(env)) if policy is not None else 0
+        if policy is None or rng.random() < epsilon:
+            action = int(rng.integers(n_actions))
+        if keep:
+            frames.append(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    out = {"action": np.asarray(actions, np.int32), "reward": np.asarray(rewards, np.float32)}
+    return {"obs": np.stack(frames), **out} if keep else out

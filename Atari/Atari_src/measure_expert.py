@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, check_game, make_env, ram
-from Atari.Atari_src.expert import make_policy
+from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, check_game, make_env
+from Atari.Atari_src.expert import make_policy, play_episode
 from RATE_model.config import OneLineErrorParser, check_positive, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
@@ -27,25 +27,14 @@ def play(game: str, episodes: int, epsilon: float | None, max_steps: int, seed: 
     ``epsilon`` None plays uniformly random actions; else the scripted policy, replaced with probability
     ``epsilon`` by a uniformly random action."""
     env = make_env(game, data=True)
-    policy = make_policy(game)
+    policy = None if epsilon is None else make_policy(game)
     rng = np.random.default_rng(seed)
-    n = N_ACTIONS[game]
-    returns, steps, seconds = [], 0, 0.0
+    returns, steps, t0 = [], 0, time.perf_counter()
     for i in range(episodes):
-        env.reset(seed=seed + i)
-        policy.reset()
-        total, t0 = 0.0, time.perf_counter()
-        for _ in range(max_steps):
-            # the policy sees every step, even when its action is replaced (it remembers previous positions)
-            a = 0 if epsilon is None else policy(ram(env))
-            if epsilon is None or rng.random() < epsilon:
-                a = int(rng.integers(n))
-            _, r, terminated, truncated, _ = env.step(a)
-            total, steps = total + float(r), steps + 1
-            if terminated or truncated:
-                break
-        seconds += time.perf_counter() - t0
-        returns.append(total)
+        ep = play_episode(env, policy, epsilon or 0.0, seed + i, rng, max_steps, keep=False)
+        returns.append(float(ep["reward"].sum()))
+        steps += len(ep["reward"])
+    seconds = time.perf_counter() - t0
     env.close()
     return np.array(returns), steps / max(seconds, 1e-9)
 

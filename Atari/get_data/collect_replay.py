@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from Atari.Atari_src.atari_data import PAD, buffer_of_episodes, element_file, replay_logs, write_checkpoint
-from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, check_game, make_env, ram
-from Atari.Atari_src.expert import make_policy
+from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, check_game, make_env
+from Atari.Atari_src.expert import make_policy, play_episode
 from RATE_model.collect import collect_episodes, run_cli
 from RATE_model.config import OneLineErrorParser
 
@@ -34,27 +34,6 @@ RUN = 1  # the run folder the reference loader reads (<root>/<Game>/1/replay_log
 POLICY = "ram_scripted_v1"  # recorded in meta.json: a changed policy must not extend an old folder
 
 _ENV: dict[str, Any] = {}  # one emulator per worker process and game
-
-
-def play_episode(env: Any, policy: Any, epsilon: float, env_seed: int, rng: np.random.Generator,
-                 max_steps: int = MAX_STEPS) -> dict[str, np.ndarray]:
-    """One episode of ``policy`` (ε-random): obs [T, 84, 84] uint8 (the frame seen before acting),
-    action [T] int32, reward [T] float32 (not clipped)."""
-    obs, _ = env.reset(seed=env_seed)
-    policy.reset()
-    n_actions = env.action_space.n
-    frames, actions, rewards = [], [], []
-    for _ in range(max_steps):
-        action = policy(ram(env))
-        if rng.random() < epsilon:
-            action = int(rng.integers(n_actions))
-        frames.append(obs)
-        actions.append(action)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        rewards.append(reward)
-        if terminated or truncated:
-            break
-    return {"obs": np.stack(frames), "action": np.asarray(actions, np.int32), "reward": np.asarray(rewards, np.float32)}
 
 
 def checkpoint_seeds(seed: int, game: str, index: int) -> np.random.SeedSequence:
