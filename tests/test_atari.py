@@ -395,3 +395,12 @@ def test_rollout_encodes_each_frame_once_across_segments():
 
     res = rollout(model, Frames(), 20.0, max_steps=11, sample=True, generator=torch.Generator().manual_seed(0))
     assert res.lengths.tolist() == [11] * 3 and sum(frames) == 3 * 11  # one encoding per frame, none repeated
+
+
+def test_data_root_comes_from_the_flag_then_wandb_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, _ = train.parse_args(["--game", "Pong"])
+    (tmp_path / "wandb_config.yaml").write_text("wandb_api: x\natari:\n  data: '/mnt/dqn_replay/'\n")
+    assert train.data_root(args) == Path("/mnt/dqn_replay/")
+    args, _ = train.parse_args(["--game", "Pong", "--data_dir_prefix", str(tmp_path / "mine")])
+    assert train.data_root(args) == tmp_path / "mine"
