@@ -159,6 +159,15 @@ def test_nan_reward_and_wrong_shapes_are_refused(tmp_path):
         atari_store(tmp_path, "Pong", progress=False)
 
 
+def test_actions_outside_the_games_set_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    ep = episode(5, 0, rng)
+    ep["action"][2] = 17  # a Seaquest action in Pong's folder
+    write_checkpoint(replay_logs(tmp_path, "Pong"), 0, **buffer_of_episodes([ep]))
+    with pytest.raises(DataError, match=r"outside Pong's 0\.\.5"):
+        atari_store(tmp_path, "Pong", progress=False)
+
+
 def test_no_data_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="collect_replay.py --game Qbert"):
         atari_store(tmp_path, "Qbert", progress=False)

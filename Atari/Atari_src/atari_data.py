@@ -34,6 +34,7 @@ import pickle
 import re
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from Atari.Atari_src.atari_env import N_ACTIONS
 from RATE_model.data import DataError, WindowDataset, dt_style, returns_to_go, uint8_to_float
 from RATE_model.store import EpisodeStore, fingerprint, open_or_write
 
@@ -231,6 +233,9 @@ class Checkpoint:
                 raise DataError(f"{element_file(logs, name, n)} has {len(arr)} entries, the terminal file {size}")
         if not np.isfinite(reward).all():
             raise DataError(f"{element_file(logs, 'reward', n)} holds NaN or infinite rewards")
+        if action.min() < 0 or action.max() >= N_ACTIONS[game]:
+            raise DataError(f"{element_file(logs, 'action', n)} holds actions outside {game}'s "
+                            f"0..{N_ACTIONS[game] - 1}: is this another game's data?")
         pieces: list[tuple[int, int, int]] = []  # (storage lo, storage hi, trajectory): a wrapped one has two
         for j in chosen:
             s, e = self.episodes[j]
@@ -240,17 +245,17 @@ class Checkpoint:
             else:
                 pieces += [(lo, size, j), (0, lo + (e - s) - size, j)]
         pieces.sort()
-        need = {j: sum(1 for p in pieces if p[2] == j) for j in chosen}
-        parts: dict[int, list[tuple[int, np.ndarray]]] = {}
+        need = Counter(p[2] for p in pieces)
+        parts: dict[int, list[np.ndarray]] = {}
         rows = read_rows(element_file(logs, "observation", n), [p[:2] for p in pieces], (size, *FRAME), np.uint8)
-        for (lo, _, j), frames in zip(pieces, rows, strict=True):
-            parts.setdefault(j, []).append((lo, frames))
+        for (_, _, j), frames in zip(pieces, rows, strict=True):
+            parts.setdefault(j, []).append(frames)
             if len(parts[j]) < need[j]:
                 continue
             s, e = self.episodes[j]
             idx = (self.first + np.arange(s, e)) % size
-            got = parts.pop(j)  # chronological order: the piece at the storage end comes first when wrapped
-            frames = np.concatenate([f for _, f in (got[::-1] if len(got) == 2 else got)])
+            got = parts.pop(j)  # in storage order: a wrapped trajectory's piece at the storage end comes first
+            frames = np.concatenate(got[::-1])
             skip = 0
             while skip < min(PAD, len(idx) - 1) and not frames[skip].any() and action[idx[skip]] == 0:
                 skip += 1
