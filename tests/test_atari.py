@@ -203,11 +203,13 @@ def test_default_buffers_are_the_references_0_to_49(tmp_path):
     assert default_buffers(logs) == list(range(50))
 
 
-def test_store_is_reused_and_rebuilt_when_settings_change(tmp_path, capsys):
+def test_store_is_reused_and_rebuilt_when_settings_change(tmp_path, capsys, monkeypatch):
     write_run(tmp_path, [[5, 6, 7, 8], [5, 6]])
     a = atari_store(tmp_path, "Pong", per_visit=1, n_transitions=12, progress=False)
     mtime = (a.path / "meta.json").stat().st_mtime_ns
-    b = atari_store(tmp_path, "Pong", per_visit=1, n_transitions=12, progress=False)
+    with monkeypatch.context() as m:  # reuse reads no checkpoint contents (only file sizes and times)
+        m.setattr(Checkpoint, "__init__", lambda *_: pytest.fail("a reused store re-read the checkpoints"))
+        b = atari_store(tmp_path, "Pong", per_visit=1, n_transitions=12, progress=False)
     assert (b.path / "meta.json").stat().st_mtime_ns == mtime and b.n_steps == a.n_steps
     c = atari_store(tmp_path, "Pong", per_visit=1, n_transitions=10**6, progress=False)
     assert "rebuilding" in capsys.readouterr().err and c.n_steps == 37

@@ -188,6 +188,16 @@ def read_rows(path: Path, ranges: Sequence[tuple[int, int]], shape: tuple[int, .
         raise _corrupt(path, e) from None
 
 
+def checkpoint_files(logs: Path, n: int) -> list[Path]:
+    """The six files of checkpoint ``n``; DataError naming the first one missing."""
+    files = [element_file(logs, name, n) for name in (*ELEMENTS, "add_count", "invalid_range")]
+    for f in files:
+        if not f.exists():
+            raise DataError(f"checkpoint {n} of {logs} is incomplete: {f.name} is missing "
+                            "(some published runs lack a checkpoint: choose others with --buffers)")
+    return files
+
+
 class Checkpoint:
     """The trajectories of one checkpoint, from its small files: ``episodes`` [k, 2] are (start, end)
     positions in chronological order (padding included, end exclusive) of the complete trajectories
@@ -195,11 +205,7 @@ class Checkpoint:
 
     def __init__(self, logs: Path, n: int, max_index: int = MAX_INDEX):
         self.logs, self.n = Path(logs), n
-        for name in (*ELEMENTS, "add_count", "invalid_range"):
-            if not element_file(logs, name, n).exists():
-                missing = element_file(logs, name, n).name
-                raise DataError(f"checkpoint {n} of {logs} is incomplete: {missing} is missing "
-                                "(some published runs lack a checkpoint: choose others with --buffers)")
+        checkpoint_files(logs, n)
         terminal = read_array(element_file(logs, "terminal", n), np.uint8)
         self.size = size = len(terminal)
         add_count = read_add_count(element_file(logs, "add_count", n))
@@ -309,17 +315,17 @@ def atari_store(root: Path, game: str, run: int | str = 1, buffers: Sequence[int
     buffers = default_buffers(logs) if buffers is None else list(buffers)
     if not buffers:
         raise DataError(f"no checkpoint files ($store$_observation_ckpt.<N>.gz) in {logs}; " + HOW.format(game=game))
-    ckpts = [Checkpoint(logs, b, max_index)
-             for b in tqdm(buffers, desc=f"{game} checkpoints", disable=None if progress else True, leave=False)]
-    chosen, total = dt_plan([c.lengths for c in ckpts], n_transitions, per_visit, np.random.default_rng(seed))
-    if total == 0:
-        raise DataError(f"no complete trajectory in checkpoints {buffers[0]}..{buffers[-1]} of {logs}")
     settings = {"layout": "dqn-replay", "game": game, "buffers": buffers, "n_transitions": n_transitions,
                 "per_visit": per_visit, "max_index": max_index, "seed": seed}
-    key = [settings] + [fingerprint(element_file(logs, name, b))
-                        for b in buffers for name in (*ELEMENTS, "add_count", "invalid_range")]
+    key = [settings] + [fingerprint(f) for b in buffers for f in checkpoint_files(logs, b)]
 
     def episodes() -> Iterator[tuple[dict[str, np.ndarray], str]]:
+        """Only when the store must be (re)built: read the checkpoints' terminals, draw, stream the frames."""
+        ckpts = [Checkpoint(logs, b, max_index)
+                 for b in tqdm(buffers, desc=f"{game} checkpoints", disable=None if progress else True, leave=False)]
+        chosen, total = dt_plan([c.lengths for c in ckpts], n_transitions, per_visit, np.random.default_rng(seed))
+        if total == 0:
+            raise DataError(f"no complete trajectory in checkpoints {buffers[0]}..{buffers[-1]} of {logs}")
         if total < n_transitions:
             print(f"{logs}: the checkpoints hold only {total} transitions in complete trajectories "
                   f"(asked for {n_transitions}); using them all", file=sys.stderr, flush=True)
