@@ -6,7 +6,7 @@ Discrete actions use an embedding with one extra row: the data's padding value (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,10 +113,25 @@ def _atari(d: int, n_actions: int = 4, **_: object) -> Encoders:
     return _discrete(spec, d, image_encoder(spec.obs_shape, d), tanh=True)
 
 
-def _mujoco(d: int, state_dim: int = 17, act_dim: int = 6, **_: object) -> Encoders:
+class Standardise(nn.Module):
+    """(x − mean) / std with the dataset's statistics as buffers, so a checkpoint carries its normalisation."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def _mujoco(d: int, state_dim: int = 17, act_dim: int = 6, state_mean: Sequence[float] | None = None,
+            state_std: Sequence[float] | None = None, **_: object) -> Encoders:
     spec = EnvSpec((state_dim,), act_dim, discrete=False)
+    norm = Standardise(state_mean if state_mean is not None else [0.0] * state_dim,
+                       state_std if state_std is not None else [1.0] * state_dim)
     head = nn.Sequential(nn.Linear(d, act_dim), nn.Tanh())
-    return Encoders(spec, nn.Linear(1, d), nn.Linear(state_dim, d), nn.Linear(act_dim, d), head)
+    return Encoders(spec, nn.Linear(1, d), nn.Sequential(norm, nn.Linear(state_dim, d)), nn.Linear(act_dim, d), head)
 
 
 ENCODERS: dict[str, Callable[..., Encoders]] = {

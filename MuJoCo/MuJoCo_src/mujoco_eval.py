@@ -1,0 +1,59 @@
+"""MuJoCo evaluation protocol (SPEC §3): gymnasium's v5 env (``mujoco_env``), deterministic actions (the
+Tanh head's output), 10 episodes with fixed seeds stepped together, and per target return both
+return-to-go modes, reported separately:
+
+* ``decreasing`` — the return-to-go starts at the target and falls by reward / 1000 each step;
+* ``reset`` — the paper's evaluation: it is also restored to the target at every segment start.
+
+Each (mode, target) gives the raw return and D4RL's normalised score (mean ± standard error) under keys
+``return_<mode>_t<target>`` / ``score_<mode>_t<target>`` (``..._sem``), and every episode's seed and return.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from MuJoCo.MuJoCo_src.mujoco_env import MAX_STEPS, RTG_SCALE, TARGET_RETURNS, make_env, normalised_score
+from RATE_model import distributed
+from RATE_model.model import RATE
+from RATE_model.rollout import rollout, sem
+from RATE_model.vector import GymVectorEnv
+
+RTG_MODES = ("decreasing", "reset")
+EVAL_SEED_OFFSET = 1_000_000  # evaluation env seeds; the data generator uses seeds below it
+
+
+def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
+             targets: tuple[float, ...] | None = None, modes: tuple[str, ...] = RTG_MODES,
+             batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Metrics of every (mode, target) over ``n_episodes`` fixed env seeds, ``batch_size`` (default: all)
+    stepped together in worker processes; ``episodes`` lists every episode."""
+    targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
+    seeds = distributed.shard(list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n_episodes)))
+    batch_size = batch_size or max(1, len(seeds))
+    show = progress and distributed.is_main()
+    runs = [(mode, target) for target in targets for mode in modes]
+    returns: dict[tuple[str, float], list[np.ndarray]] = {r: [] for r in runs}
+    for i in tqdm(range(0, len(seeds), batch_size), desc=f"{env} eval batches", disable=not show, leave=False):
+        with GymVectorEnv(partial(make_env, env), seeds[i:i + batch_size], obs_scale=1.0) as venv:
+            for mode, target in runs:  # every run resets the envs with the same seeds
+                res = rollout(model, venv, target * RTG_SCALE, max_steps=max_steps, reward_scale=RTG_SCALE,
+                              reset_rtg_each_segment=mode == "reset",
+                              progress=f"{env} {mode} t{target:g}" if show else False)
+                returns[mode, target].append(res.returns)
+    metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "modes": list(modes),
+                               "episodes": []}
+    all_seeds = np.concatenate([np.asarray(p) for p in distributed.gather(seeds)])
+    for mode, target in runs:
+        ret = np.concatenate([np.concatenate(p) for p in distributed.gather(returns[mode, target])])
+        score = normalised_score(env, ret)
+        key = f"{mode}_t{target:g}"
+        metrics.update({f"return_{key}": float(ret.mean()), f"return_{key}_sem": sem(ret),
+                        f"score_{key}": float(score.mean()), f"score_{key}_sem": sem(score)})
+        metrics["episodes"] += [{"mode": mode, "target": target, "seed": int(s), "return": float(r)}
+                                for s, r in zip(all_seeds, ret, strict=True)]
+    return metrics

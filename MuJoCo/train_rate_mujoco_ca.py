@@ -1,0 +1,139 @@
+"""Train and evaluate RATE or a baseline on a D4RL MuJoCo dataset; the paper README's line runs as is.
+
+    python3 download_d4rl_datasets.py          # D4RL files found locally -> the data folder, or how to generate
+    python3 MuJoCo/train_rate_mujoco_ca.py --env_id 0 --number_of_segments 3 --segment_length 20 \\
+        --num_mem_tokens 5 --n_head_ca 1 --mrv_act 'relu' --skip_dec_ffn --seed 123
+
+``--env_id`` 0..11 is the paper README's table (0 halfcheetah-medium ... 11 hopper-medium-expert). Data:
+``--dataset_file``, else the dataset looked up (file names: MuJoCo_src/mujoco_data.py) in
+``--data_dir`` (or ``--data_dir_prefix``), else in ``mujoco: data_dir_prefix:`` of wandb_config.yaml, else
+in MuJoCo/MuJoCo_data where the generator writes. It is read once into an episode store (``--store_dir``).
+Writes runs/mujoco/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}: return
+and D4RL normalised score over 10 episodes for each target and return-to-go mode, and every episode.
+``--smoke`` generates a tiny dataset into <data folder>/smoke and runs the whole pipeline in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from MuJoCo.get_data.generate_d4rl import generate
+from MuJoCo.MuJoCo_src.mujoco_data import (
+    candidates,
+    data_folder,
+    find_dataset,
+    mujoco_dataset,
+    mujoco_store,
+    state_stats,
+)
+from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
+from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, evaluate
+from RATE_model.config import ConfigError, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.data import DataError
+from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+
+CONFIG = Path(__file__).with_name("MuJoCo_src") / "config.yaml"
+
+# --smoke: a SAC run of a few hundred steps, 600 transitions of 100-step episodes, a tiny model, 2
+# evaluation episodes of 60 steps.
+SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, epochs=1,
+             batch_size=16, warmup_steps=2, windows_per_epoch=64, eval_episodes=2, eval_max_steps=60)
+SMOKE_DATA = dict(steps=300, expert_steps=450, transitions=600, eval_every=150, eval_episodes=2,
+                  max_episode_steps=100)
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """argparse type: numbers separated by commas (``6000,12000``)."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults; also returns the flags given explicitly."""
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+    g = p.add_argument_group("MuJoCo")
+    g.add_argument("--env_id", type=int, choices=range(len(DATASETS)), metavar="0..11",
+                   help="dataset: " + ", ".join(f"{i} {n}" for i, n in enumerate(DATASETS)))
+    g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path, help="folder holding the datasets")
+    g.add_argument("--dataset_file", type=Path, help="read this D4RL hdf5 or reference pickle file")
+    g.add_argument("--store_dir", type=Path,
+                   help="where the episode store goes (default: <data folder>/stores/<dataset>)")
+    g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
+    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
+    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
+    g.add_argument("--target_return", type=float_list,
+                   help="initial return-to-go, several separated by commas (default: halfcheetah 6000,12000, "
+                        "walker2d 5000, hopper 3600)")
+    g.add_argument("--rtg_mode", choices=(*RTG_MODES, "both"),
+                   help="evaluation return-to-go: decreasing, reset at every segment start (the paper's), or both")
+    g.add_argument("--eval_episodes", type=int, help="evaluation episodes (fixed env seeds)")
+    g.add_argument("--eval_max_steps", type=int, help=f"steps per evaluation episode (at most {MAX_STEPS})")
+    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (default: all)")
+    return parse_with_smoke(p, argv, SMOKE)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """MuJoCo flag values that cannot work."""
+    check_positive(args, ("windows_per_epoch", "eval_episodes", "eval_max_steps", "eval_batch_size"))
+    if args.eval_max_steps > MAX_STEPS:
+        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (the envs' time limit), got {args.eval_max_steps}")
+
+
+def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
+    """The dataset file to read and the folder it belongs to (see the module docstring); under --smoke a
+    tiny generated dataset in <data folder>/smoke."""
+    env, kind = split_name(name)
+    folder = data_folder(args.data_dir)
+    if args.smoke:
+        folder = folder / "smoke"
+        try:
+            generate(env, kind, folder, **SMOKE_DATA)
+        except ValueError as e:  # a smoke folder made by other settings
+            raise DataError(str(e)) from None
+    if args.dataset_file:
+        if not Path(args.dataset_file).is_file():
+            raise DataError(f"--dataset_file {args.dataset_file} does not exist")
+        return Path(args.dataset_file), Path(args.dataset_file).parent
+    found = find_dataset(folder, name)
+    if found is None:
+        looked = ", ".join(p.name for p in candidates(folder, name))
+        raise DataError(f"no {name} data in {folder} (looked for {looked}): "
+                        f"convert D4RL files with python3 download_d4rl_datasets.py, or generate it with "
+                        f"python3 MuJoCo/get_data/generate_d4rl.py --env {env} --dataset {kind}, or pass --data_dir "
+                        f"(or `mujoco: data_dir_prefix:` in wandb_config.yaml) (or try --smoke)")
+    return found, folder
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, explicit = parse_args(argv)
+    check_args(args)
+    name = dataset_of(args.env_id)
+    env = split_name(name)[0]
+    seeds = run_seeds(args, explicit)
+    source, folder = dataset_source(args, name)
+    store = mujoco_store(source, env, args.store_dir or folder / "stores" / name)
+    mean, std = state_stats(store)
+    mc, tc = split_args(args, "mujoco")
+    state_dim, act_dim = DIMS[env]
+    mc.env_kwargs = {"state_dim": state_dim, "act_dim": act_dim, "state_mean": mean.tolist(),
+                     "state_std": std.tolist()}
+    args.text = args.text or f"{name} from {source}"
+    modes = RTG_MODES if args.rtg_mode == "both" else (args.rtg_mode,)
+
+    def build_stages():
+        return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)]
+
+    def evaluate_model(model):
+        return evaluate(model, env, args.eval_episodes, args.eval_max_steps, args.target_return, modes,
+                        args.eval_batch_size)
+
+    return run_experiment(args, "mujoco", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"))
+
+
+if __name__ == "__main__":
+    quiet_old_gym()
+    run_main(main)
