@@ -11,8 +11,10 @@ scores measured on v2.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 ENVS = ("halfcheetah", "walker2d", "hopper")
@@ -58,7 +60,15 @@ def make_env(env: str, max_episode_steps: int | None = None) -> gym.Env:
     if env not in GYM_IDS:
         raise ValueError(f"unknown MuJoCo env {env!r}; known: {', '.join(ENVS)}")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    mujoco.set_mju_user_warning(_mujoco_warning)
     return gym.make(GYM_IDS[env], **kwargs)
+
+
+def _mujoco_warning(text: str) -> None:
+    """MuJoCo's warnings as Python warnings (by default it appends them to MUJOCO_LOG.TXT in the working
+    folder), without the deprecation of ``settotalmass`` that gymnasium's own model files trigger."""
+    if "settotalmass" not in text:
+        warnings.warn(f"MuJoCo: {text.strip()}", stacklevel=2)
 
 
 def quiet_old_gym() -> None:
