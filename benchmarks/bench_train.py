@@ -36,10 +36,14 @@ def make_batch(preset, device: torch.device, seed: int = 0) -> dict[str, torch.T
     g = torch.Generator().manual_seed(seed)
     B, T = preset.batch_size, preset.model.context_length * preset.model.sections
     obs = torch.rand(B, T, *preset.obs_shape, generator=g)
+    if preset.continuous:  # action vectors in [-1, 1]
+        action = torch.rand(B, T, preset.n_actions, generator=g) * 2 - 1
+    else:
+        action = torch.randint(0, preset.n_actions, (B, T), generator=g)
     return {
         "obs": obs.to(device),
         "rtg": torch.rand(B, T, 1, generator=g).to(device),
-        "action": torch.randint(0, preset.n_actions, (B, T), generator=g).to(device),
+        "action": action.to(device),
         "valid": torch.ones(B, T, dtype=torch.bool, device=device),
     }
 

@@ -16,6 +16,10 @@ class Preset:
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def continuous(self) -> bool:
+        return self.model.env == "mujoco"
+
 
 TMAZE = dict(env="tmaze", context_length=30, sections=3, n_layer=8, n_head=10, d_model=64, d_head=64, d_inner=64,
              skip_dec_ffn=True, num_mem_tokens=5, mem_len=0, n_head_ca=4, mrv_act="relu", dropout=0.05, dropatt=0.0)
@@ -30,6 +34,9 @@ ATARI = dict(env="atari", context_length=30, sections=3, n_layer=6, n_head=8, d_
              skip_dec_ffn=True, num_mem_tokens=15, mem_len=360, n_head_ca=1, mrv_act="relu", dropout=0.1,
              dropatt=0.0, env_kwargs={"n_actions": 4})
 ATARI_CPU = {**ATARI, "context_length": 10, "n_layer": 3, "n_head": 4, "d_model": 64, "d_inner": 64}
+MUJOCO = dict(env="mujoco", context_length=20, sections=3, n_layer=3, n_head=1, d_model=128, d_head=128,
+              d_inner=128, skip_dec_ffn=True, num_mem_tokens=5, mem_len=210, n_head_ca=1, mrv_act="relu", dropout=0.1,
+              dropatt=0.0, env_kwargs={"state_dim": 11, "act_dim": 3})
 NO_MEMORY = {"num_mem_tokens": 0, "mem_len": 0, "n_head_ca": 0, "mrv_act": "no_act"}
 
 PRESETS: dict[str, Preset] = {
@@ -57,6 +64,12 @@ PRESETS: dict[str, Preset] = {
                         "Atari at our CPU configuration (Atari/RESULTS_atari.md): B 32, K 10, 3 layers, d 64"),
     "atari-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**ATARI_CPU, **NO_MEMORY}), 32, (4, 84, 84), 4,
                            "DT at the Atari CPU configuration (30-step context)"),
+    "mujoco-paper": Preset(ModelConfig(model_mode="RATE", **MUJOCO), 4096, (11,), 3,
+                           "MuJoCo reference (Hopper's sizes): B 4096, K 20, N 3, 3 layers, 1 head, d 128, m 5"),
+    "mujoco-cpu": Preset(ModelConfig(model_mode="RATE", **MUJOCO), 256, (11,), 3,
+                         "MuJoCo at our CPU configuration (MuJoCo/RESULTS_mujoco.md): the reference network, B 256"),
+    "mujoco-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**MUJOCO, **NO_MEMORY}), 256, (11,), 3,
+                            "DT at the MuJoCo CPU configuration (60-step context)"),
     "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
                                                            "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
 }
