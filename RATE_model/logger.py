@@ -19,8 +19,11 @@ def read_wandb_config(path: Path = Path("wandb_config.yaml")) -> dict[str, Any]:
     """The optional secrets/paths file of the paper README; {} when absent."""
     if not path.is_file():
         return {}
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must be a YAML mapping (e.g. 'wandb_api: KEY'), got {type(data).__name__}")
     return data

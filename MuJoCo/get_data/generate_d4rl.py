@@ -17,9 +17,11 @@ One SAC run per (env, seed), in ``<out_dir>/sac/<env>_seed<seed>/``, trained on 
 
 Each dataset is ``<out_dir>/<env>-<dataset>-v5.hdf5`` in D4RL's layout (observations, next_observations,
 actions, rewards, terminals, timeouts float32/bool; ``metadata/*``), read by the same loader as D4RL's
-files, plus ``<env>-<dataset>-v5.json`` with the behaviour policy's return (and normalised score) and
-the cost. The run is seeded and resumable: it saves the model and the filled part of the replay buffer
-at every evaluation, and a rerun continues from there (Ctrl-C is safe); finished datasets are kept.
+files, plus ``<env>-<dataset>-v5.json``: the request, the behaviour policy, its mean return over every
+episode it played (medium-replay: over the file's episodes; medium-expert: over both parts' episodes)
+and normalised score, and the cost (SAC steps and seconds). The run is seeded and resumable: it saves
+the model and the filled part of the replay buffer at every evaluation, and a rerun continues from there
+(Ctrl-C is safe); a finished dataset is kept, and a request with other settings for it is refused.
 """
 
 from __future__ import annotations
@@ -247,8 +249,11 @@ def generate(env: str, dataset: str, out_dir: Path = DATA_DIR, seed: int = 0, st
         raise ValueError(f"--max_episode_steps must be >= 1, got {max_episode_steps}")
     out_dir = Path(out_dir)
     path = dataset_path(out_dir, f"{env}-{dataset}")
+    medium_return = MEDIUM_RETURN[env] if medium_return is None else medium_return
     request = {"env": env, "dataset": dataset, "seed": seed, "transitions": transitions,
-               "max_episode_steps": max_episode_steps}
+               "max_episode_steps": max_episode_steps, "medium_return": medium_return}
+    if dataset in ("expert", "medium-expert"):
+        request["expert_steps"] = expert_steps
     if path.exists():
         return _existing(path, request)
     torch.set_num_threads(threads)
@@ -258,12 +263,13 @@ def generate(env: str, dataset: str, out_dir: Path = DATA_DIR, seed: int = 0, st
         data = _concat([dataset_path(out_dir, f"{env}-{k}") for k in ("medium", "expert")])
         meta = {**request, "request": request, "transitions": len(data["rewards"]),
                 "parts": [p["dataset"] for p in parts],
-                "return_mean": float(np.mean([p["return_mean"] for p in parts]))}
+                "episodes": sum(p["episodes"] for p in parts),
+                "return_mean": sum(p["return_mean"] * p["episodes"] for p in parts) / sum(p["episodes"] for p in parts)}
         write_d4rl(path, data, meta)
         return meta
     settings = {"env": env, "seed": seed, "eval_every": eval_every, "eval_episodes": eval_episodes,
-                "medium_return": MEDIUM_RETURN[env] if medium_return is None else medium_return,
-                "max_episode_steps": max_episode_steps, "sb3": "SAC default hyper-parameters"}
+                "medium_return": medium_return, "max_episode_steps": max_episode_steps,
+                "sb3": "SAC default hyper-parameters"}
     run = SacRun(env, out_dir / "sac" / f"{env}_seed{seed}", seed, settings, max_episode_steps,
                  buffer_size=max(steps, expert_steps))
     if run.state["medium"] is None:
