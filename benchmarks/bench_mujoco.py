@@ -1,11 +1,11 @@
 """MuJoCo speed: evaluation through the rollout engine (10 episodes stepped together, one return-to-go
 mode and target), and sampling training batches from a dataset's episode store.
 
-    python benchmarks/bench_mujoco.py eval --env halfcheetah --episodes 10 --T 1000 --preset mujoco-cpu
+    python benchmarks/bench_mujoco.py eval --episodes 10 --T 1000 --preset mujoco-cpu
     python benchmarks/bench_mujoco.py sample --store MuJoCo/MuJoCo_data/stores/hopper-medium --batch_size 128
 
-``eval`` uses an untrained model of the preset on HalfCheetah by default, whose episodes never end early,
-so every episode runs T steps.
+``eval`` uses an untrained model of the preset on HalfCheetah, whose episodes never end early, so every
+episode runs T steps (an untrained Hopper or Walker2d falls within a few steps).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from machine import describe  # noqa: E402
 from presets import PRESETS  # noqa: E402
 
 from MuJoCo.MuJoCo_src.mujoco_data import mujoco_dataset  # noqa: E402
-from MuJoCo.MuJoCo_src.mujoco_env import DIMS, ENVS, TARGET_RETURNS  # noqa: E402
+from MuJoCo.MuJoCo_src.mujoco_env import DIMS, TARGET_RETURNS  # noqa: E402
 from MuJoCo.MuJoCo_src.mujoco_eval import evaluate  # noqa: E402
 from RATE_model.model import RATE  # noqa: E402
 from RATE_model.store import EpisodeStore  # noqa: E402
 
 
-def bench_eval(env: str, preset: str, episodes: int, T: int) -> dict:
+def bench_eval(preset: str, episodes: int, T: int, env: str = "halfcheetah") -> dict:
     torch.manual_seed(0)
     state_dim, act_dim = DIMS[env]
     model = RATE(dataclasses.replace(PRESETS[preset].model, env_kwargs={"state_dim": state_dim, "act_dim": act_dim}))
@@ -59,7 +59,6 @@ def bench_sample(store_path: Path, batch_size: int, batches: int, window: int = 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["eval", "sample"])
-    p.add_argument("--env", choices=ENVS, default="halfcheetah")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--T", type=int, default=1000)
     p.add_argument("--preset", choices=sorted(k for k in PRESETS if k.startswith("mujoco")), default="mujoco-cpu")
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.what == "eval":
-        out = bench_eval(args.env, args.preset, args.episodes, args.T)
+        out = bench_eval(args.preset, args.episodes, args.T)
     else:
         if args.store is None:
             p.error("sample needs --store")
