@@ -30,7 +30,7 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
 )
 from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
 from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, evaluate
-from RATE_model.config import ConfigError, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.config import ConfigError, build_parser, check_positive, float_list, parse_with_smoke, split_args
 from RATE_model.data import DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 
@@ -42,14 +42,6 @@ SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_he
              batch_size=16, warmup_steps=2, windows_per_epoch=64, eval_episodes=2, eval_max_steps=60)
 SMOKE_DATA = dict(steps=300, expert_steps=450, transitions=600, eval_every=150, eval_episodes=2,
                   max_episode_steps=100)
-
-
-def float_list(text: str) -> tuple[float, ...]:
-    """argparse type: numbers separated by commas (``6000,12000``)."""
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
@@ -111,13 +103,13 @@ def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
     check_args(args)
+    mc, tc = split_args(args, "mujoco")  # flags checked before any data is read or built
     name = dataset_of(args.env_id)
     env = split_name(name)[0]
     seeds = run_seeds(args, explicit)
     source, folder = dataset_source(args, name)
     store = mujoco_store(source, env, args.store_dir or folder / "stores" / name)
     mean, std = state_stats(store)
-    mc, tc = split_args(args, "mujoco")
     state_dim, act_dim = DIMS[env]
     mc.env_kwargs = {"state_dim": state_dim, "act_dim": act_dim, "state_mean": mean.tolist(),
                      "state_std": std.tolist()}

@@ -223,12 +223,17 @@ def add_episode_data_flags(p: argparse.ArgumentParser, title: str, data_dir: Pat
     return g
 
 
-def unit_floats(text: str) -> list[float]:
-    """argparse type: numbers in [0, 1] separated by commas (e.g. noise levels ``0,0.1``)."""
+def float_list(text: str) -> tuple[float, ...]:
+    """argparse type: numbers separated by commas (e.g. target returns ``6000,12000``)."""
     try:
-        values = [float(x) for x in text.split(",")]
+        return tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def unit_floats(text: str) -> list[float]:
+    """argparse type: numbers in [0, 1] separated by commas (e.g. noise levels ``0,0.1``)."""
+    values = list(float_list(text))
     if not all(0.0 <= v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError(f"values must lie in [0, 1], got {text!r}")
     return values

@@ -527,6 +527,15 @@ def test_without_data_the_error_is_one_line_naming_every_way_to_get_it(tmp_path,
     assert not (tmp_path / "mujoco").exists()  # nothing written before the data is found
 
 
+
+def test_model_flags_are_checked_before_any_data_is_made(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.run_main(train.main, ["--env_id", "6", "--smoke", "--n_head_ca", "3", "--d_model", "32",
+                                    "--data_dir", str(tmp_path / "data"), "--runs_dir", str(tmp_path), "--no_wandb"])
+    assert e.value.code == 2
+    assert "--n_head_ca 3 must divide --d_model 32" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "data").exists()  # no SAC run, no dataset, no store
+
 # ------------------------------------------------------------------------------------------ generator
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
