@@ -19,6 +19,8 @@ train --preset tmaze-paper --memory_grad bptt --grad_checkpoint
 train --preset tmaze-paper --memory_grad bptt --bf16
 train --preset tmaze-paper-dt
 train --preset vizdoom-paper --memory_grad bptt --iters 5 --warmup 1
+train --preset mujoco-cpu
+train --preset mujoco-cpu-dt
 evaluate --preset tmaze-paper --T 900 --episodes 100
 evaluate --preset tmaze-paper --T 900 --episodes 100 --bf16
 evaluate --preset tmaze-paper --protocol --episodes 100
