@@ -23,7 +23,15 @@ from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
 from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS
 from Atari.Atari_src.atari_eval import evaluate
 from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
-from RATE_model.config import ConfigError, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.config import (
+    ConfigError,
+    add_eval_flags,
+    build_parser,
+    check_eval_flags,
+    check_positive,
+    parse_with_smoke,
+    split_args,
+)
 from RATE_model.data import DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from RATE_model.logger import read_wandb_config
@@ -72,18 +80,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
     g.add_argument("--target_return", type=float,
                    help="initial return-to-go (default: Breakout 90, Qbert 14000, Seaquest 1150, Pong 20)")
-    g.add_argument("--eval_episodes", type=int, help="evaluation episodes (fixed env seeds)")
-    g.add_argument("--eval_max_steps", type=int, help=f"agent steps per evaluation episode (at most {MAX_STEPS})")
-    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (default: all)")
+    add_eval_flags(g, MAX_STEPS)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Atari flag values that cannot work."""
-    check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch", "eval_episodes",
-                          "eval_max_steps", "eval_batch_size"))
-    if args.eval_max_steps > MAX_STEPS:
-        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (108 000 frames), got {args.eval_max_steps}")
+    check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
+    check_eval_flags(args, MAX_STEPS, "108 000 frames")
 
 
 def data_root(args: argparse.Namespace) -> Path:

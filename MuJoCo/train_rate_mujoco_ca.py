@@ -30,7 +30,15 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
 )
 from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
 from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, evaluate
-from RATE_model.config import ConfigError, build_parser, check_positive, float_list, parse_with_smoke, split_args
+from RATE_model.config import (
+    add_eval_flags,
+    build_parser,
+    check_eval_flags,
+    check_positive,
+    float_list,
+    parse_with_smoke,
+    split_args,
+)
 from RATE_model.data import DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 
@@ -62,17 +70,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
                         "walker2d 5000, hopper 3600)")
     g.add_argument("--rtg_mode", choices=(*RTG_MODES, "both"),
                    help="evaluation return-to-go: decreasing, reset at every segment start (the paper's), or both")
-    g.add_argument("--eval_episodes", type=int, help="evaluation episodes (fixed env seeds)")
-    g.add_argument("--eval_max_steps", type=int, help=f"steps per evaluation episode (at most {MAX_STEPS})")
-    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (default: all)")
+    add_eval_flags(g, MAX_STEPS)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """MuJoCo flag values that cannot work."""
-    check_positive(args, ("windows_per_epoch", "eval_episodes", "eval_max_steps", "eval_batch_size"))
-    if args.eval_max_steps > MAX_STEPS:
-        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (the envs' time limit), got {args.eval_max_steps}")
+    check_positive(args, ("windows_per_epoch",))
+    check_eval_flags(args, MAX_STEPS, "the envs' time limit")
 
 
 def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:

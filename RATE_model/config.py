@@ -223,6 +223,21 @@ def add_episode_data_flags(p: argparse.ArgumentParser, title: str, data_dir: Pat
     return g
 
 
+def add_eval_flags(g: Any, max_steps: int, episodes: str = "evaluation episodes (fixed env seeds)",
+                   batch: str = "episodes stepped together (worker processes; default: all)") -> None:
+    """The evaluation budget flags of a train script that evaluates in an env (checked by :func:`check_eval_flags`)."""
+    g.add_argument("--eval_episodes", type=int, help=episodes)
+    g.add_argument("--eval_max_steps", type=int, help=f"steps per evaluation episode (at most {max_steps})")
+    g.add_argument("--eval_batch_size", type=int, help=batch)
+
+
+def check_eval_flags(args: argparse.Namespace, max_steps: int, limit: str) -> None:
+    """ConfigError for an evaluation budget that cannot work; ``limit`` says where ``max_steps`` comes from."""
+    check_positive(args, ("eval_episodes", "eval_max_steps", "eval_batch_size"))
+    if args.eval_max_steps > max_steps:
+        raise ConfigError(f"--eval_max_steps must be <= {max_steps} ({limit}), got {args.eval_max_steps}")
+
+
 def float_list(text: str) -> tuple[float, ...]:
     """argparse type: numbers separated by commas (e.g. target returns ``6000,12000``)."""
     try:

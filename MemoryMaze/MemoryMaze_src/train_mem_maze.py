@@ -21,9 +21,10 @@ from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_data
 from MemoryMaze.MemoryMaze_src.mem_maze_eval import evaluate
 from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS
 from RATE_model.config import (
-    ConfigError,
     add_episode_data_flags,
+    add_eval_flags,
     build_parser,
+    check_eval_flags,
     check_positive,
     parse_with_smoke,
     split_args,
@@ -45,20 +46,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
     g = add_episode_data_flags(p, "Memory Maze", DATA_DIR, "collect_data.py")
     g.add_argument("--window_min_reward", type=float, help="keep training windows holding at least this reward")
-    g.add_argument("--eval_episodes", type=int, help="fixed evaluation mazes")
-    g.add_argument("--eval_max_steps", type=int, help="steps per evaluation episode")
-    g.add_argument("--eval_batch_size", type=int,
-                   help="episodes stepped together (one worker process of ~1.4 GB each; default: 2 per core)")
+    add_eval_flags(g, MAX_STEPS, episodes="fixed evaluation mazes",
+                   batch="episodes stepped together (one worker process of ~1.4 GB each; default: 2 per core)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Memory Maze flag values that cannot work."""
-    check_positive(args, ("eval_episodes", "eval_max_steps", "eval_batch_size", "max_episodes"))
-    if args.eval_max_steps > MAX_STEPS:
-        raise ConfigError(f"--eval_max_steps must be <= {MAX_STEPS} (the task's episode length), "
-                          f"got {args.eval_max_steps}")
+    check_positive(args, ("max_episodes",))
+    check_eval_flags(args, MAX_STEPS, "the task's episode length")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
