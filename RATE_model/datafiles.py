@@ -78,9 +78,9 @@ def load_pickle(path: str | Path) -> Any:
         raise _unreadable(path, e) from None
 
 
-def load_hdf5(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named datasets of an HDF5 file (e.g. D4RL's ``observations``, ``actions``); any read failure
-    or missing dataset is a DataError naming the file."""
+def load_hdf5(path: str | Path, fields: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The named datasets of an HDF5 file (e.g. D4RL's ``observations``, ``actions``), plus those of
+    ``optional`` that it has; any read failure or missing dataset is a DataError naming the file."""
     import h5py
 
     path = Path(path)
@@ -91,7 +91,7 @@ def load_hdf5(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
             missing = [k for k in fields if k not in f]
             if missing:
                 raise DataError(f"{path} lacks datasets {missing}")
-            return {k: f[k][()] for k in fields}
+            return {k: f[k][()] for k in (*fields, *optional) if k in f}
     except DataError:
         raise
     except Exception as e:  # OSError for truncated or foreign files, KeyError, TypeError

@@ -666,6 +666,17 @@ def test_generator_resumes_without_retraining_and_refuses_another_request(genera
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
 
 
+def test_generator_restores_torchs_thread_count(tmp_path):
+    """SAC runs on --threads; a caller in the same process (a --smoke training) keeps its own setting."""
+    torch.set_num_threads(2)
+    try:
+        gen.generate("hopper", "medium", tmp_path, steps=100, transitions=50, eval_every=100, eval_episodes=1,
+                     max_episode_steps=20, threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # this module's setting (one_thread)
+
+
 def test_generator_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "MuJoCo/get_data/generate_d4rl.py", "--env", "hopper", "--dataset", "bogus",
                         "--out_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, env=QUIET)

@@ -71,19 +71,11 @@ def _checked(ep: dict[str, Any], state_dim: int, act_dim: int, source: str) -> d
             "reward": np.asarray(ep["rewards"], np.float32).reshape(-1)}
 
 
-def split_d4rl(path: Path, fields: tuple[str, ...] = ("observations", "actions", "rewards")
-               ) -> list[dict[str, np.ndarray]]:
-    """The complete episodes of a D4RL-layout hdf5 file as dicts of ``fields`` (those the file has beyond
-    observations, actions and rewards); see the module docstring for where episodes end."""
-    import h5py
-
-    data = load_hdf5(path, ("observations", "actions", "rewards", "terminals"))
-    try:
-        with h5py.File(path, "r") as f:
-            extra = {k: f[k][()] for k in ("timeouts", *fields) if k in f and k not in data}
-    except OSError as e:
-        raise DataError(f"{path} is corrupt or unreadable ({e})") from None
-    data.update(extra)
+def _d4rl_arrays(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The datasets of a D4RL-layout hdf5 file (next_observations and timeouts if it has them) and the
+    bounds [n + 1] of its complete episodes (see the module docstring for where episodes end)."""
+    data = load_hdf5(path, ("observations", "actions", "rewards", "terminals"),
+                     optional=("next_observations", "timeouts"))
     N = len(data["rewards"])
     for k in data:
         check_array(k, data[k], shape=(N, *data[k].shape[1:]), source=path)
@@ -95,18 +87,23 @@ def split_d4rl(path: Path, fields: tuple[str, ...] = ("observations", "actions",
     stops = np.flatnonzero(ends) + 1
     if len(stops) == 0:
         raise DataError(f"{path} holds no complete episode (no terminals or timeouts among {N} steps)")
-    starts = np.concatenate([[0], stops[:-1]])
+    return data, np.concatenate([[0], stops])
+
+
+def split_d4rl(path: Path, fields: tuple[str, ...] = ("observations", "actions", "rewards")
+               ) -> list[dict[str, np.ndarray]]:
+    """The complete episodes of a D4RL-layout hdf5 file as dicts of ``fields`` (those the file has)."""
+    data, bounds = _d4rl_arrays(path)
     keep = [k for k in fields if k in data]
-    return [{k: data[k][a:b] for k in keep} for a, b in zip(starts, stops, strict=True)]
+    return [{k: data[k][a:b] for k in keep} for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def read_d4rl(path: Path, env: str) -> list[dict[str, np.ndarray]]:
     """The complete episodes (obs, action, reward) of a D4RL-layout hdf5 file, checked."""
     state_dim, act_dim = DIMS[env]
-    episodes = split_d4rl(path)
-    bounds = np.cumsum([0] + [len(ep["rewards"]) for ep in episodes])
-    whole = _checked({k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}, state_dim, act_dim,
-                     str(path))  # shapes and NaN checked once, on the whole file
+    data, bounds = _d4rl_arrays(path)
+    whole = _checked({k: data[k][:bounds[-1]] for k in ("observations", "actions", "rewards")}, state_dim,
+                     act_dim, str(path))  # shapes and NaN checked once, on every kept step
     return [{k: v[a:b] for k, v in whole.items()} for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 

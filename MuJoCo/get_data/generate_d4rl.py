@@ -27,10 +27,12 @@ the model and the filled part of the replay buffer at every evaluation, and a re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,13 +234,24 @@ def play(model: Any, env: str, transitions: int, deterministic: bool, seed: int,
 
 
 # ------------------------------------------------------------------------------------------ datasets
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def generate(env: str, dataset: str, out_dir: Path = DATA_DIR, seed: int = 0, steps: int = 1_000_000,
              expert_steps: int = 1_000_000, transitions: int = 1_000_000, medium_return: float | None = None,
              eval_every: int = 5_000, eval_episodes: int = 10, max_episode_steps: int | None = None,
              threads: int = 1) -> dict[str, Any]:
     """Make sure ``<out_dir>/<env>-<dataset>-v5.hdf5`` exists (and what it needs); returns its metadata."""
-    import torch
-
     if env not in ENVS or dataset not in KINDS:
         raise ValueError(f"--env must be one of {', '.join(ENVS)} and --dataset one of {', '.join(KINDS)}")
     for name, v in (("steps", steps), ("expert_steps", expert_steps), ("transitions", transitions),
@@ -256,56 +269,56 @@ def generate(env: str, dataset: str, out_dir: Path = DATA_DIR, seed: int = 0, st
         request["expert_steps"] = expert_steps
     if path.exists():
         return _existing(path, request)
-    torch.set_num_threads(threads)
-    if dataset == "medium-expert":
-        parts = [generate(env, k, out_dir, seed, steps, expert_steps, transitions, medium_return, eval_every,
-                          eval_episodes, max_episode_steps, threads) for k in ("medium", "expert")]
-        data = _concat([dataset_path(out_dir, f"{env}-{k}") for k in ("medium", "expert")])
-        meta = {**request, "request": request, "transitions": len(data["rewards"]),
-                "parts": [p["dataset"] for p in parts],
-                "episodes": sum(p["episodes"] for p in parts),
-                "return_mean": sum(p["return_mean"] * p["episodes"] for p in parts) / sum(p["episodes"] for p in parts)}
+    with torch_threads(threads):  # SAC's; the caller's setting (e.g. a --smoke training) is restored
+        if dataset == "medium-expert":
+            parts = [generate(env, k, out_dir, seed, steps, expert_steps, transitions, medium_return, eval_every,
+                              eval_episodes, max_episode_steps, threads) for k in ("medium", "expert")]
+            data = _concat([dataset_path(out_dir, f"{env}-{k}") for k in ("medium", "expert")])
+            meta = {**request, "request": request, "transitions": len(data["rewards"]),
+                    "parts": [p["dataset"] for p in parts],
+                    "episodes": sum(p["episodes"] for p in parts)}
+            meta["return_mean"] = sum(p["return_mean"] * p["episodes"] for p in parts) / meta["episodes"]
+            write_d4rl(path, data, meta)
+            return meta
+        settings = {"env": env, "seed": seed, "eval_every": eval_every, "eval_episodes": eval_episodes,
+                    "medium_return": medium_return, "max_episode_steps": max_episode_steps,
+                    "sb3": "SAC default hyper-parameters"}
+        run = SacRun(env, out_dir / "sac" / f"{env}_seed{seed}", seed, settings, max_episode_steps,
+                     buffer_size=max(steps, expert_steps))
+        if run.state["medium"] is None:
+            run.train_to(steps, eval_every, eval_episodes, settings["medium_return"], f"SAC {env} to medium")
+        medium = run.choose_medium()
+        t0 = time.time()
+        if dataset == "medium-replay":
+            data = run.replay(medium["step"])
+            returns = _returns(data)
+            policy = {"policy": f"SAC replay buffer, steps 0..{medium['step']}"}
+        else:
+            from stable_baselines3 import SAC
+
+            if dataset == "expert":
+                run.train_to(expert_steps, eval_every, eval_episodes, None, f"SAC {env} to expert")
+                shutil.copyfile(run.folder / "model.zip", run.folder / "expert.zip")
+                policy = {"policy": f"SAC after {run.state['steps']} steps", "policy_step": run.state["steps"]}
+            else:
+                policy = {"policy": f"SAC after {medium['step']} steps (eval return {medium['eval_return']:.1f}, "
+                                    f"target {settings['medium_return']:.0f}"
+                                    f"{'' if medium['reached_target'] else ', not reached: best evaluation'})",
+                          "policy_step": medium["step"]}
+            model = SAC.load(run.folder / f"{dataset}.zip", device="cpu")
+            episodes, returns = play(model, env, transitions, deterministic=False, seed=seed * 100_003 + 1,
+                                     max_episode_steps=max_episode_steps, progress=f"{env}-{dataset} rollouts")
+            data = transitions_of(episodes, transitions)
+        meta = {**request, "request": request, **policy, "transitions": len(data["rewards"]), "episodes": len(returns),
+                "return_mean": float(np.mean(returns)) if returns else float("nan"),
+                "return_std": float(np.std(returns)) if returns else float("nan"),
+                "normalised_score": float(normalised_score(env, np.mean(returns))) if returns else float("nan"),
+                "sac_run_steps": run.state["steps"], "sac_train_seconds": round(run.state["train_seconds"], 1),
+                "collect_seconds": round(time.time() - t0, 1), "gym_env": GYM_IDS[env],
+                "state_dim": DIMS[env][0], "act_dim": DIMS[env][1]}
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_d4rl(path, data, meta)
         return meta
-    settings = {"env": env, "seed": seed, "eval_every": eval_every, "eval_episodes": eval_episodes,
-                "medium_return": medium_return, "max_episode_steps": max_episode_steps,
-                "sb3": "SAC default hyper-parameters"}
-    run = SacRun(env, out_dir / "sac" / f"{env}_seed{seed}", seed, settings, max_episode_steps,
-                 buffer_size=max(steps, expert_steps))
-    if run.state["medium"] is None:
-        run.train_to(steps, eval_every, eval_episodes, settings["medium_return"], f"SAC {env} to medium")
-    medium = run.choose_medium()
-    t0 = time.time()
-    if dataset == "medium-replay":
-        data = run.replay(medium["step"])
-        returns = _returns(data)
-        policy = {"policy": f"SAC replay buffer, steps 0..{medium['step']}"}
-    else:
-        from stable_baselines3 import SAC
-
-        if dataset == "expert":
-            run.train_to(expert_steps, eval_every, eval_episodes, None, f"SAC {env} to expert")
-            shutil.copyfile(run.folder / "model.zip", run.folder / "expert.zip")
-            policy = {"policy": f"SAC after {run.state['steps']} steps", "policy_step": run.state["steps"]}
-        else:
-            policy = {"policy": f"SAC after {medium['step']} steps (eval return {medium['eval_return']:.1f}, "
-                                f"target {settings['medium_return']:.0f}"
-                                f"{'' if medium['reached_target'] else ', not reached: best evaluation'})",
-                      "policy_step": medium["step"]}
-        model = SAC.load(run.folder / f"{dataset}.zip", device="cpu")
-        episodes, returns = play(model, env, transitions, deterministic=False, seed=seed * 100_003 + 1,
-                                 max_episode_steps=max_episode_steps, progress=f"{env}-{dataset} rollouts")
-        data = transitions_of(episodes, transitions)
-    meta = {**request, "request": request, **policy, "transitions": len(data["rewards"]), "episodes": len(returns),
-            "return_mean": float(np.mean(returns)) if returns else float("nan"),
-            "return_std": float(np.std(returns)) if returns else float("nan"),
-            "normalised_score": float(normalised_score(env, np.mean(returns))) if returns else float("nan"),
-            "sac_run_steps": run.state["steps"], "sac_train_seconds": round(run.state["train_seconds"], 1),
-            "collect_seconds": round(time.time() - t0, 1), "gym_env": GYM_IDS[env],
-            "state_dim": DIMS[env][0], "act_dim": DIMS[env][1]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_d4rl(path, data, meta)
-    return meta
 
 
 def _returns(data: dict[str, np.ndarray]) -> list[float]:
