@@ -85,10 +85,10 @@ def check_compatible(ckpt_model_config: dict[str, Any], model_config: dict[str, 
 
 
 # Settings that may differ between a run and its resumption without changing what is computed.
-RESUME_FREE_TRAIN = frozenset({"device", "ckpt_every", "log_every", "amp_bf16", "num_workers"})
+RESUME_FREE_TRAIN = frozenset({"device", "ckpt_every", "log_every", "precision", "amp_bf16", "num_workers"})
 RESUME_FREE_ARGS = frozenset({"resume", "no_wandb", "runs_dir", "data_dir", "device", "ckpt_every", "log_every",
-                              "amp_bf16", "num_workers", "text", "ckpt_folder", "seed", "start_seed", "end_seed",
-                              "target_return"})  # like every eval_* flag: evaluation only
+                              "precision", "amp_bf16", "num_workers", "text", "ckpt_folder", "seed", "start_seed",
+                              "end_seed", "target_return"})  # like every eval_* flag: evaluation only
 
 
 def check_resumable(ckpt_config: dict[str, Any], run_config: dict[str, Any], path: Path) -> None:

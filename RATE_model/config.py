@@ -19,6 +19,7 @@ MODEL_MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
 ARCH_MODES = ("TrXL", "TrXL-I", "GTrXL")
 MRV_ACTS = ("no_act", "relu", "leaky_relu", "elu", "tanh")
 MEMORY_GRADS = ("bptt", "detach")
+PRECISIONS = ("auto", "fp32", "bf16")  # RATE_model.precision resolves auto
 
 
 class ConfigError(ValueError):
@@ -109,7 +110,7 @@ class TrainConfig:
     device: str = "cpu"
     ckpt_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end of each epoch
     log_every: int = 10
-    amp_bf16: bool = False  # bf16 autocast for forward passes (CUDA)
+    precision: str = "auto"  # auto | fp32 | bf16 autocast of forward passes (RATE_model.precision)
     grad_checkpoint: bool = False  # recompute each layer in backward, keep only layer inputs (less memory)
     num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
 
@@ -131,6 +132,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be a finite number >= 0, got {v}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.lr_schedule not in ("linear", "cosine"):
             raise ConfigError(f"lr_schedule {self.lr_schedule!r} is not one of linear, cosine")
         return self
@@ -196,7 +199,11 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints (0: end of each epoch)")
     t.add_argument("--log_every", type=int, help="optimizer steps between metrics.jsonl rows")
-    t.add_argument("--amp_bf16", action="store_true", default=None, help="bf16 autocast on CUDA")
+    t.add_argument("--precision", choices=PRECISIONS,
+                   help="auto (default): bf16 autocast on a CPU with native bf16 (avx512_bf16 or AMX), fp32 "
+                        "elsewhere (CUDA included); fp32 / bf16 force one. Weights, optimizer and loss stay fp32")
+    t.add_argument("--amp_bf16", dest="precision", action="store_const", const="bf16", default=None,
+                   help="alias of --precision bf16")
     t.add_argument("--grad_checkpoint", action="store_true", default=None,
                    help="per-layer gradient checkpointing: ~1/3 more compute, activations of only the layer inputs")
     t.add_argument("--num_workers", type=int, help="DataLoader processes reading batches from the episode store "

@@ -21,6 +21,7 @@ from RATE_model.config import ConfigError, ModelConfig, TrainConfig
 from RATE_model.data import DataError, Windows
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
+from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.trainer import NonFiniteLossError, Trainer, resolve_device
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError)
@@ -122,6 +123,9 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
                build_stages: Callable[[], list[Windows]], evaluate: Callable[[RATE], dict[str, Any]],
                seeds: list[int], root: Path, device: Any) -> dict[str, Any]:
     main = distributed.is_main()
+    precision = resolve_precision(train_config.precision, device)
+    if main:
+        print(describe_precision(train_config.precision, device), flush=True)
     stages = build_stages()
     results: dict[str, Any] = {"env": env, "text": args.text, "model_config": asdict(model_config),
                                "train_config": asdict(train_config), "runs": {}}
@@ -133,7 +137,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
             ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
         run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
-                      "text": args.text}
+                      "text": args.text, "precision": precision}
         trainer = Trainer(model, tc, run_dir, None, run_config, stages)
         last = run_dir / "checkpoints" / "last.pt"
         resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
@@ -153,7 +157,8 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
             trainer.fit(progress=main)
             train_s = time.time() - t0
             t0 = time.time()
-            metrics = evaluate(model)  # each rank runs its share of the episodes; results are gathered
+            with autocast(device, precision):  # evaluation rollouts in the training precision
+                metrics = evaluate(model)  # each rank runs its share of the episodes; results are gathered
             eval_s = time.time() - t0
             if logger is not None:
                 logger.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, trainer.step)

@@ -119,7 +119,7 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     for t in steps:
         if reset_rtg_each_segment and t % dec.K == 0:
             rtg = target.clone()
-        out = dec.act_logits(rtg, torch.as_tensor(obs, device=dev))
+        out = dec.act_logits(rtg, torch.as_tensor(obs, device=dev)).float()  # bf16 under autocast
         if not discrete:
             action = out
         elif sample:

@@ -30,6 +30,7 @@ from RATE_model.config import ConfigError, TrainConfig
 from RATE_model.data import Windows, batch_loader, default_workers, epoch_batches
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE, State
+from RATE_model.precision import autocast, resolve_precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -97,9 +98,9 @@ class SegmentLoss(nn.Module):
     network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss.
     """
 
-    def __init__(self, model: RATE, amp_bf16: bool = False, grad_checkpoint: bool = False):
+    def __init__(self, model: RATE, precision: str = "fp32", grad_checkpoint: bool = False):
         super().__init__()
-        self.model, self.amp_bf16, self.grad_checkpoint = model, amp_bf16, grad_checkpoint
+        self.model, self.precision, self.grad_checkpoint = model, precision, grad_checkpoint
 
     def forward(self, segs: list[dict[str, Tensor]], state: State | None, scales: list[float],
                 detached_state: bool = False) -> tuple[Tensor, State | None]:
@@ -110,7 +111,7 @@ class SegmentLoss(nn.Module):
         parameter reachable from the outputs, and the memory's MRV gets no gradient from this loss."""
         total = torch.zeros((), device=segs[0]["obs"].device)
         for seg, scale in zip(segs, scales, strict=True):
-            with torch.autocast(seg["obs"].device.type, torch.bfloat16, enabled=self.amp_bf16):
+            with autocast(seg["obs"].device, self.precision):
                 logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state,
                                            grad_checkpoint=self.grad_checkpoint)
             loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
@@ -138,7 +139,8 @@ class Trainer:
         if self.world > cfg.batch_size:
             raise ConfigError(f"--batch_size {cfg.batch_size} is smaller than the {self.world} processes; "
                               "the global batch is split across processes")
-        self.net: nn.Module = SegmentLoss(model, cfg.amp_bf16, cfg.grad_checkpoint)
+        self.precision = resolve_precision(cfg.precision, self.device)  # fp32 | bf16
+        self.net: nn.Module = SegmentLoss(model, self.precision, cfg.grad_checkpoint)
         if distributed.active():
             from torch.nn.parallel import DistributedDataParallel as DDP
 

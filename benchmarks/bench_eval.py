@@ -24,19 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a fol
 from machine import describe, sync  # noqa: E402
 from presets import PRESETS  # noqa: E402
 
+from RATE_model.config import PRECISIONS  # noqa: E402
 from RATE_model.model import RATE  # noqa: E402
+from RATE_model.precision import autocast, resolve_precision  # noqa: E402
 from RATE_model.rollout import rollout  # noqa: E402
 from RATE_model.trainer import resolve_device  # noqa: E402
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv  # noqa: E402
 from TMaze_new.TMaze_new_src.tmaze_eval import PROTOCOL_LENGTHS, eval_seeds  # noqa: E402
 
 
-def time_rollout(model: RATE, T: int, episodes: int, device: torch.device, bf16: bool) -> dict:
+def time_rollout(model: RATE, T: int, episodes: int, device: torch.device, precision: str) -> dict:
     goals, seeds = eval_seeds(episodes)
     env = TMazeVecEnv(T, goals, seeds)
     sync(device)
     t = time.perf_counter()
-    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+    with autocast(device, precision):
         res = rollout(model, env, 1.0, max_steps=T)
     sync(device)
     sec = time.perf_counter() - t
@@ -54,21 +56,24 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--protocol", action="store_true", help="every protocol length (9 ... 9600) x --episodes")
     p.add_argument("--device", default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: as the train scripts")
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="alias of --precision bf16")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
     model = RATE(PRESETS[args.preset].model).to(device).eval()
-    time_rollout(model, 30, args.episodes, device, args.bf16)  # warm-up
+    time_rollout(model, 30, args.episodes, device, precision)  # warm-up
     lengths = PROTOCOL_LENGTHS if args.protocol else (args.T,)
-    runs = [time_rollout(model, T, args.episodes, device, args.bf16) for T in lengths]
-    res = {"preset": args.preset, "device": describe(device), "bf16": args.bf16, "date": time.strftime("%Y-%m-%d"),
+    runs = [time_rollout(model, T, args.episodes, device, precision) for T in lengths]
+    res = {"preset": args.preset, "device": describe(device), "precision": precision,
+           "precision_requested": args.precision, "bf16": precision == "bf16", "date": time.strftime("%Y-%m-%d"),
            "total_seconds": round(sum(r["seconds"] for r in runs), 2), "runs": runs}
     if args.json:
         print(json.dumps(res))
     else:
-        print(f"{args.preset} on {res['device']}")
+        print(f"{args.preset} on {res['device']}, {precision}")
         for r in runs:
             print(f"T={r['T']:5} episodes={r['episodes']} steps={r['steps']:5}  {r['seconds']:8.2f} s  "
                   f"{r['ms_per_batched_step']:7.2f} ms/step  {r['ms_per_step_per_episode']:.4f} ms/step/episode")

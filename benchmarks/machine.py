@@ -1,4 +1,4 @@
-"""Machine facts and the fp32 GEMM reference rate, shared by the benchmark scripts."""
+"""Machine facts and the GEMM reference rates (fp32, bf16), shared by the benchmark scripts."""
 
 from __future__ import annotations
 
@@ -28,8 +28,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gemm_rate(device: torch.device, n: int = 2048, reps: int = 7, dtype: torch.dtype = torch.float32) -> float:
-    """Median FLOP/s of an n x n matmul."""
+def gemm_rate(device: torch.device, n: int = 2048, reps: int = 7, dtype: torch.dtype = torch.float32,
+              budget_s: float = 3.0) -> float:
+    """Median FLOP/s of an n x n matmul. A 512² product is timed first; where the dtype is emulated
+    (bf16 on a CPU without avx512_bf16/AMX ran ~270× slower than fp32) n shrinks so that ``reps``
+    products fit ``budget_s``."""
+
+    def once(m: int) -> float:
+        a, b = torch.randn(m, m, device=device, dtype=dtype), torch.randn(m, m, device=device, dtype=dtype)
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        return time.perf_counter() - t
+
+    once(256)
+    probe = 2 * 512**3 / once(512)
+    while n > 256 and 2 * n**3 / probe * reps > budget_s:
+        n //= 2
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     times = []
