@@ -65,14 +65,15 @@ def action_loss(logits: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor,
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on Linear/Conv weights only (not on biases, norms, embeddings, memory)."""
+    """Fused AdamW with weight decay on Linear/Conv weights only (not on biases, norms, embeddings, memory)."""
     decay = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if id(p) in decay], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    # fused: one kernel over all parameters instead of ~10 small ops per tensor (CPU and CUDA)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,

@@ -3,6 +3,7 @@ bf16, learning in bf16, and the flag's plumbing into config.json."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -138,3 +139,27 @@ def test_tiny_tmaze_learns_in_bf16_as_in_fp32_and_records_the_choice(tmp_path, c
     for name, chosen in (("bf16", "bf16"), ("fp32", "fp32")):
         config = json.loads((tmp_path / "tmaze" / name / "seed_1" / "config.json").read_text())
         assert config["precision"] == chosen and config["train"]["precision"] == chosen
+
+
+@pytest.mark.parametrize("env", ["vizdoom", "memory_maze", "atari"])
+def test_channels_last_image_encoder_equals_the_plain_nchw_computation(env):
+    """The conv stack runs channels-last (and frames reach it in one copy); values and the flattened
+    feature order must be those of plain NCHW convolutions, in the forward and in the gradients."""
+    from RATE_model.encoders import ChannelsLast, build_encoders
+
+    torch.manual_seed(0)
+    enc = build_encoders(env, 32)
+    conv = enc.obs[0]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in conv if isinstance(m, torch.nn.Conv2d))
+    obs = torch.rand(2, 5, *enc.spec.obs_shape)[:, 1:4]  # a segment slice, as the trainer passes it
+    out = enc.embed_obs(obs)
+    ref = copy.deepcopy(enc.obs)
+    ref[0] = torch.nn.Sequential(*[m for m in ref[0] if not isinstance(m, ChannelsLast)])
+    ref.to(memory_format=torch.contiguous_format)
+    assert ref[0][0].weight.is_contiguous()
+    expected = ref(obs.reshape(6, *enc.spec.obs_shape).contiguous()).view(2, 3, -1)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    g1 = torch.autograd.grad(out.square().sum(), conv[1].weight)[0]
+    g2 = torch.autograd.grad(expected.square().sum(), ref[0][0].weight)[0]
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
