@@ -3,12 +3,16 @@
 Both models see training corridors of up to T = 30 steps (RATE: 3 segments of K = 10 with memory;
 DT: one 30-step context). Evaluated on 100 fixed seeds per length; writes results/tmaze_demo.json
 ({"<model>": {"<T>": success_rate}}) and results/tmaze_demo.png, and prints a table.
+
+Flags given to the demo are passed to both training commands, e.g. ``--precision fp32`` to force fp32
+where the default (auto) would train in bf16.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -51,11 +55,12 @@ def plot(results: dict[str, dict[str, float]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(_argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
+    extra = sys.argv[1:] if argv is None else argv
     OUT.mkdir(exist_ok=True)
     results, t0 = {}, time.time()
     for name, flags in MODELS.items():
-        argv = shlex.split(f"{COMMON} {flags}")
+        argv = shlex.split(f"{COMMON} {flags}") + extra
         print(f"\n== {name}: python3 TMaze_new/TMaze_new_src/train_tmaze.py {' '.join(argv)}", flush=True)
         res = train_tmaze.main(argv)
         results[name] = res["mean"]

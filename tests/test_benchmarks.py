@@ -1,0 +1,30 @@
+"""Benchmark scripts: the precision they report, both GEMM rates, the profile, and the report tables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_train  # noqa: E402
+import report  # noqa: E402
+
+
+def test_bench_train_reports_precision_gemm_rates_and_profile(capsys):
+    auto = bench_train.main(["--preset", "tmaze-demo", "--iters", "1", "--warmup", "0", "--profile", "3", "--json"])
+    assert auto["precision_requested"] == "auto" and auto["precision"] == "fp32"  # the suite runs auto as fp32
+    assert auto["gemm_fp32_flops_per_sec"] > 0 and auto["gemm_bf16_flops_per_sec"] > 0
+    assert auto["gemm_flops_per_sec"] == auto["gemm_fp32_flops_per_sec"]
+    ops = auto["profile"]
+    assert len(ops) == 3 and all(0 < e["share"] <= 1 and e["calls"] >= 1 for e in ops)
+    assert ops[0]["ms"] >= ops[-1]["ms"]
+    bf16 = bench_train.main(["--preset", "tmaze-demo", "--iters", "1", "--warmup", "0", "--bf16", "--json"])
+    assert bf16["precision"] == "bf16" and bf16["gemm_flops_per_sec"] == bf16["gemm_bf16_flops_per_sec"]
+    fp32 = {**auto, "precision_requested": "fp32", "sec_per_iter": 2 * auto["sec_per_iter"], "profile": None}
+    table = report.precision_table([auto, fp32, bf16])
+    row = [ln for ln in table.splitlines() if ln.startswith("| tmaze-demo")]
+    assert len(row) == 1 and "| fp32 |" in row[0] and "| 2.00 |" in row[0]
+    assert "tmaze-demo (fp32" in report.profile_tables([auto])
+    capsys.readouterr()
