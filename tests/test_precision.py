@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from RATE_model import RATE
 from RATE_model import precision as prec
 from RATE_model.config import ConfigError, TrainConfig
 from RATE_model.data import Trajectories
@@ -163,3 +165,31 @@ def test_channels_last_image_encoder_equals_the_plain_nchw_computation(env):
     g1 = torch.autograd.grad(out.square().sum(), conv[1].weight)[0]
     g2 = torch.autograd.grad(expected.square().sum(), ref[0][0].weight)[0]
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+
+
+class _Drift:
+    """Two episodes of a 3-d state that moves by the action; reward = first action component."""
+
+    num_envs = 2
+
+    def reset(self):
+        self.s = np.zeros((2, 3), np.float32)
+        return self.s
+
+    def step(self, actions):
+        assert actions.dtype == np.float32 and actions.shape == (2, 2)
+        self.s = self.s + actions.sum(1, keepdims=True)
+        return self.s, actions[:, 0].astype(np.float64), np.zeros(2, bool), {}
+
+
+def test_continuous_rollout_in_bf16_feeds_the_env_float32_actions():
+    from RATE_model.rollout import rollout
+    from tests.helpers import tiny_config
+
+    torch.manual_seed(0)
+    model = RATE(tiny_config("RATE", env="mujoco", env_kwargs={"state_dim": 3, "act_dim": 2})).eval()
+    ref = rollout(model, _Drift(), 1.0, max_steps=9)
+    with prec.autocast(CPU, "bf16"):
+        res = rollout(model, _Drift(), 1.0, max_steps=9)
+    assert res.lengths.tolist() == [9, 9]
+    np.testing.assert_allclose(res.returns, ref.returns, atol=0.05 * (1 + np.abs(ref.returns).max()))
