@@ -19,10 +19,9 @@ from RATE_model.config import PRECISIONS, ConfigError
 
 
 def native_bf16_cpu() -> bool:
-    """True when this CPU runs bf16 matrix products natively (avx512_bf16 or AMX tiles)."""
-    cpu = torch.cpu
+    """True when this CPU runs bf16 matrix products natively (avx512_bf16 or AMX tiles, through oneDNN)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
+    return torch.backends.mkldnn.is_available() and any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

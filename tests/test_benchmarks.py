@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_train  # noqa: E402
+import compare_losses  # noqa: E402
 import report  # noqa: E402
 
 
@@ -28,3 +29,18 @@ def test_bench_train_reports_precision_gemm_rates_and_profile(capsys):
     assert len(row) == 1 and "| fp32 |" in row[0] and "| 2.00 |" in row[0]
     assert "tmaze-demo (fp32" in report.profile_tables([auto])
     capsys.readouterr()
+
+
+def test_compare_losses_averages_the_last_common_steps(tmp_path):
+    import json
+
+    for name, scale in (("a", 1.0), ("b", 1.01)):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"step": s, "losses/train_loss": scale * (2.0 if s <= 100 else 1.0)} for s in range(1, 301)]
+        rows.insert(5, {"step": 5, "eval/return": 3.0})  # rows without a loss are skipped
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    res = compare_losses.main([str(tmp_path / "a"), str(tmp_path / "b"), "--last", "100"])
+    assert res["common_steps"] == 300 and res["window"] == 100
+    assert res["mean_a"] == 1.0 and abs(res["relative_difference"] - 0.01) < 1e-9
+    assert abs(res["max_step_difference"] - 0.02) < 1e-9
