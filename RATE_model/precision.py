@@ -3,7 +3,7 @@
 ``auto`` (the default everywhere) is bf16 autocast on a CPU with native bf16 matrix units
 (avx512_bf16 or AMX) and fp32 elsewhere. CUDA stays fp32 under ``auto``: at these model sizes a GPU
 step is launch-bound and bf16 measured slower than fp32 on an H100. A CPU without native bf16
-emulates it: on an AVX2-only EPYC a 2048² bf16 matmul ran ~270× slower than fp32
+emulates it: on an AVX2-only EPYC bf16 matrix products ran 100–270× slower than fp32
 (benchmarks/RESULTS.md), hence the check. Under bf16 only the forward pass is autocast: master
 weights, gradients, the optimizer state and the loss stay fp32.
 """
@@ -46,7 +46,6 @@ def describe_precision(name: str, device: torch.device) -> str:
         why = "auto: fp32 on CUDA (bf16 measured slower at these sizes)"
     text = "bf16 autocast" if chosen == "bf16" else "fp32"
     return f"precision: {text} ({why}; --precision fp32|bf16 forces one)"
-
 
 
 @contextlib.contextmanager
