@@ -1,12 +1,20 @@
 """Checkpoints: model, optimizer, scheduler, every RNG, progress counters and the full config,
-written atomically (temporary file + rename) so a crash never leaves a half-written file."""
+written atomically (temporary file + rename) so a crash never leaves a half-written file.
+
+A checkpoint holds only tensors and plain Python values, and it is read with ``torch.load(weights_only=True)``:
+reading a file never runs code from it. Older checkpoints also hold NumPy's RNG key as a uint32 array;
+that, and only that, is admitted besides (see ``_OLD_NUMPY_GLOBALS``), so they still resume.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import pickle
 import random
+import re
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +41,24 @@ def code_version() -> str:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global RNG's state, in types the safe unpickler reads (tensors, ints, floats, tuples, dicts)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    numpy_state = {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (or, from an older checkpoint, NumPy's state as a tuple)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        npy = (npy["bit_generator"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+               npy["cached_gaussian"])
+    np.random.set_state(npy)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -62,14 +79,59 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _old_reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError(f"refusing to reconstruct {cls!r}")
+    return _RECONSTRUCT(cls, shape, dtype)
+
+
+def _old_dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
+    if spec != "u4":
+        raise pickle.UnpicklingError(f"refusing to build the dtype {spec!r}")
+    return np.dtype(spec, align, copy)
+
+
+_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]  # numpy's private _reconstruct, wherever this numpy keeps it
+# Checkpoints written before rng_state() stored plain types hold np.random.get_state()'s uint32 key array,
+# pickled as ndarray + dtype('u4'). Admitted under their pickled names, restricted to exactly that.
+_OLD_NUMPY_GLOBALS = [(_old_reconstruct, "numpy._core.multiarray._reconstruct"),
+                      (_old_reconstruct, "numpy.core.multiarray._reconstruct"),
+                      (np.ndarray, "numpy.ndarray"), (_old_dtype, "numpy.dtype"),
+                      (type(np.dtype("u4")), f"numpy.dtypes.{type(np.dtype('u4')).__name__}")]
+
+
+# What the weights-only unpickler says when a file asks for a global, call or object it does not admit.
+_REFUSALS = ("GLOBAL", "unrecognized function", "Can only build", "Can only create new object", "refusing to")
+
+
+def _unpickler_reason(e: BaseException) -> str | None:
+    """The weights-only unpickler's own one-line reason inside torch's long message, or None."""
+    if not isinstance(e, pickle.UnpicklingError):
+        return None
+    text = str(e)
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return found.group(0)
+    tail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[0] if lines and "WeightsUnpickler error:" in text else None
+
+
 def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint, turning unreadable files into a one-line CheckpointError."""
+    """Read a checkpoint without running code from it (``weights_only``), turning unreadable files and
+    files holding objects a checkpoint never holds into a one-line CheckpointError."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_OLD_NUMPY_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol")  # a plain pickle, refused below anyway
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated or foreign files
-        first = (str(e).splitlines() or [""])[0]
+        reason = _unpickler_reason(e)
+        if reason is not None and any(r in reason for r in _REFUSALS):
+            raise CheckpointError(f"checkpoint {path} holds objects a checkpoint never holds ({reason}); "
+                                  "refused without loading it: unpickling them could run code") from None
+        first = reason or (str(e).splitlines() or [""])[0]
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} is not a RATE checkpoint of format {FORMAT_VERSION}")
@@ -88,7 +150,7 @@ def check_compatible(ckpt_model_config: dict[str, Any], model_config: dict[str, 
 RESUME_FREE_TRAIN = frozenset({"device", "ckpt_every", "log_every", "precision", "amp_bf16", "num_workers"})
 RESUME_FREE_ARGS = frozenset({"resume", "no_wandb", "runs_dir", "data_dir", "device", "ckpt_every", "log_every",
                               "precision", "amp_bf16", "num_workers", "text", "ckpt_folder", "seed", "start_seed",
-                              "end_seed", "target_return"})  # like every eval_* flag: evaluation only
+                              "end_seed", "target_return", "val_episodes"})  # like every eval_* flag: evaluation only
 
 
 def check_resumable(ckpt_config: dict[str, Any], run_config: dict[str, Any], path: Path) -> None:

@@ -32,11 +32,21 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from RATE_model.datafiles import DataError, check_array, load_hdf5, load_image_episode, load_npz, load_pickle
+from RATE_model.datafiles import (
+    DataError,
+    RefusedGlobal,
+    RestrictedUnpickler,
+    check_array,
+    load_hdf5,
+    load_image_episode,
+    load_npz,
+    load_pickle,
+)
 from RATE_model.encoders import ACTION_PAD
 from RATE_model.store import EpisodeStore, open_or_build
 
-__all__ = ["STORE", "DataError", "EpisodeStore", "Trajectories", "WindowDataset", "Windows", "batch_loader",
+__all__ = ["STORE", "DataError", "EpisodeStore", "RefusedGlobal", "RestrictedUnpickler", "Trajectories",
+           "WindowDataset", "Windows", "batch_loader",
            "check_array", "consecutive", "dt_style", "epoch_batches", "episode_files", "episode_store", "fixed_offsets",
            "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
            "uint8_to_float"]

@@ -3,8 +3,9 @@ missing, truncated, corrupt or of the wrong shape, dtype or value."""
 
 from __future__ import annotations
 
+import codecs
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,66 @@ def load_npz(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
         raise _unreadable(path, e) from None
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a class or function its reader does not admit (it was not imported, nor run)."""
+
+    def __init__(self, module: str, name: str):
+        super().__init__(f"refusing to load {module}.{name}")
+        self.qualname = f"{module}.{name}"
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that imports only the globals of ``allowed`` ((module, name) -> object) and refuses
+    every other with :class:`RefusedGlobal`, so loading a file never runs code from it."""
+
+    def __init__(self, file: Any, allowed: Mapping[tuple[str, str], Any] | None = None):
+        super().__init__(file)
+        self.allowed = allowed or {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(module, name) from None
+
+
+def _numpy_array_globals() -> dict[tuple[str, str], Any]:
+    """What pickles of numpy arrays and scalars (inside lists and dicts) name, under numpy 1.x's module
+    paths (``numpy.core``: the reference's files) and 2.x's (``numpy._core``). The functions are taken
+    from numpy's own ``__reduce__`` output, so no private module is imported."""
+    reconstruct = np.ndarray((0,)).__reduce__()[0]  # protocols 0-4
+    frombuffer = np.arange(1).__reduce_ex__(5)[0]  # protocol 5
+    scalar = np.float64(0).__reduce__()[0]  # numpy scalars
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                           ("_codecs", "encode"): codecs.encode}  # protocol 2's bytes
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    dtypes = getattr(np, "dtypes", None)  # the DType classes (numpy >= 1.25)
+    for name in dir(dtypes) if dtypes is not None else ():
+        cls = getattr(dtypes, name)
+        if isinstance(cls, type) and issubclass(cls, np.dtype):
+            allowed[("numpy.dtypes", name)] = cls
+    return allowed
+
+
+NUMPY_ARRAY_GLOBALS = _numpy_array_globals()
+
+
 def load_pickle(path: str | Path) -> Any:
-    """The object in a pickle file (trusted data only); any read failure is a DataError naming the file."""
+    """The object in a pickle file of numpy arrays in lists and dicts (the reference's MuJoCo datasets).
+    Any other class or function in it is refused unrun; that and any read failure is a DataError naming
+    the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist or is not a file")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
+            return RestrictedUnpickler(f, NUMPY_ARRAY_GLOBALS).load()
+    except RefusedGlobal as e:
+        raise DataError(f"{path} holds a pickled {e.qualname}, which a data file of arrays never holds; "
+                        "refused without loading it (unpickling it could run code)") from None
     except Exception as e:  # UnpicklingError, EOFError, ValueError, AttributeError, ...
         raise _unreadable(path, e) from None
 

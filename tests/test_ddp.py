@@ -74,7 +74,7 @@ def _worker(rank: int, world: int, memory_grad: str, tmp: str) -> None:
 def test_two_processes_match_one_process_on_the_combined_batch(tmp_path, memory_grad):
     mp.spawn(_worker, args=(2, memory_grad, str(tmp_path)), nprocs=2, join=True)
     single = _train(memory_grad, tmp_path / "single")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for step, ref in enumerate(single):
         for r, got in enumerate(ranks):
             assert got[step].keys() == ref.keys(), (step, r, set(got[step]) ^ set(ref))
@@ -98,6 +98,6 @@ def test_torchrun_runs_the_train_script_with_two_cpu_processes(tmp_path):
     result = json.loads((run / "results.json").read_text())
     assert set(result["metrics"]) == {"10", "20"} and result["optimizer_steps"] > 0
     assert res.stdout.count("[tmaze] ddp seed 1:") == 1  # only rank 0 reports
-    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["complete"] and len(ckpt["rng_per_rank"]) == 2
     assert not list(run.glob("checkpoints/.*tmp*"))

@@ -377,7 +377,7 @@ def test_model_normalises_states_with_the_stats_it_carries(tmp_path):
     # the statistics are buffers: a saved state_dict carries them into a model built without them
     torch.save(normed.state_dict(), tmp_path / "model.pt")
     loaded = RATE(mujoco_config().validate()).eval()
-    loaded.load_state_dict(torch.load(tmp_path / "model.pt"))
+    loaded.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     np.testing.assert_allclose(loaded.state_dict()["enc.obs.0.mean"].numpy(), mean, rtol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(torch.cat(run_segments(loaded, raw), 1), a, rtol=0, atol=0)
@@ -865,7 +865,7 @@ def test_smoke_run_in_process_carries_the_state_statistics(generated, tmp_path):
     assert len(kwargs["state_mean"]) == len(kwargs["state_std"]) == 11
     np.testing.assert_allclose(kwargs["state_mean"], mean, rtol=1e-6)
     np.testing.assert_allclose(kwargs["state_std"], std, rtol=1e-6)
-    ckpt = torch.load(runs / "mujoco" / "RATE" / "seed_5" / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(runs / "mujoco" / "RATE" / "seed_5" / "checkpoints" / "last.pt", weights_only=True)
     np.testing.assert_allclose(ckpt["model"]["enc.obs.0.mean"].numpy(), mean, rtol=1e-6)
     np.testing.assert_allclose(ckpt["model"]["enc.obs.0.std"].numpy(), std, rtol=1e-6)
     assert ckpt["model_config"]["env_kwargs"] == kwargs

@@ -35,7 +35,7 @@ def tiny_tmaze(tmp: Path, folder: str, *extra: str) -> list[str]:
 
 
 def params(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def test_kill_9_then_resume_latest_ends_bit_exact(tmp_path):
@@ -56,9 +56,9 @@ def test_kill_9_then_resume_latest_ends_bit_exact(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert full.wait(timeout=180) == 0
-    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     final = params(tmp_path / "runs" / "tmaze" / "full" / "seed_4" / "checkpoints" / "last.pt")
-    total = torch.load(tmp_path / "runs/tmaze/full/seed_4/checkpoints/last.pt", weights_only=False)["step"]
+    total = torch.load(tmp_path / "runs/tmaze/full/seed_4/checkpoints/last.pt", weights_only=True)["step"]
     assert 3 <= killed_at["step"] < total and not killed_at["complete"], "kill must land mid-training"
     res = subprocess.run(tiny_tmaze(tmp_path, "killed", *flags, "--resume", "latest"), cwd=ROOT, env=ENV,
                          capture_output=True, text=True)
@@ -128,7 +128,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     data.tensors["rtg"][third[0]] = float("nan")  # one window of the third batch
     with pytest.raises(NonFiniteLossError, match="optimizer step 3;"):
         trainer.fit(progress=False)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
 

@@ -43,7 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from Atari.Atari_src.atari_env import N_ACTIONS
-from RATE_model.data import DataError, WindowDataset, dt_style, returns_to_go, uint8_to_float
+from RATE_model.data import DataError, RestrictedUnpickler, WindowDataset, dt_style, returns_to_go, uint8_to_float
 from RATE_model.store import EpisodeStore, fingerprint, open_or_write
 
 ELEMENTS = {"observation": np.uint8, "action": np.int32, "reward": np.float32, "terminal": np.uint8}
@@ -124,19 +124,14 @@ def _corrupt(path: Path, e: BaseException | str) -> DataError:
     return DataError(f"{path} is truncated or corrupt ({why}); copy or generate this checkpoint again")
 
 
-class _NoGlobals(pickle.Unpickler):
-    """add_count is a pickled int: refuse anything that would import code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def read_add_count(path: Path) -> int:
-    """The ``add_count`` file: a pickled int (dopamine), or an ``np.save``d scalar."""
+    """The ``add_count`` file: a pickled int (dopamine), or an ``np.save``d scalar. The pickle may name no
+    class or function at all (an int needs none): anything that would import code is refused."""
     try:
         with gzip.open(path) as f:
             raw = f.read()
-        value = np.load(io.BytesIO(raw)) if raw.startswith(b"\x93NUMPY") else _NoGlobals(io.BytesIO(raw)).load()
+        stream = io.BytesIO(raw)
+        value = np.load(stream) if raw.startswith(b"\x93NUMPY") else RestrictedUnpickler(stream).load()  # no globals
         return int(value)
     except _READ_ERRORS as e:
         raise _corrupt(path, e) from None
