@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         p.error(f"unknown datasets {unknown}; known: {', '.join(DATASETS)}")
+    if args.source is not None and not args.source.is_dir():
+        p.error(f"--source {args.source} is not a folder")
     source = args.source or default_source()
     try:
         out = data_folder(args.out_dir)

@@ -21,7 +21,7 @@ from typing import Any
 
 from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
 from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS
-from Atari.Atari_src.atari_eval import evaluate
+from Atari.Atari_src.atari_eval import VALIDATION_EPISODES, evaluate, selection_score
 from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
 from RATE_model.config import (
     ConfigError,
@@ -29,6 +29,7 @@ from RATE_model.config import (
     build_parser,
     check_eval_flags,
     check_positive,
+    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -88,6 +89,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Atari flag values that cannot work."""
     check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
     check_eval_flags(args, MAX_STEPS, "108 000 frames")
+    check_seeds(args, ("seed", "start_seed", "end_seed", "data_seed"))
 
 
 def data_root(args: argparse.Namespace) -> Path:
@@ -127,11 +129,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = atari_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)
         return [data]
 
-    def evaluate_model(model):
-        return evaluate(model, args.game, args.eval_episodes, args.eval_max_steps, args.target_return,
-                        args.eval_batch_size)
+    def evaluate_model(model, split):
+        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, args.game, n, args.eval_max_steps, args.target_return, args.eval_batch_size,
+                        split=split)
 
-    return run_experiment(args, "atari", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, "atari", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"),
+                          selection_score)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,13 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
     state_stats,
 )
 from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
-from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, evaluate
+from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, VALIDATION_EPISODES, evaluate, selection_score
 from RATE_model.config import (
     add_eval_flags,
     build_parser,
     check_eval_flags,
     check_positive,
+    check_seeds,
     float_list,
     parse_with_smoke,
     split_args,
@@ -78,6 +79,7 @@ def check_args(args: argparse.Namespace) -> None:
     """MuJoCo flag values that cannot work."""
     check_positive(args, ("windows_per_epoch",))
     check_eval_flags(args, MAX_STEPS, "the envs' time limit")
+    check_seeds(args)
 
 
 def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
@@ -124,11 +126,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)]
 
-    def evaluate_model(model):
-        return evaluate(model, env, args.eval_episodes, args.eval_max_steps, args.target_return, modes,
-                        args.eval_batch_size)
+    def evaluate_model(model, split):
+        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, env, n, args.eval_max_steps, args.target_return, modes, args.eval_batch_size,
+                        split=split)
 
-    return run_experiment(args, "mujoco", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, "mujoco", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"),
+                          selection_score)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ ARCH_MODES = ("TrXL", "TrXL-I", "GTrXL")
 MRV_ACTS = ("no_act", "relu", "leaky_relu", "elu", "tanh")
 MEMORY_GRADS = ("bptt", "detach")
 PRECISIONS = ("auto", "fp32", "bf16")  # RATE_model.precision resolves auto
+MEMORY_NOISE = ("none", "tokens", "cache", "both")  # --eval_memory_noise (RATE_model.rollout.memory_noise)
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 autocast of forward passes (RATE_model.precision)
     grad_checkpoint: bool = False  # recompute each layer in backward, keep only layer inputs (less memory)
     num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
+    eval_every: int = 0  # optimizer steps between validation evaluations (best.pt); 0 = none
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag for a value that cannot work; return self."""
@@ -121,7 +123,7 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < -1:
             raise ConfigError(f"--num_workers must be >= 0 (or -1 for auto), got {self.num_workers}")
-        for name in ("warmup_steps", "ckpt_every"):
+        for name in ("warmup_steps", "ckpt_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -152,10 +154,26 @@ def str2bool(value: str | bool) -> bool:
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag on one line (no usage dump)."""
+    """argparse that reports a bad flag on one line (no usage dump) and refuses NaN and infinity for every
+    number-valued flag (``float``, :func:`float_list`, :func:`unit_floats`, ...): no range check would
+    catch ``nan`` (every comparison with it is false), so it would reach training or sampling."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(ns, action.dest, None)
+            if value is action.default:  # defaults are the script's own choice, not user input
+                continue
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            bad = next((v for v in items if isinstance(v, float) and not math.isfinite(v)), None)
+            if bad is not None:
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                self.error(f"argument {name}: expected a finite number, got {bad}")
+        return ns, extras
 
 
 def build_parser(description: str, defaults: dict[str, Any]) -> argparse.ArgumentParser:
@@ -216,6 +234,15 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     r.add_argument("--resume", help="checkpoint path, or 'latest' for this run's newest checkpoint")
     r.add_argument("--no_wandb", action="store_true", help="do not log to Weights & Biases")
     r.add_argument("--smoke", action="store_true", help="tiny data, model and evaluation: whole pipeline in < 1 min")
+    v = p.add_argument_group("inspection")
+    v.add_argument("--eval_every", type=int,
+                   help="evaluate on the validation seeds every N optimizer steps and after the last, keep the best "
+                        "as checkpoints/best.pt, and report last and best_on_validation on the test seeds (0: off)")
+    v.add_argument("--val_episodes", type=int, help="validation episodes per evaluation (default: the env's)")
+    v.add_argument("--eval_memory_noise", choices=MEMORY_NOISE, default="none",
+                   help="memory ablation at evaluation: replace the memory tokens each segment reads, the "
+                        "hidden-state cache, or both by Gaussian noise of their own mean and std (any checkpoint: "
+                        "--resume PATH --ckpt_folder NEW)")
     p.set_defaults(**defaults)
     return p
 
@@ -269,6 +296,18 @@ def check_positive(args: argparse.Namespace, names: Sequence[str]) -> None:
             raise ConfigError(f"--{name} must be >= 1, got {v}")
 
 
+SEED_MAX = 2**32 - 1  # NumPy's seed range; training seeds also feed torch generators as seed * 100 003 + epoch
+
+
+def check_seeds(args: argparse.Namespace, names: Sequence[str] = ("seed", "start_seed", "end_seed")) -> None:
+    """ConfigError naming the flag for any of ``names`` that the script has, is set, and lies outside
+    0..SEED_MAX (NumPy refuses negative seeds, which would stop a run only once it draws its first batch)."""
+    for name in names:
+        v = getattr(args, name, None)
+        if v is not None and not 0 <= v <= SEED_MAX:
+            raise ConfigError(f"--{name} must be in 0..{SEED_MAX}, got {v}")
+
+
 def explicit_dests(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
     """The ``dest`` of every flag given explicitly in ``argv`` (default: sys.argv)."""
     import sys
@@ -297,7 +336,7 @@ def parse_with_smoke(parser: argparse.ArgumentParser, argv: list[str] | None,
 
 def split_args(args: argparse.Namespace, env: str | None = None) -> tuple[ModelConfig, TrainConfig]:
     """Model and train configs from parsed flags (unknown keys are left to the caller); with ``env``,
-    the model config is set to that environment and validated."""
+    the model config is set to that environment and both are validated."""
     ns = vars(args)
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -305,7 +344,9 @@ def split_args(args: argparse.Namespace, env: str | None = None) -> tuple[ModelC
     tc = TrainConfig(**{k: v for k, v in ns.items() if k in train_fields and v is not None})
     if isinstance(tc.betas, list):
         tc.betas = tuple(tc.betas)
-    if env is not None:
+    if env is not None:  # both checked here, before the script builds or reads any data
         mc.env = env
         mc.validate()
+        tc.validate()
+        check_positive(args, [n for n in ("val_episodes",) if hasattr(args, n)])
     return mc, tc

@@ -1,9 +1,14 @@
 """What every ``train_*.py`` does after parsing its flags: per seed, build data, model and trainer,
-train (resumable), evaluate, and write ``results.json``; plus clean one-line errors for bad input."""
+train (resumable, validating every ``--eval_every`` steps), evaluate the last and the best-on-validation
+model on the test seeds, and write ``results.json`` and ``curves.png``; plus clean one-line errors for bad input."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
+import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,9 +27,13 @@ from RATE_model.data import DataError, Windows
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
+from RATE_model.rollout import memory_noise
 from RATE_model.trainer import NonFiniteLossError, Trainer, resolve_device
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+Evaluate = Callable[[RATE, str], dict[str, Any]]  # (model, split "test" | "validation") -> metrics
+ENV_PACKAGES = {"vizdoom": "vizdoom", "minigrid": "minigrid", "memory_maze": "memory-maze", "atari": "ale-py",
+                "mujoco": "mujoco"}  # the package each env's simulator comes from (T-Maze: none)
 
 
 def load_defaults(path: Path) -> dict[str, Any]:
@@ -86,17 +95,72 @@ def _plain(args: Any) -> dict[str, Any]:
             for k, v in sorted(vars(args).items())}
 
 
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics (per-episode lists and dicts stay in results.json)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _git() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+    if commit.returncode:
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def device_name(device: Any) -> str:
+    """The accelerator or CPU model the run used, in words."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def run_record(env: str, device: Any) -> dict[str, Any]:
+    """What reproduces a run besides its flags: the command line, the code (git commit, uncommitted
+    changes), the versions of the packages that matter and the device."""
+    packages = ["torch", "numpy", "gymnasium", *([ENV_PACKAGES[env]] if env in ENV_PACKAGES else [])]
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git": _git(),
+            "versions": {"python": platform.python_version(), **{p: _version(p) for p in packages}},
+            "device": device_name(device)}
+
+
 def run_experiment(
     args: Any,
     env: str,
     model_config: ModelConfig,
     train_config: TrainConfig,
     build_stages: Callable[[], list[Windows]],
-    evaluate: Callable[[RATE], dict[str, Any]],
+    evaluate: Evaluate,
     seeds: list[int],
     runs_dir: Path,
+    score: Callable[[dict[str, Any]], float] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one model per seed; returns and writes {"runs": {seed: metrics}, ...}.
+
+    ``evaluate(model, split)`` runs the env's protocol on its test or validation seeds; ``score`` turns
+    validation metrics into the number the best checkpoint maximises (needed by ``--eval_every``).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 alone writes files and logs.
     Nothing in the run directory is written before the flags, the data and any checkpoint to resume
@@ -105,13 +169,15 @@ def run_experiment(
     model_config.validate()
     train_config.validate()
     device = resolve_device(train_config.device)
+    if train_config.eval_every and score is None:
+        raise ConfigError(f"--eval_every: the {env} protocol has no validation score")
     root = Path(runs_dir) / env / (args.ckpt_folder or model_config.model_mode)
     if args.resume not in (None, "latest") and len(seeds) > 1:
         raise ConfigError("--resume PATH needs a single seed (--seed S, or --start_seed = --end_seed); "
                           "use --resume latest")
     device = distributed.setup(device)
     try:
-        result = _run_seeds(args, env, model_config, train_config, build_stages, evaluate, seeds, root, device)
+        result = _run_seeds(args, env, model_config, train_config, build_stages, evaluate, score, seeds, root, device)
     except BaseException:
         distributed.teardown(wait=False)
         raise
@@ -120,13 +186,26 @@ def run_experiment(
 
 
 def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: TrainConfig,
-               build_stages: Callable[[], list[Windows]], evaluate: Callable[[RATE], dict[str, Any]],
-               seeds: list[int], root: Path, device: Any) -> dict[str, Any]:
+               build_stages: Callable[[], list[Windows]], evaluate: Evaluate,
+               score: Callable[[dict[str, Any]], float] | None, seeds: list[int], root: Path,
+               device: Any) -> dict[str, Any]:
     main = distributed.is_main()
     precision = resolve_precision(train_config.precision, device)
+    noise = getattr(args, "eval_memory_noise", "none")
     if main:
         print(describe_precision(train_config.precision, device), flush=True)
     stages = build_stages()
+    record = run_record(env, device)
+
+    def test(model: RATE) -> dict[str, Any]:
+        with autocast(device, precision), memory_noise(noise):  # rollouts in the training precision
+            return evaluate(model, "test")  # each rank runs its share of the episodes; results are gathered
+
+    def validate(model: RATE) -> tuple[dict[str, float], float]:
+        with autocast(device, precision):
+            metrics = evaluate(model, "validation")
+        return scalars(metrics), score(metrics)
+
     results: dict[str, Any] = {"env": env, "text": args.text, "model_config": asdict(model_config),
                                "train_config": asdict(train_config), "runs": {}}
     for seed in seeds:
@@ -137,14 +216,17 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
             ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
         run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
-                      "text": args.text, "precision": precision}
+                      "text": args.text, "precision": precision, **record}
         trainer = Trainer(model, tc, run_dir, None, run_config, stages)
+        trainer.validate = validate if score is not None else None
         last = run_dir / "checkpoints" / "last.pt"
         resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
         if resume is not None:
             trainer.load(resume)  # checked before anything in run_dir is touched
-        elif main and last.exists():  # a fresh run never overwrites an older run's checkpoint
-            last.replace(last.with_name(f"last.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+        elif main:  # a fresh run never overwrites an older run's checkpoints
+            for old in (last, last.with_name("best.pt")):
+                if old.exists():
+                    old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
         logger = None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,27 +239,65 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
             trainer.fit(progress=main)
             train_s = time.time() - t0
             t0 = time.time()
-            with autocast(device, precision):  # evaluation rollouts in the training precision
-                metrics = evaluate(model)  # each rank runs its share of the episodes; results are gathered
+            metrics = test(model)
+            best = _best_on_validation(trainer, model_config, device, resume, metrics, test)
             eval_s = time.time() - t0
             if logger is not None:
-                logger.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, trainer.step)
+                logger.log({f"eval/{k}": v for k, v in scalars(metrics).items()}, trainer.step)
+                if best is not None:
+                    logger.log({f"eval_best/{k}": v for k, v in scalars(best["metrics"]).items()}, trainer.step)
         finally:
             if logger is not None:
                 logger.close()
-        run_result = {"metrics": metrics, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        run_result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": noise,
+                      "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
                       "optimizer_steps": trainer.step}
         results["runs"][str(seed)] = run_result
         if main:
             (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))
-            scalars = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
-            print(f"[{env}] {root.name} seed {seed}: {json.dumps(scalars)}  "
-                  f"(train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
+            _write_curves(run_dir)
+            shown = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
+            print(f"[{env}] {root.name} seed {seed}{'' if noise == 'none' else f' (memory noise: {noise})'}: "
+                  f"{json.dumps(shown)}  (train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
+            if best is not None:
+                print(f"[{env}] {root.name} seed {seed} best on validation (step {best['step']}, score "
+                      f"{best['score']:.4g}): {json.dumps(scalars(best['metrics']))}", flush=True)
     results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
     if main:
         root.mkdir(parents=True, exist_ok=True)
         (root / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _best_on_validation(trainer: Trainer, model_config: ModelConfig, device: Any, resume: Path | None,
+                        last_metrics: dict[str, Any], test: Callable[[RATE], dict[str, Any]]) -> dict[str, Any] | None:
+    """{"step", "score", "metrics"} of the checkpoint best on validation, evaluated on the test seeds
+    (None when the run never validated). It is the last model when the last validation was the best."""
+    if trainer.best is None:
+        return None
+    step, best_score = int(trainer.best["step"]), float(trainer.best["score"])
+    if step == trainer.step:
+        return {"step": step, "score": best_score, "metrics": last_metrics}
+    places = [trainer.run_dir / "checkpoints" / "best.pt", *([Path(resume).with_name("best.pt")] if resume else [])]
+    for path in places:
+        if path.is_file():
+            ckpt = ckpt_io.load(path)
+            if ckpt["step"] == step:
+                model = RATE(model_config).to(device)
+                model.load_state_dict(ckpt["model"])
+                return {"step": step, "score": best_score, "metrics": test(model)}
+    raise CheckpointError(f"the best-on-validation checkpoint of step {step} is missing (looked for "
+                          f"{', '.join(map(str, places))})")
+
+
+def _write_curves(run_dir: Path) -> None:
+    """``curves.png`` (training loss and validation metrics) in the run folder; a plotting failure only warns."""
+    try:
+        from RATE_model.plots import write_curves
+
+        write_curves(run_dir)
+    except Exception as e:  # noqa: BLE001 (the run's results are written; a figure is not worth a traceback)
+        print(f"warning: no curves.png ({type(e).__name__}: {' '.join(str(e).split())})", file=sys.stderr)
 
 
 def mean_metrics(runs: list[dict[str, Any]]) -> dict[str, float]:

@@ -94,6 +94,7 @@ class RelMultiHeadAttention(nn.Module):
         self.r_net = nn.Linear(d_model, n_head * d_head, bias=False)
         self.out = nn.Linear(n_head * d_head, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
+        self.record: list[Tensor] | None = None  # when a list, every forward appends its probabilities [B, H, q, k]
 
     def weights(self, u: Tensor, v: Tensor) -> Weights:
         """w_in [d, H·(e+d)], b_in: x -> per head [c, a, b], scaled by d_head^-½; w_kv [d, H·2·d_head]:
@@ -159,7 +160,7 @@ class RelMultiHeadAttention(nn.Module):
         s_, c_ = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
         q_pos = torch.cat([a * s_ + b * c_, b * s_ - a * c_], -1)  # Q' [B, q, H, d]
         dropatt = self.dropatt if self.training else 0.0
-        if x.is_cuda:  # fused kernel over [B, H, q, e + d] queries
+        if x.is_cuda and self.record is None:  # fused kernel over [B, H, q, e + d] queries
             if self.absorbed:
                 keys, values = keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1)
             else:
@@ -168,13 +169,17 @@ class RelMultiHeadAttention(nn.Module):
                                                     attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
         elif self.absorbed:  # rows (query, head) against the shared [y, K']: one GEMM per batch row
             query = torch.cat([c, q_pos], -1).view(B, Q * H, e + d)
-            scores = torch.baddbmm(mask, query, keys.transpose(1, 2))
-            pooled = torch.bmm(F.dropout(scores.softmax(-1), dropatt, self.training), values)
+            probs = torch.baddbmm(mask, query, keys.transpose(1, 2)).softmax(-1)
+            if self.record is not None:
+                self.record.append(probs.detach().view(B, Q, H, -1).transpose(1, 2).float().cpu())
+            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values)
         else:  # per head; the position scores of all heads and rows are one GEMM against the shared K'
             pos = (q_pos.transpose(1, 2).reshape(-1, d) @ key_feat.to(x.dtype).T).view(B * H, Q, -1)
-            scores = torch.baddbmm(pos.add_(mask), c.transpose(1, 2).reshape(B * H, Q, e),
-                                   keys.flatten(0, 1).transpose(1, 2))
-            pooled = torch.bmm(F.dropout(scores.softmax(-1), dropatt, self.training), values.flatten(0, 1))
+            probs = torch.baddbmm(pos.add_(mask), c.transpose(1, 2).reshape(B * H, Q, e),
+                                  keys.flatten(0, 1).transpose(1, 2)).softmax(-1)
+            if self.record is not None:
+                self.record.append(probs.detach().view(B, H, Q, -1).float().cpu())
+            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values.flatten(0, 1))
             pooled = pooled.view(B, H, Q, e).transpose(1, 2)
         return self.drop((pooled.reshape(B * Q, H * e) @ w_out).view(B, Q, d))
 

@@ -35,8 +35,9 @@ class RunLogger:
     def __init__(self, run_dir: Path, config: dict[str, Any], project: str, name: str, use_wandb: bool = True,
                  resume_step: int | None = None):
         """``resume_step``: the run continues from a checkpoint at this optimizer step, so rows logged
-        after it (by the interrupted process, and its evaluation rows) are dropped: the resumed run
-        writes them again and ``metrics.jsonl`` reads as one uninterrupted run."""
+        after it (by the interrupted process, and its final evaluation rows) are dropped: the resumed run
+        writes them again and ``metrics.jsonl`` reads as one uninterrupted run. Validation rows of that
+        step stay: validation runs before the checkpoint of its step, which records it."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.is_file():
@@ -53,7 +54,8 @@ class RunLogger:
                 row = json.loads(line)
             except ValueError:  # a line cut short by a hard kill
                 continue
-            if row.get("step", 0) < step or (row.get("step") == step and not any(k.startswith("eval/") for k in row)):
+            final_eval = any(k.startswith(("eval/", "eval_best/")) for k in row)
+            if row.get("step", 0) < step or (row.get("step") == step and not final_eval):
                 keep.append(line)
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         tmp.write_text("".join(f"{line}\n" for line in keep))

@@ -6,11 +6,19 @@ observation is encoded exactly once. When a segment's K steps are done, its last
 the write slots run over the complete segment and the next segment starts from the new memory and
 hidden-state cache — exactly what training sees. Actions fed back are the executed ones, aligned with
 their observations.
+
+Evaluation seeds come in two disjoint splits (:func:`split_seeds`): ``test`` (the protocol's reported
+episodes) and ``validation`` (what evaluation during training and best-checkpoint selection see).
+:func:`memory_noise` scopes the memory ablation: every segment then reads Gaussian noise in place of
+its memory tokens and/or hidden-state cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +26,55 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from RATE_model.model import RATE, REGULAR, Decoding
+from RATE_model.config import MEMORY_NOISE
+from RATE_model.model import RATE, REGULAR, Decoding, State
+
+SPLITS = ("test", "validation")
+_NOISE: contextvars.ContextVar[str] = contextvars.ContextVar("memory_noise", default="none")
+
+
+def split_seeds(n: int, split: str, test_offset: int, validation_offset: int) -> list[int]:
+    """The ``n`` fixed env seeds of an evaluation split: ``test_offset + i`` or ``validation_offset + i``.
+    The two ranges never overlap (checked), so validation never sees a test episode."""
+    if split not in SPLITS:
+        raise ValueError(f"evaluation split {split!r} is not one of {', '.join(SPLITS)}")
+    lo, hi = sorted((test_offset, validation_offset))
+    if n > hi - lo:
+        raise ValueError(f"{n} evaluation episodes would make the test and validation seeds overlap "
+                         f"(at most {hi - lo})")
+    start = test_offset if split == "test" else validation_offset
+    return list(range(start, start + n))
+
+
+@contextlib.contextmanager
+def memory_noise(which: str) -> Iterator[None]:
+    """Inside this scope every rollout replaces what each segment reads from the past by Gaussian noise
+    with the mean and standard deviation of the real tensor it replaces: ``tokens`` the memory tokens,
+    ``cache`` the hidden-state cache, ``both``, or ``none``."""
+    if which not in MEMORY_NOISE:
+        raise ValueError(f"memory noise {which!r} is not one of {', '.join(MEMORY_NOISE)}")
+    token = _NOISE.set(which)
+    try:
+        yield
+    finally:
+        _NOISE.reset(token)
+
+
+def _like(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Gaussian noise of the shape, mean and standard deviation (over all elements) of ``x``."""
+    x = x.float()
+    noise = torch.randn(x.shape, generator=gen, device=x.device)
+    return (noise * x.std() + x.mean()).to(x.dtype)
+
+
+def noised(state: State, which: str, gen: torch.Generator) -> State:
+    """``state`` with its memory tokens (``tokens``), cache (``cache``) or both replaced by noise."""
+    memory, cache = state.memory, state.cache
+    if which in ("tokens", "both") and memory is not None:
+        memory = _like(memory, gen)
+    if which in ("cache", "both") and cache is not None:
+        cache = [_like(c, gen) for c in cache]
+    return replace(state, memory=memory, cache=cache)
 
 
 class VectorEnv(Protocol):
@@ -46,16 +102,42 @@ class RolloutResult:
     returns: np.ndarray  # [E] float, sum of rewards until done
     lengths: np.ndarray  # [E] int, steps taken
     infos: dict[str, np.ndarray]  # last info value of each episode (e.g. "success")
+    trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # keep_trajectory: rtg, obs, action [T, E, ...]
+
+
+@dataclass
+class Episode:
+    """One evaluation episode of an env's protocol, to play with :func:`rollout` (attention maps)."""
+
+    env: VectorEnv  # a single env (num_envs 1)
+    target_return: float
+    max_steps: int
+    sample: bool = False
+    reward_scale: float = 1.0
+    reset_rtg_each_segment: bool = False
+    cue_steps: tuple[int, ...] = ()  # steps whose observation holds what later decisions depend on
+    close: Callable[[], None] | None = None  # releases worker processes
 
 
 class Decoder:
-    """Incremental policy over a batch of episodes: feed (R_t, o_t), get logits for a_t."""
+    """Incremental policy over a batch of episodes: feed (R_t, o_t), get logits for a_t.
+
+    Inside a :func:`memory_noise` scope each segment starts from a noised state (seeded: the ablation
+    is reproducible)."""
 
     def __init__(self, model: RATE, batch_size: int):
         self.model, self.K, self.batch_size = model, model.cfg.context_length, batch_size
         self.t = 0  # steps consumed in this episode
-        self.dec: Decoding = model.start(batch_size)
+        self.noise = _NOISE.get()
+        self.gen = torch.Generator(device=model.u.device).manual_seed(0) if self.noise != "none" else None
+        self.dec: Decoding = self._start(None)
         self.prev_action: Tensor | None = None
+
+    def _start(self, state: State | None) -> Decoding:
+        state = state if state is not None else self.model.initial_state(self.batch_size)
+        if self.noise != "none":
+            state = noised(state, self.noise, self.gen)
+        return self.model.start(self.batch_size, state)
 
     def act_logits(self, rtg: Tensor, obs: Tensor) -> Tensor:
         """rtg [B], obs [B, *obs_shape] -> logits (or continuous action) for the current step [B, A]."""
@@ -63,8 +145,7 @@ class Decoder:
         r = enc.rtg(rtg.view(-1, 1, 1).float())
         o = enc.embed_obs(obs.unsqueeze(1))
         if self.t > 0 and self.t % self.K == 0:  # segment complete: its last action, then write slots
-            state = model.finish_segment(self._extend(self._embed_prev()))
-            self.dec = model.start(self.batch_size, state)
+            self.dec = self._start(model.finish_segment(self._extend(self._embed_prev())))
             x = torch.cat([r, o], 1)
         elif self.t > 0:
             x = torch.cat([self._embed_prev(), r, o], 1)
@@ -94,12 +175,14 @@ class Decoder:
 @torch.no_grad()
 def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_steps: int,
             sample: bool = False, reward_scale: float = 1.0, reset_rtg_each_segment: bool = False,
-            generator: torch.Generator | None = None, progress: bool | str = False) -> RolloutResult:
+            generator: torch.Generator | None = None, progress: bool | str = False,
+            keep_trajectory: bool = False) -> RolloutResult:
     """Run ``env.num_envs`` episodes to the end (or ``max_steps``) with the model as policy.
 
     The return-to-go starts at ``target_return`` and falls by ``reward * reward_scale`` each step;
     ``reset_rtg_each_segment`` restores it at every segment start (the paper's MuJoCo evaluation).
     Discrete actions are the argmax, or sampled when ``sample``; continuous actions are the head output.
+    ``keep_trajectory``: the result also holds every step's return-to-go, observation and action.
     """
     was_training = model.training
     model.eval()
@@ -113,6 +196,7 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     returns, lengths = np.zeros(E), np.zeros(E, dtype=np.int64)
     done = np.zeros(E, dtype=bool)
     infos: dict[str, np.ndarray] = {}
+    kept: dict[str, list[np.ndarray]] = {"rtg": [], "obs": [], "action": []}
     steps = range(max_steps)
     if progress:
         steps = tqdm(steps, desc=progress if isinstance(progress, str) else "rollout", leave=False)
@@ -127,6 +211,9 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
         else:
             action = out.argmax(-1)
         dec.observe_action(action)
+        if keep_trajectory:
+            for k, v in (("rtg", rtg), ("obs", obs), ("action", action)):
+                kept[k].append(np.array(v.cpu().numpy() if isinstance(v, Tensor) else v))
         obs, reward, step_done, info = env.step(action.cpu().numpy())
         live = ~done
         returns[live] += reward[live]
@@ -138,4 +225,5 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
         if done.all():
             break
     model.train(was_training)
-    return RolloutResult(returns, lengths, infos)
+    trajectory = {k: np.stack(v) for k, v in kept.items()} if keep_trajectory else {}
+    return RolloutResult(returns, lengths, infos, trajectory)

@@ -5,6 +5,10 @@
 ``memory_grad='detach'``: the paper code's procedure — memory detached between segments and one
 optimizer step per segment (no gradient ever reaches the Memory Retention Valve).
 
+With ``eval_every`` N, every N optimizer steps (and after the last) a validation callback scores the
+model; the best-scoring checkpoint is kept as ``best.pt`` beside ``last.pt``. The RNG state is restored
+after each validation, so training computes exactly what it would without it.
+
 Under torchrun each rank trains on its shard of every global batch through DistributedDataParallel.
 Each rank's segment loss is its summed valid-step loss divided by the *global* valid-step count of
 that segment, times the world size, so DDP's gradient average equals the gradient of the loss of
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -155,6 +160,10 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.pos = {"stage": 0, "epoch": 0, "batch": 0}  # next batch to train on
         self._saved_step = 0  # step of the last checkpoint (the --ckpt_every trigger)
+        # validation (--eval_every): model -> (scalar metrics, score); set by the caller
+        self.validate: Callable[[RATE], tuple[dict[str, float], float]] | None = None
+        self.best: dict[str, float] | None = None  # {"step", "score"} of best.pt
+        self._val_step = -1  # step of the last validation
         self._stop_signal: int | None = None
 
     def _batches_per_epoch(self, n: int) -> int:
@@ -224,6 +233,7 @@ class Trainer:
             "pos": dict(self.pos),
             "complete": self.complete,
             "data_sizes": [len(s) for s in self.stages],
+            "validation": {"best": self.best, "last_step": self._val_step},
             "config": self.run_config,
             "model_config": asdict(self.model.config),
         }
@@ -234,8 +244,22 @@ class Trainer:
         payload = self.state_dict()
         if distributed.is_main():
             ckpt_io.save(path, payload)
-        self._saved_step = self.step
+        if name == "last.pt":
+            self._saved_step = self.step
         return path
+
+    def run_validation(self) -> None:
+        """Score the model on the validation episodes, log ``val/*`` rows, keep ``best.pt`` when it is the
+        best so far (ties keep the earlier). Training's RNG streams are left exactly as they were."""
+        rng = ckpt_io.rng_state()
+        metrics, score = self.validate(self.model)
+        ckpt_io.set_rng_state(rng)
+        self._val_step = self.step
+        if self.logger is not None:
+            self.logger.log({"val/score": score, **{f"val/{k}": v for k, v in metrics.items()}}, self.step)
+        if self.best is None or score > self.best["score"]:
+            self.best = {"step": self.step, "score": score}
+            self.save("best.pt")
 
     def load(self, path: Path) -> None:
         """Restore a checkpoint after checking it was made by the same network, data and settings."""
@@ -254,6 +278,8 @@ class Trainer:
         ckpt_io.set_rng_state(own)
         self.step, self.pos = ckpt["step"], dict(ckpt["pos"])
         self._saved_step = self.step
+        validation = ckpt.get("validation") or {}
+        self.best, self._val_step = validation.get("best"), validation.get("last_step", -1)
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self, resume: Path | None = None, progress: bool = True) -> None:
@@ -269,7 +295,13 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+        if self._validating and self._val_step != self.step:  # the final model is a candidate too
+            self.run_validation()
         self.save()
+
+    @property
+    def _validating(self) -> bool:
+        return self.validate is not None and self.cfg.eval_every > 0
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum
@@ -300,7 +332,9 @@ class Trainer:
                         self.logger.log({"losses/train_loss": loss, "charts/lr": self.sched.get_last_lr()[0],
                                          "charts/stage": self.pos["stage"], "charts/epoch": self.pos["epoch"]},
                                         self.step)
-                    # in detach mode several steps happen per batch: save when a multiple was crossed
+                    # in detach mode several steps happen per batch: act when a multiple was crossed
+                    if self._validating and self.step // cfg.eval_every > max(self._val_step, 0) // cfg.eval_every:
+                        self.run_validation()  # before any checkpoint of this step, which then records it
                     if cfg.ckpt_every and self.step // cfg.ckpt_every > self._saved_step // cfg.ckpt_every:
                         self.save()
                     if distributed.any_rank(self._stop_signal is not None):

@@ -4,6 +4,8 @@ or file, exit status != 0, and leaves every pre-existing file in the run and dat
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from MinigridMemory.get_data.collect_traj import collect
 from MinigridMemory.MinigridMemory_src import train_minigridmemory
@@ -87,6 +90,18 @@ def _damaged_store(d: Path) -> None:
     obs.write_bytes(obs.read_bytes()[:4096])
 
 
+class _RunsShell:
+    def __reduce__(self):
+        return (os.system, ("touch ran_code_marker",))  # would appear in the snapshot of the work folder
+
+
+def _crafted_ckpt() -> bytes:
+    """A checkpoint whose unpickling would run a shell command (refused unrun by weights_only)."""
+    buf = io.BytesIO()
+    torch.save({"format": 1, "model": _RunsShell()}, buf)
+    return buf.getvalue()
+
+
 def _other_ckpt(d: Path) -> None:
     """A real checkpoint of a different network, for --resume PATH."""
     train_tmaze.main(TINY + ["--runs_dir", str(d / "other"), "--data_dir", str(d / "data"), "--n_layer", "1"])
@@ -141,6 +156,9 @@ CASES = [
     ("tmaze_reward_nan", T, [], _tm_arr("reward", _nan_at), "reward holds NaN"),
     ("tmaze_action_dtype", T, [], _tm_arr("action", lambda a: a.astype(np.float32)), "action has dtype"),
     ("tmaze_action_range", T, [], _tm_arr("action", lambda a: a + 7), "action holds values"),
+    ("eval_every_negative", T, ["--eval_every", "-1"], None, "--eval_every"),
+    ("val_episodes_zero", T, ["--val_episodes", "0"], None, "--val_episodes"),
+    ("memory_noise_unknown", T, ["--eval_memory_noise", "all"], None, "--eval_memory_noise"),
     ("mg_missing_dir", M, ["--data_dir", "{d}/nothing_here"], None, "nothing_here"),
     ("mg_empty_dir", M, ["--data_dir", "{d}/empty"], lambda d: (d / "empty").mkdir(), "empty"),
     ("mg_truncated", M, ["--data_dir", "{d}/mg"], _truncate("mg/episode_000001.npz", 300), "episode_000001.npz"),
@@ -154,6 +172,18 @@ CASES = [
     ("mg_store_truncated", M, ["--data_dir", "{d}/mg"], _damaged_store, "store/obs.npy has 4096 bytes"),
     ("mg_eval_size", M, ["--data_dir", "{d}/mg", "--eval_sizes", "8"], None, "--eval_sizes"),
     ("mg_eval_batch", M, ["--data_dir", "{d}/mg", "--eval_batch_size", "0"], None, "--eval_batch_size"),
+    ("resume_runs_code", T, ["--resume", "{d}/crafted.pt"], _write("crafted.pt", _crafted_ckpt()),
+     "a checkpoint never holds (GLOBAL posix.system)"),
+    ("dropout_nan", T, ["--dropout", "nan"], None, "--dropout"),
+    ("dropatt_inf", T, ["--dropatt", "inf"], None, "--dropatt"),
+    ("lr_end_factor_nan", T, ["--lr_end_factor", "nan"], None, "--lr_end_factor"),
+    ("grad_clip_nan", T, ["--grad_clip", "nan"], None, "--grad_clip"),
+    ("seed_negative", T, ["--seed", "-1"], None, "--seed must be in 0.."),
+    ("start_seed_negative", T, ["--start_seed", "-2", "--end_seed", "-1"], None, "--start_seed must be in 0.."),
+    ("mg_dropout_nan", M, ["--data_dir", "{d}/mg", "--dropout", "nan"], None, "--dropout"),
+    ("mg_lr_inf", M, ["--data_dir", "{d}/mg", "--lr", "inf"], None, "--lr"),
+    ("mg_seed_negative", M, ["--data_dir", "{d}/mg", "--seed", "-1"], None, "--seed must be in 0.."),
+    ("mg_warmup_negative", M, ["--data_dir", "{d}/mg", "--warmup_steps", "-1"], None, "--warmup_steps"),
 ]
 MAIN = {T: train_tmaze.main, M: train_minigridmemory.main}
 

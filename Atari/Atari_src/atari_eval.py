@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from Atari.Atari_src.atari_env import MAX_STEPS, make_env
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem
+from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 
 # Decision Transformer's targets; the RATE paper used 180 on Breakout (pass --target_return 180)
@@ -28,6 +28,18 @@ TARGET_RETURNS = {"Breakout": 90.0, "Qbert": 14_000.0, "Seaquest": 1_150.0, "Pon
 RANDOM_HUMAN = {"Breakout": (1.7, 30.5), "Qbert": (163.9, 13_455.0), "Seaquest": (68.4, 42_054.7),
                 "Pong": (-20.7, 14.6)}
 EVAL_SEED_OFFSET = 1_000_000  # evaluation env seeds; the data generator seeds from SeedSequence children
+VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
+VALIDATION_EPISODES = 4
+
+
+def eval_seeds(n: int, split: str = "test") -> list[int]:
+    """The fixed env seeds of the split (``test`` or ``validation``)."""
+    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """What best-on-validation maximises: the mean return."""
+    return float(metrics["return"])
 
 
 def gamer_normalised(game: str, returns: np.ndarray | float) -> np.ndarray | float:
@@ -36,14 +48,25 @@ def gamer_normalised(game: str, returns: np.ndarray | float) -> np.ndarray | flo
     return 100.0 * (np.asarray(returns, np.float64) - low) / (high - low)
 
 
+def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Episode:
+    """One episode of the run's game for the attention tool: at most ``length`` steps (default: the run's
+    evaluation limit), sampled actions, the run's target return."""
+    game = args.get("game") or "Breakout"
+    steps = length or int(args.get("eval_max_steps") or MAX_STEPS)
+    env = GymVectorEnv(partial(make_env, game), [seed])
+    target = args.get("target_return")
+    return Episode(env, float(TARGET_RETURNS[game] if target is None else target), steps, sample=True,
+                   close=env.close)
+
+
 def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
              target_return: float | None = None, batch_size: int | None = None, sample_seed: int = 0,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, split: str = "test") -> dict[str, Any]:
     """{"return", "return_sem", "normalised", "normalised_sem", "episodes_n", "target_return",
-    "episodes": [{"seed", "return", "steps"}, ...]} over ``n_episodes`` fixed env seeds, ``batch_size``
+    "episodes": [{"seed", "return", "steps"}, ...]} over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
     (default: all) stepped together in worker processes."""
     target = TARGET_RETURNS[game] if target_return is None else target_return
-    seeds = distributed.shard(list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n_episodes)))
+    seeds = distributed.shard(eval_seeds(n_episodes, split))
     batch_size = batch_size or max(1, len(seeds))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths = [np.zeros(0)], [np.zeros(0, np.int64)]

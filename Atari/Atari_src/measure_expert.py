@@ -17,7 +17,7 @@ import numpy as np
 
 from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, check_game, make_env
 from Atari.Atari_src.expert import make_policy, play_episode
-from RATE_model.config import OneLineErrorParser, check_positive, unit_floats
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, check_seeds, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
 
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--seed", type=int, default=0, help="env seed of the first episode; also the noise seed")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "max_steps"))
+    if args.max_steps > MAX_STEPS:
+        raise ConfigError(f"--max_steps must be <= {MAX_STEPS} (108 000 frames), got {args.max_steps}")
+    check_seeds(args, ("seed",))
     out = []
     for game in args.games:
         out.append(measure(game, args.episodes, args.epsilon, args.max_steps, args.seed))

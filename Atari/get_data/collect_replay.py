@@ -78,6 +78,8 @@ def collect(game: str, out_dir: Path = DATA_DIR, transitions: int = 500_000, che
         raise ValueError("--checkpoints and --max_episode_steps must be >= 1")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     logs = replay_logs(out_dir, game, RUN)
     size = -(-transitions // checkpoints)
     meta = {"game": game, "transitions": transitions, "checkpoints": checkpoints, "epsilon": epsilon, "seed": seed,

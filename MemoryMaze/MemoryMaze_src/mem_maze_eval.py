@@ -20,11 +20,13 @@ from tqdm.auto import tqdm
 from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, MemoryMazeEnv
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem
+from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 
 TARGET_RETURN = 18.1
 EVAL_SEED_OFFSET = 1_000_000  # below the training data's maze seeds (>= 2**30)
+VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
+VALIDATION_EPISODES = 10
 ENV_BYTES = 1.5 * 2**30  # one simulator process: the package's 88 wall/floor textures (266 MB) compiled and
                          # uploaded to the renderer come to ~1.4 GB (measured), so memory caps the workers
 
@@ -36,17 +38,28 @@ def default_batch_size() -> int:
     return max(1, min(2 * (os.cpu_count() or 1), int(free // ENV_BYTES)))
 
 
-def eval_seeds(n: int) -> list[int]:
-    """The protocol's fixed maze seeds."""
-    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+def eval_seeds(n: int, split: str = "test") -> list[int]:
+    """The protocol's fixed maze seeds of the split (``test`` or ``validation``)."""
+    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+
+
+def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Episode:
+    """One episode for the attention tool: maze ``seed``, ``length`` steps (default: the run's evaluation
+    length), sampled actions; the first target's colour is on the frame's border from the first step."""
+    steps = length or int(args.get("eval_max_steps") or MAX_STEPS)
+    env = GymVectorEnv(partial(MemoryMazeEnv, max_steps=steps), [seed], context=START_METHOD)
+    return Episode(env, float(args.get("target_return") or TARGET_RETURN), steps, sample=True, cue_steps=(0,),
+                   close=env.close)
 
 
 def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int | None = None,
-             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True) -> dict[str, Any]:
+             target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
+             split: str = "test") -> dict[str, Any]:
     """{"return", "return_sem", "episodes_n", "episodes": [{"seed", "return"}, ...]} over ``n_episodes``
-    fixed mazes, at most ``batch_size`` worker processes at a time (default: :func:`default_batch_size`)."""
+    fixed mazes of the ``split``, at most ``batch_size`` worker processes at a time (default:
+    :func:`default_batch_size`)."""
     batch_size = batch_size or default_batch_size()
-    seeds = distributed.shard(eval_seeds(n_episodes))
+    seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns = [np.zeros(0)]
     show = progress and distributed.is_main()
@@ -60,3 +73,8 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
     seed_all, ret = (np.concatenate([p[j] for p in parts]) for j in range(2))
     return {"return": float(ret.mean()), "return_sem": sem(ret), "episodes_n": len(ret),
             "episodes": [{"seed": int(s), "return": float(r)} for s, r in zip(seed_all, ret, strict=True)]}
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """What best-on-validation maximises: the mean return."""
+    return float(metrics["return"])

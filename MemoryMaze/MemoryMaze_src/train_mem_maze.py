@@ -18,7 +18,7 @@ from typing import Any
 
 from MemoryMaze.get_data.collect_data import DATA_DIR, collect
 from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_dataset
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import evaluate
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import VALIDATION_EPISODES, evaluate, selection_score
 from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS
 from RATE_model.config import (
     add_episode_data_flags,
@@ -26,6 +26,7 @@ from RATE_model.config import (
     build_parser,
     check_eval_flags,
     check_positive,
+    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -56,6 +57,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Memory Maze flag values that cannot work."""
     check_positive(args, ("max_episodes",))
     check_eval_flags(args, MAX_STEPS, "the task's episode length")
+    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,11 +72,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [mem_maze_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes,
                                  args.window_min_reward)]
 
-    def evaluate_model(model):
-        return evaluate(model, args.eval_episodes, args.eval_max_steps, args.eval_batch_size, args.target_return)
+    def evaluate_model(model, split):
+        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, n, args.eval_max_steps, args.eval_batch_size, args.target_return, split=split)
 
     return run_experiment(args, "memory_maze", mc, tc, build_stages, evaluate_model, seeds,
-                          Path(args.runs_dir or "runs"))
+                          Path(args.runs_dir or "runs"), selection_score)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, max_steps: int = M
         raise ValueError(f"--max_steps must be in 1..{MAX_STEPS}, got {max_steps}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     meta = {"max_steps": max_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
     job = partial(collect_one, max_steps=max_steps, epsilon=epsilon, seed=seed)
     stats = collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "Memory Maze episodes",

@@ -29,7 +29,8 @@ import numpy as np
 
 from MinigridMemory.MinigridMemory_src import image_cue
 from MinigridMemory.MinigridMemory_src.expert import MemoryExpert
-from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, MinigridMemory
+from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, MinigridMemory, check_size
+from RATE_model.config import SEED_MAX, ConfigError, OneLineErrorParser, check_positive
 from RATE_model.experiment import run_main
 
 
@@ -138,9 +139,30 @@ def inits(text: str) -> list[str]:
     return names
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Values that cannot work, before any episode is played or model trained."""
+    if args.part == "expert":
+        for size in args.sizes:
+            try:
+                check_size(size)
+            except ValueError as e:
+                raise ConfigError(f"--sizes: {e}") from None
+        check_positive(args, ("episodes",))
+        return
+    check_positive(args, ("context_length", "epochs"))
+    if min(args.segments) < 1:
+        raise ConfigError(f"--segments must all be >= 1, got {args.segments}")
+    if args.context_length * min(args.segments) < 2:
+        raise ConfigError(f"--context_length x --segments must be >= 2 (the corridor's length), got "
+                          f"{args.context_length} x {min(args.segments)}")
+    bad = [s for s in args.seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise ConfigError(f"--seeds must lie in 0..{SEED_MAX}, got {bad[0]}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="part", required=True)
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    sub = p.add_subparsers(dest="part", required=True)  # sub-parsers are OneLineErrorParsers too
     e = sub.add_parser("expert", help="is the expert's cue-dependent action learnable from observations?")
     e.add_argument("--sizes", type=int_list, default=[11, 31])
     e.add_argument("--episodes", type=int, default=400)
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     for q in (e, i):
         q.add_argument("--out", type=Path, help="write the record as JSON here")
     args = p.parse_args(argv)
+    check_args(args)
     if args.part == "expert":
         rows = expert_table(args.sizes, args.episodes)
         for r in rows:

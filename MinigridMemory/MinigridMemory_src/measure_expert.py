@@ -16,6 +16,9 @@ import numpy as np
 
 from MinigridMemory.get_data.collect_traj import collect
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
+from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
+from RATE_model.config import OneLineErrorParser, check_positive, unit_floats
+from RATE_model.experiment import run_main
 
 
 def expert_stats(size: int, episodes: int, epsilon: float, seed_offset: int = 0) -> dict[str, float]:
@@ -33,17 +36,35 @@ def expert_stats(size: int, episodes: int, epsilon: float, seed_offset: int = 0)
             "mean_return": float(np.mean(returns)), "episodes_per_s_1core": round(episodes / (time.time() - t0), 1)}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="31,91")
-    p.add_argument("--epsilons", default="0,0.1")
-    p.add_argument("--episodes", type=int, default=500)
+def grid_size(text: str) -> int:
+    """argparse type: a grid size MemoryEnv can build (odd, >= 7)."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        return check_size(size)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def grid_sizes(text: str) -> list[int]:
+    """argparse type: grid sizes separated by commas (e.g. ``31,91``)."""
+    return [grid_size(x) for x in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--sizes", type=grid_sizes, default=[31, 91], help="grid sizes, e.g. 31,91")
+    p.add_argument("--epsilons", type=unit_floats, default=[0.0, 0.1], help="expert noise levels, e.g. 0,0.1")
+    p.add_argument("--episodes", type=int, default=500, help="episodes per grid size and noise level")
     p.add_argument("--collect_episodes", type=int, default=1000, help="episodes for the collection-speed run")
-    p.add_argument("--collect_size", type=int, default=31)
-    p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args()
-    for size in [int(x) for x in args.sizes.split(",")]:
-        for eps in [float(x) for x in args.epsilons.split(",")]:
+    p.add_argument("--collect_size", type=grid_size, default=31, help="grid size of the collection-speed run")
+    p.add_argument("--workers", type=int, default=None, help="processes of the collection-speed run (default: all)")
+    args = p.parse_args(argv)
+    check_positive(args, ("episodes", "collect_episodes", "workers"))
+    for size in args.sizes:
+        for eps in args.epsilons:
             print(json.dumps(expert_stats(size, args.episodes, eps)), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         stats = collect(Path(tmp), args.collect_episodes, args.collect_size, epsilon=0.1, workers=args.workers,
@@ -54,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,22 +14,25 @@ from tqdm.auto import tqdm
 from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, default_timeout
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout
+from RATE_model.rollout import Episode, rollout, split_seeds
 
 PROTOCOL_SIZES = (11, 21, 31, 41, 51, 61, 71, 81, 91)
 TARGET_RETURN = 0.96
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share a seed index with small training runs
+VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
+VALIDATION_EPISODES = 20  # per grid size
 
 
-def eval_seeds(n: int) -> list[int]:
-    """The fixed environment seeds of the protocol (the same list for every grid size)."""
-    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+def eval_seeds(n: int, split: str = "test") -> list[int]:
+    """The fixed environment seeds of the split (``test`` or ``validation``), the same for every grid size."""
+    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
 
 
 def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | None = None,
-                  max_steps: int | None = None, batch_size: int = 100, sample_seed: int = 0) -> dict[str, float]:
+                  max_steps: int | None = None, batch_size: int = 100, sample_seed: int = 0,
+                  split: str = "test") -> dict[str, float]:
     """Mean return, success rate and the fraction of unfinished episodes (no object touched before the
-    timeout or ``max_steps``) over ``n_seeds`` fixed episodes on a size×size grid; the other failures
+    timeout or ``max_steps``) over ``n_seeds`` fixed episodes of the ``split`` on a size×size grid; the other failures
     touched the wrong object.
 
     ``timeout`` is the env's T (default 5·size²); ``max_steps`` optionally stops the rollout earlier
@@ -37,7 +40,7 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
     """
     T = default_timeout(size) if timeout is None else timeout
     steps = T if max_steps is None else min(T, max_steps)
-    seeds = distributed.shard(eval_seeds(n_seeds))
+    seeds = distributed.shard(eval_seeds(n_seeds, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size + 7919 * distributed.rank())
     returns, successes, unfinished = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     for i in range(0, len(seeds), batch_size):
@@ -51,13 +54,28 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
             for i, k in enumerate(("return", "success", "unfinished"))}
 
 
+def attention_episode(seed: int, length: int | None, args: dict) -> Episode:
+    """One episode for the attention tool: grid size ``length`` (default: the run's first evaluation
+    size), its timeout, sampled actions; the cue object is in view from the first step."""
+    size = length or int((args.get("eval_sizes") or [11])[0])
+    T = args.get("eval_timeout") or default_timeout(size)
+    steps = min(T, args.get("eval_max_steps") or T)
+    return Episode(MinigridMemoryVecEnv(size, [seed], timeout=T), TARGET_RETURN, steps, sample=True, cue_steps=(0,))
+
+
 def evaluate(model: RATE, sizes: list[int], n_seeds: int = 100, timeout: int | None = None,
-             max_steps: int | None = None, batch_size: int = 100, progress: bool = True) -> dict[str, float]:
+             max_steps: int | None = None, batch_size: int = 100, progress: bool = True,
+             split: str = "test") -> dict[str, float]:
     """{"return_<size>": mean return, "success_<size>": success rate, "unfinished_<size>": fraction that
     touched no object in time} for every grid size."""
     out: dict[str, float] = {}
     show = None if progress and distributed.is_main() else True  # None: only on a terminal
     for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=show, leave=False):
-        m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size)
+        m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size, split=split)
         out.update({f"{k}_{size}": v for k, v in m.items()})
     return out
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """What best-on-validation maximises: the mean success rate over the evaluated grid sizes."""
+    return float(np.mean([v for k, v in metrics.items() if k.startswith("success_")]))

@@ -18,12 +18,13 @@ from typing import Any
 from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
 from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
 from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
-from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate
+from MinigridMemory.MinigridMemory_src.minigrid_eval import VALIDATION_EPISODES, evaluate, selection_score
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
     build_parser,
     check_positive,
+    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -66,6 +67,7 @@ def check_args(args: argparse.Namespace) -> None:
         except ValueError as e:
             raise ConfigError(f"--eval_sizes: {e}") from None
     check_positive(args, ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"))
+    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -79,12 +81,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [minigrid_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
-    def evaluate_model(model):
-        return evaluate(model, args.eval_sizes, args.eval_seeds, args.eval_timeout, args.eval_max_steps,
-                        args.eval_batch_size)
+    def evaluate_model(model, split):
+        n = args.eval_seeds if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, args.eval_sizes, n, args.eval_timeout, args.eval_max_steps, args.eval_batch_size,
+                        split=split)
 
     return run_experiment(args, "minigrid", mc, tc, build_stages, evaluate_model, seeds,
-                          Path(args.runs_dir or "runs"))
+                          Path(args.runs_dir or "runs"), selection_score)
 
 
 if __name__ == "__main__":

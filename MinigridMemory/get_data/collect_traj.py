@@ -62,6 +62,10 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 10_000, size: int = 31, 
         raise ValueError(f"--epsilon must be in [0, 1), got {epsilon}")
     if timeout is not None and timeout < 1:
         raise ValueError(f"--timeout must be >= 1, got {timeout}")
+    if max_attempts < 1:
+        raise ValueError(f"--max_attempts must be >= 1, got {max_attempts}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     meta = {"size": size, "epsilon": epsilon, "timeout": timeout or default_timeout(size), "seed": seed,
             "expert": EXPERT}
     job = partial(collect_one, size=size, epsilon=epsilon, timeout=timeout, seed=seed, max_attempts=max_attempts)

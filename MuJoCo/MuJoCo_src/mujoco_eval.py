@@ -17,23 +17,56 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from MuJoCo.MuJoCo_src.mujoco_env import MAX_STEPS, RTG_SCALE, TARGET_RETURNS, make_env, normalised_score
+from MuJoCo.MuJoCo_src.mujoco_env import (
+    MAX_STEPS,
+    RTG_SCALE,
+    TARGET_RETURNS,
+    dataset_of,
+    make_env,
+    normalised_score,
+    split_name,
+)
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem
+from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 
 RTG_MODES = ("decreasing", "reset")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation env seeds; the data generator uses seeds below it
+VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
+VALIDATION_EPISODES = 5
+
+
+def eval_seeds(n: int, split: str = "test") -> list[int]:
+    """The fixed env seeds of the split (``test`` or ``validation``)."""
+    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """What best-on-validation maximises: the mean normalised score over every (mode, target) evaluated."""
+    return float(np.mean([metrics[f"score_{m}_t{t:g}"] for t in metrics["targets"] for m in metrics["modes"]]))
+
+
+def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Episode:
+    """One episode of the run's env for the attention tool: at most ``length`` steps (default: the run's
+    evaluation limit), deterministic actions, the first target return, the run's return-to-go mode
+    (``reset`` for ``both``, the paper's)."""
+    env = split_name(dataset_of(int(args.get("env_id") or 0)))[0]
+    steps = length or int(args.get("eval_max_steps") or MAX_STEPS)
+    target = (args.get("target_return") or TARGET_RETURNS[env])[0]
+    venv = GymVectorEnv(partial(make_env, env), [seed], obs_scale=1.0)
+    return Episode(venv, target * RTG_SCALE, steps, reward_scale=RTG_SCALE,
+                   reset_rtg_each_segment=args.get("rtg_mode", "reset") != "decreasing", close=venv.close)
 
 
 def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
              targets: tuple[float, ...] | None = None, modes: tuple[str, ...] = RTG_MODES,
-             batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Metrics of every (mode, target) over ``n_episodes`` fixed env seeds, ``batch_size`` (default: all)
-    stepped together in worker processes; ``episodes`` lists every episode."""
+             batch_size: int | None = None, progress: bool = True,
+             split: str = "test") -> dict[str, Any]:
+    """Metrics of every (mode, target) over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
+    (default: all) stepped together in worker processes; ``episodes`` lists every episode."""
     targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
-    seeds = distributed.shard(list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n_episodes)))
+    seeds = distributed.shard(eval_seeds(n_episodes, split))
     batch_size = batch_size or max(1, len(seeds))
     show = progress and distributed.is_main()
     runs = [(mode, target) for target in targets for mode in modes]

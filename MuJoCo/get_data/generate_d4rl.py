@@ -258,8 +258,10 @@ def generate(env: str, dataset: str, out_dir: Path = DATA_DIR, seed: int = 0, st
                     ("eval_every", eval_every), ("eval_episodes", eval_episodes), ("threads", threads)):
         if v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
-    if max_episode_steps is not None and max_episode_steps < 1:
-        raise ValueError(f"--max_episode_steps must be >= 1, got {max_episode_steps}")
+    if max_episode_steps is not None and not 1 <= max_episode_steps <= MAX_STEPS:
+        raise ValueError(f"--max_episode_steps must be in 1..{MAX_STEPS}, got {max_episode_steps}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
     path = dataset_path(out_dir, f"{env}-{dataset}")
     medium_return = MEDIUM_RETURN[env] if medium_return is None else medium_return

@@ -14,10 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, build_parser, parse_with_smoke, split_args, str2bool
+from RATE_model.config import ConfigError, build_parser, check_seeds, parse_with_smoke, split_args, str2bool
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
-from TMaze_new.TMaze_new_src.tmaze_eval import evaluate
+from TMaze_new.TMaze_new_src.tmaze_eval import VALIDATION_EPISODES, evaluate, selection_score
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -64,6 +64,7 @@ def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
     for name in ("eval_seeds", "trajectories_per_side"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -77,9 +78,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [tmaze_dataset(mc.context_length, c, args.max_n_final, args.trajectories_per_side, args.data_dir)
                 for c in counts]
 
-    return run_experiment(args, "tmaze", mc, tc, build_stages,
-                          lambda model: evaluate(model, args.eval_lengths, args.eval_seeds),
-                          run_seeds(args, explicit), Path(args.runs_dir or "runs"))
+    def evaluate_model(model, split):
+        n = args.eval_seeds if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, args.eval_lengths, n, split=split)
+
+    return run_experiment(args, "tmaze", mc, tc, build_stages, evaluate_model, run_seeds(args, explicit),
+                          Path(args.runs_dir or "runs"), selection_score)
 
 
 if __name__ == "__main__":

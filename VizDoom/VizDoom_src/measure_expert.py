@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from RATE_model.config import OneLineErrorParser, check_positive, unit_floats
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
 from VizDoom.VizDoom_src.expert import expert_action
-from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, N_ACTIONS, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, MAX_TIMEOUT, N_ACTIONS, TwoColorsEnv
 from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds
 
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "timeout", "workers"))
+    if args.timeout > MAX_TIMEOUT:
+        raise ConfigError(f"--timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), got {args.timeout}")
     runs = [("expert", eps) for eps in args.epsilons] + [("random", 0.0)]
     out = []
     for policy, eps in runs:

@@ -21,6 +21,7 @@ from RATE_model.config import (
     add_episode_data_flags,
     build_parser,
     check_positive,
+    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -29,7 +30,8 @@ from RATE_model.experiment import episode_folder, load_defaults, run_experiment,
 from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
-from VizDoom.VizDoom_src.vizdoom_eval import evaluate
+from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT
+from VizDoom.VizDoom_src.vizdoom_eval import VALIDATION_EPISODES, evaluate, selection_score
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -55,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
 def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work."""
     check_positive(args, ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"))
+    if args.eval_timeout is not None and args.eval_timeout > MAX_TIMEOUT:
+        raise ConfigError(f"--eval_timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), "
+                          f"got {args.eval_timeout}")
+    check_seeds(args)
     try:
         ScenarioConfig(pillar_tics=args.eval_pillar_tics)
     except ValueError as e:
@@ -73,12 +79,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
-    def evaluate_model(model):
-        return evaluate(model, args.eval_episodes, args.eval_timeout, args.eval_batch_size, args.target_return,
-                        scenario=ScenarioConfig(pillar_tics=args.eval_pillar_tics))
+    def evaluate_model(model, split):
+        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
+        return evaluate(model, n, args.eval_timeout, args.eval_batch_size, args.target_return,
+                        scenario=ScenarioConfig(pillar_tics=args.eval_pillar_tics), split=split)
 
     return run_experiment(args, "vizdoom", mc, tc, build_stages, evaluate_model, seeds,
-                          Path(args.runs_dir or "runs"))
+                          Path(args.runs_dir or "runs"), selection_score)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ FLOOR_DAMAGE = 8  # the floor's damage every 32 tics (sector special 83)
 PICKUP_REWARD = 1.0
 DEFAULT_TIMEOUT = 2100  # steps (4200 tics); the reference scenario's own limit is 10 000 tics
 ENGINE_TIMEOUT = 10_000  # tics
+MAX_TIMEOUT = ENGINE_TIMEOUT // FRAME_SKIP  # steps: a longer --timeout would end in the engine's (as a death)
 
 
 def is_red(seed: int) -> bool:

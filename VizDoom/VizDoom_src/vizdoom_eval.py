@@ -19,28 +19,41 @@ from tqdm.auto import tqdm
 
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem
+from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, TwoColorsEnv, is_red
 
 TARGET_RETURN = 56.5
 EVAL_SEED_OFFSET = 1_000_000  # even: red pillar, odd: green; never a training seed index
+VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
+VALIDATION_EPISODES = 10
 
 
-def eval_seeds(n: int) -> list[int]:
-    """The protocol's fixed seeds: consecutive, so the two colours alternate."""
-    return list(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n))
+def eval_seeds(n: int, split: str = "test") -> list[int]:
+    """The fixed seeds of the split (``test`` or ``validation``): consecutive, so the two colours alternate."""
+    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+
+
+def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Episode:
+    """One episode for the attention tool: ``length`` steps (default: the run's evaluation timeout),
+    sampled actions; the pillar (the cue) is in view from the first step."""
+    timeout = length or int(args.get("eval_timeout") or DEFAULT_TIMEOUT)
+    scenario = ScenarioConfig(pillar_tics=args["eval_pillar_tics"]) if args.get("eval_pillar_tics") else None
+    env = GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), [seed], info_keys=("good", "bad"))
+    return Episode(env, float(args.get("target_return") or TARGET_RETURN), timeout, sample=True, cue_steps=(0,),
+                   close=env.close)
 
 
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
-             scenario: ScenarioConfig | None = None) -> dict[str, Any]:
+             scenario: ScenarioConfig | None = None, split: str = "test") -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
     "right_pickups_green" (share of the items picked up that were of the pillar's colour), "episodes": [...]}
-    over ``n_episodes`` fixed seeds, at most ``batch_size`` worker processes at a time. ``scenario`` changes
-    the rules (the benchmarks use a floor that does not hurt, so every episode runs to the timeout)."""
-    seeds = distributed.shard(eval_seeds(n_episodes))
+    over ``n_episodes`` fixed seeds of the ``split``, at most ``batch_size`` worker processes at a time.
+    ``scenario`` changes the rules (the benchmarks use a floor that does not hurt, so every episode runs to
+    the timeout)."""
+    seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths, good, bad = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     show = progress and distributed.is_main()
@@ -68,3 +81,8 @@ def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT,
                         "good": int(g), "bad": int(b)}
                        for s, r, x, n, g, b in zip(seed_all, red, ret, length, n_good, n_bad, strict=True)]
     return out
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """What best-on-validation maximises: the mean return."""
+    return float(metrics["return"])

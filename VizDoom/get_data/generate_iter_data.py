@@ -25,7 +25,7 @@ from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
 from VizDoom.VizDoom_src.expert import expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_env import TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, TwoColorsEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
 EXPERT = "nearest_item_v1"  # recorded in meta.json: a changed expert must not extend an old folder
@@ -68,8 +68,10 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
             pillar_tics: int = DEFAULT.pillar_tics) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
     ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps)."""
-    if n_steps < 1:
-        raise ValueError(f"--n_steps must be >= 1, got {n_steps}")
+    if not 1 <= n_steps <= MAX_TIMEOUT:
+        raise ValueError(f"--n_steps must be in 1..{MAX_TIMEOUT} (the engine's own episode limit), got {n_steps}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
     ScenarioConfig(pillar_tics=pillar_tics)  # checks the value
