@@ -66,11 +66,18 @@ def fit_tiny(run_dir: Path, stages: Callable[[], list[Windows]], stop_after: int
     trainer = Trainer(model, cfg, run_dir, None, {}, stages())
     if stop_after is None:
         trainer.fit(resume=resume, progress=False)
-        return trainer
+    else:
+        crash_at(trainer, stop_after)
+    return trainer
+
+
+def crash_at(trainer: Trainer, step: int) -> None:
+    """Fit until optimizer step ``step``, crash there and save the checkpoint the SIGTERM handler /
+    ckpt_every would have written."""
     orig = trainer.train_batch
 
     def train_batch(batch):
-        if trainer.step == stop_after:
+        if trainer.step == step:
             raise KeyboardInterrupt("simulated crash")
         return orig(batch)
 
@@ -78,4 +85,3 @@ def fit_tiny(run_dir: Path, stages: Callable[[], list[Windows]], stop_after: int
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(progress=False)
     trainer.save()
-    return trainer

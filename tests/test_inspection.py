@@ -18,7 +18,7 @@ from RATE_model.data import Trajectories
 from RATE_model.model import State
 from RATE_model.rollout import Decoder, memory_noise, noised, rollout, split_seeds
 from RATE_model.trainer import Trainer
-from tests.helpers import random_batch, tiny_model
+from tests.helpers import crash_at, random_batch, tiny_model
 from TMaze_new.TMaze_new_src import train_tmaze
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
 
@@ -72,20 +72,6 @@ def _trainer(run_dir: Path, validate: bool) -> Trainer:
     return trainer
 
 
-def _crash_at(trainer: Trainer, step: int) -> None:
-    orig = trainer.train_batch
-
-    def train_batch(batch):
-        if trainer.step == step:
-            raise KeyboardInterrupt("simulated crash")
-        return orig(batch)
-
-    trainer.train_batch = train_batch
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit(progress=False)
-    trainer.save()
-
-
 def test_validation_keeps_the_best_checkpoint_and_changes_no_training_step(tmp_path):
     plain = _trainer(tmp_path / "plain", validate=False)
     plain.fit(progress=False)
@@ -103,7 +89,7 @@ def test_resume_keeps_best_and_last(tmp_path):
     full = _trainer(tmp_path / "full", validate=True)
     full.fit(progress=False)
     crashed = _trainer(tmp_path / "crash", validate=True)
-    _crash_at(crashed, 10)
+    crash_at(crashed, 10)
     best_before = (tmp_path / "crash" / "checkpoints" / "best.pt").read_bytes()
     resumed = _trainer(tmp_path / "crash", validate=True)
     resumed.load(tmp_path / "crash" / "checkpoints" / "last.pt")
