@@ -29,15 +29,25 @@ class CheckpointError(ValueError):
 
 
 @functools.cache
-def code_version() -> str:
-    """The git commit of the code, ``-dirty`` with uncommitted changes (``unknown`` outside a git checkout)."""
+def git_state() -> dict[str, Any]:
+    """{"commit": the code's full git commit, "dirty": whether tracked files have uncommitted changes}
+    ({"commit": "unknown", "dirty": None} outside a git checkout)."""
+    root = Path(__file__).resolve().parent.parent
     try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return {"commit": "unknown", "dirty": None}
+    if commit.returncode or status.returncode:
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def code_version() -> str:
+    """The code's commit (12 digits), ``-dirty`` with uncommitted changes (``unknown`` outside git)."""
+    git = git_state()
+    return "unknown" if git["dirty"] is None else git["commit"][:12] + ("-dirty" if git["dirty"] else "")
 
 
 def rng_state() -> dict[str, Any]:

@@ -8,7 +8,6 @@ import importlib.metadata
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.rollout import memory_noise
-from RATE_model.trainer import NonFiniteLossError, Trainer, resolve_device
+from RATE_model.trainer import NonFiniteLossError, Trainer, describe_device, resolve_device
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 Evaluate = Callable[[RATE, str], dict[str, Any]]  # (model, split "test" | "validation") -> metrics
@@ -100,19 +99,6 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _git() -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-    if commit.returncode:
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -120,30 +106,13 @@ def _version(package: str) -> str | None:
         return None
 
 
-def device_name(device: Any) -> str:
-    """The accelerator or CPU model the run used, in words."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
-
-
 def run_record(env: str, device: Any) -> dict[str, Any]:
     """What reproduces a run besides its flags: the command line, the code (git commit, uncommitted
     changes), the versions of the packages that matter and the device."""
     packages = ["torch", "numpy", "gymnasium", *([ENV_PACKAGES[env]] if env in ENV_PACKAGES else [])]
-    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git": _git(),
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git": ckpt_io.git_state(),
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in packages}},
-            "device": device_name(device)}
+            "device": describe_device(device)}
 
 
 def run_experiment(

@@ -18,6 +18,8 @@ the combined batch exactly, whatever the ranks' valid counts (tested against one
 from __future__ import annotations
 
 import math
+import os
+import platform
 import signal
 from collections.abc import Callable
 from dataclasses import asdict
@@ -55,6 +57,19 @@ def resolve_device(name: str | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device {name}: only cpu and cuda devices are supported")
     return dev
+
+
+def describe_device(device: torch.device) -> str:
+    """The accelerator, or the CPU model with its cores and threads, and the torch version, in words."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def action_loss(logits: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,7 +178,7 @@ class Trainer:
         # validation (--eval_every): model -> (scalar metrics, score); set by the caller
         self.validate: Callable[[RATE], tuple[dict[str, float], float]] | None = None
         self.best: dict[str, float] | None = None  # {"step", "score"} of best.pt
-        self._val_step = -1  # step of the last validation
+        self._val_step = 0  # step of the last validation
         self._stop_signal: int | None = None
 
     def _batches_per_epoch(self, n: int) -> int:
@@ -279,7 +294,7 @@ class Trainer:
         self.step, self.pos = ckpt["step"], dict(ckpt["pos"])
         self._saved_step = self.step
         validation = ckpt.get("validation") or {}
-        self.best, self._val_step = validation.get("best"), validation.get("last_step", -1)
+        self.best, self._val_step = validation.get("best"), validation.get("last_step", 0)
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self, resume: Path | None = None, progress: bool = True) -> None:
@@ -333,7 +348,7 @@ class Trainer:
                                          "charts/stage": self.pos["stage"], "charts/epoch": self.pos["epoch"]},
                                         self.step)
                     # in detach mode several steps happen per batch: act when a multiple was crossed
-                    if self._validating and self.step // cfg.eval_every > max(self._val_step, 0) // cfg.eval_every:
+                    if self._validating and self.step // cfg.eval_every > self._val_step // cfg.eval_every:
                         self.run_validation()  # before any checkpoint of this step, which then records it
                     if cfg.ckpt_every and self.step // cfg.ckpt_every > self._saved_step // cfg.ckpt_every:
                         self.save()

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import resource
 import statistics
 import time
 
 import torch
 
+from RATE_model.trainer import describe_device
 
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+describe = describe_device  # the device string every benchmark prints (the run record's, RATE_model.trainer)
 
 
 def sync(device: torch.device) -> None:
