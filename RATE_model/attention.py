@@ -20,7 +20,6 @@ share on the cue tells whether the cue is still in its context.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib
 import json
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor
 
 from RATE_model import checkpoint as ckpt_io
-from RATE_model.config import ModelConfig, OneLineErrorParser
+from RATE_model.config import ModelConfig, OneLineErrorParser, int_list
 from RATE_model.model import RATE, State
 from RATE_model.rollout import Episode, rollout
 
@@ -200,13 +199,6 @@ def analyse(model: RATE, episode: Episode, out: Path, segments: list[int] | None
                "pngs": [f"segment_{i:03d}.png" for i in chosen]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -272,6 +272,14 @@ def check_eval_flags(args: argparse.Namespace, max_steps: int, limit: str) -> No
         raise ConfigError(f"--eval_max_steps must be <= {max_steps} ({limit}), got {args.eval_max_steps}")
 
 
+def int_list(text: str) -> list[int]:
+    """argparse type: integers separated by commas or spaces (e.g. corridor lengths ``30,90,270``)."""
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
 def float_list(text: str) -> tuple[float, ...]:
     """argparse type: numbers separated by commas (e.g. target returns ``6000,12000``)."""
     try:

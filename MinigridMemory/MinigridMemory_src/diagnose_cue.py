@@ -30,7 +30,7 @@ import numpy as np
 from MinigridMemory.MinigridMemory_src import image_cue
 from MinigridMemory.MinigridMemory_src.expert import MemoryExpert
 from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, MinigridMemory, check_size
-from RATE_model.config import SEED_MAX, ConfigError, OneLineErrorParser, check_positive
+from RATE_model.config import SEED_MAX, ConfigError, OneLineErrorParser, check_positive, int_list
 from RATE_model.experiment import run_main
 
 
@@ -126,10 +126,6 @@ def image_runs(segments: list[int], inits: list[str], seeds: list[int], K: int, 
             print(f"{mode:7} N={N} init={init:7} seed={seed}: success {success:.2f}, loss left the floor at step "
                   f"{r['left_floor_at']} of {len(losses)} ({r['seconds']} s)", flush=True)
     return rows
-
-
-def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
 
 
 def inits(text: str) -> list[str]:

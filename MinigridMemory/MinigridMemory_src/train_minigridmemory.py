@@ -25,6 +25,7 @@ from RATE_model.config import (
     build_parser,
     check_positive,
     check_seeds,
+    int_list,
     parse_with_smoke,
     split_args,
 )
@@ -38,13 +39,6 @@ SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_he
              epochs=1, batch_size=8, warmup_steps=5, max_episodes=None, eval_sizes=[7, 9], eval_seeds=4,
              eval_max_steps=30, eval_batch_size=4)
 SMOKE_DATA = dict(n_episodes=16, size=9, epsilon=0.1, seed=0)
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:

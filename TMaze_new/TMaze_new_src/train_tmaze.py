@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, build_parser, check_seeds, parse_with_smoke, split_args, str2bool
+from RATE_model.config import ConfigError, build_parser, check_seeds, int_list, parse_with_smoke, split_args, str2bool
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import VALIDATION_EPISODES, evaluate, selection_score
@@ -25,13 +25,6 @@ CONFIG = Path(__file__).with_name("config.yaml")
 SMOKE = dict(context_length=5, max_n_final=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
              epochs=1, batch_size=32, warmup_steps=5, trajectories_per_side=40, eval_lengths=[10, 20],
              eval_seeds=10)
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
