@@ -13,15 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure  # no pyplot: a notebook's (or any caller's) backend stays as it was
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from RATE_model.report import OneLineParser, ReportError, expand, fail, find_seed_files, short_labels  # noqa: E402
+from RATE_model.report import OneLineParser, ReportError, expand, fail, find_seed_files, short_labels
 
 LOSS = "losses/train_loss"
 MAX_PANELS = 6
@@ -141,7 +137,7 @@ def make_figure(runs: list[RunCurves], metrics: list[str] | None = None, smooth:
         raise ReportError("the metrics.jsonl files log no training loss or val/* metric to plot")
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = plt.figure(figsize=(4.8 * ncols, 3.6 * nrows))
+    fig = Figure(figsize=(4.8 * ncols, 3.6 * nrows))
     for i, key in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         positive = True
@@ -170,12 +166,9 @@ def make_figure(runs: list[RunCurves], metrics: list[str] | None = None, smooth:
 def plot_runs(run_dirs: list[Path], out: Path, metrics: list[str] | None = None, smooth: int = 1) -> Path:
     """Write the learning curves of ``run_dirs`` (seed or run folders, globs allowed) to ``out``."""
     fig = make_figure(load_curves(run_dirs), metrics, smooth)
-    try:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    finally:
-        plt.close(fig)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
     return out
 
 
@@ -188,11 +181,7 @@ def write_curves(run_dir: Path) -> Path | None:
     run = RunCurves(run_dir, short_labels([run_dir])[0], {run_dir.name: read_metrics(path)})
     if not panels([run]):
         return None
-    fig = make_figure([run])
-    try:
-        fig.savefig(run_dir / "curves.png", dpi=100)
-    finally:
-        plt.close(fig)
+    make_figure([run]).savefig(run_dir / "curves.png", dpi=100)
     return run_dir / "curves.png"
 
 

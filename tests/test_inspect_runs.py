@@ -154,13 +154,10 @@ def test_plot_runs_overlays_run_folders(tmp_path: Path):
     assert [r.label for r in runs] == ["tmaze/RATE", "tmaze/DT"]
     assert plots.panels(runs) == ["losses/train_loss", "val/score", "val/30"]
     fig = plots.make_figure(runs, smooth=2)
-    try:
-        assert len(fig.axes) == 3
-        assert fig.axes[0].get_yscale() == "log"
-        assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]
-        np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [15, 20, 25, 30, 35, 40])
-    finally:
-        plots.plt.close(fig)
+    assert len(fig.axes) == 3
+    assert fig.axes[0].get_yscale() == "log"
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [15, 20, 25, 30, 35, 40])
     out = plots.plot_runs([tmp_path / "tmaze" / "*"], tmp_path / "out" / "curves.png", metrics=["val/30"])
     assert out.read_bytes()[:8] == PNG
 
@@ -173,6 +170,19 @@ def test_write_curves(tmp_path: Path):
     write_metrics(tmp_path / "seed_2", [10, 20], [20], 1.0)
     out = plots.write_curves(tmp_path / "seed_2")
     assert out == tmp_path / "seed_2" / "curves.png" and out.read_bytes()[:8] == PNG
+
+
+def test_writing_figures_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path):
+    """A train script run inside a notebook writes curves.png; the notebook's own figures must still show."""
+    write_metrics(tmp_path / "seed_1", [10, 20], [20], 1.0)
+    code = ("import sys, matplotlib; matplotlib.use('svg'); from RATE_model import plots; "
+            "plots.write_curves(sys.argv[1]); plots.plot_runs([sys.argv[1]], sys.argv[2]); "
+            "print(matplotlib.get_backend())")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "seed_1"), str(tmp_path / "c.png")],
+                         cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+    assert (tmp_path / "seed_1" / "curves.png").read_bytes()[:8] == PNG == (tmp_path / "c.png").read_bytes()[:8]
 
 
 @pytest.mark.parametrize("argv, expect", [(["{run}"], "no output path"), (["{empty}", "-o", "x.png"], "no metrics")])
