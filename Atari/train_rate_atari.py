@@ -29,7 +29,6 @@ from RATE_model.config import (
     build_parser,
     check_eval_flags,
     check_positive,
-    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -89,7 +88,6 @@ def check_args(args: argparse.Namespace) -> None:
     """Atari flag values that cannot work."""
     check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
     check_eval_flags(args, MAX_STEPS, "108 000 frames")
-    check_seeds(args, ("seed", "start_seed", "end_seed", "data_seed"))
 
 
 def data_root(args: argparse.Namespace) -> Path:

@@ -35,7 +35,6 @@ from RATE_model.config import (
     build_parser,
     check_eval_flags,
     check_positive,
-    check_seeds,
     float_list,
     parse_with_smoke,
     split_args,
@@ -79,7 +78,6 @@ def check_args(args: argparse.Namespace) -> None:
     """MuJoCo flag values that cannot work."""
     check_positive(args, ("windows_per_epoch",))
     check_eval_flags(args, MAX_STEPS, "the envs' time limit")
-    check_seeds(args)
 
 
 def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:

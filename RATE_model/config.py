@@ -344,7 +344,7 @@ def parse_with_smoke(parser: argparse.ArgumentParser, argv: list[str] | None,
 
 def split_args(args: argparse.Namespace, env: str | None = None) -> tuple[ModelConfig, TrainConfig]:
     """Model and train configs from parsed flags (unknown keys are left to the caller); with ``env``,
-    the model config is set to that environment and both are validated."""
+    the model config is set to that environment and both are validated, with the seed flags."""
     ns = vars(args)
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -357,4 +357,5 @@ def split_args(args: argparse.Namespace, env: str | None = None) -> tuple[ModelC
         mc.validate()
         tc.validate()
         check_positive(args, [n for n in ("val_episodes",) if hasattr(args, n)])
+        check_seeds(args, ("seed", "start_seed", "end_seed", "data_seed"))
     return mc, tc

@@ -26,7 +26,6 @@ from RATE_model.config import (
     build_parser,
     check_eval_flags,
     check_positive,
-    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -57,7 +56,6 @@ def check_args(args: argparse.Namespace) -> None:
     """Memory Maze flag values that cannot work."""
     check_positive(args, ("max_episodes",))
     check_eval_flags(args, MAX_STEPS, "the task's episode length")
-    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

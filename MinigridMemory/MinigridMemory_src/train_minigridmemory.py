@@ -24,7 +24,6 @@ from RATE_model.config import (
     add_episode_data_flags,
     build_parser,
     check_positive,
-    check_seeds,
     int_list,
     parse_with_smoke,
     split_args,
@@ -61,7 +60,6 @@ def check_args(args: argparse.Namespace) -> None:
         except ValueError as e:
             raise ConfigError(f"--eval_sizes: {e}") from None
     check_positive(args, ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"))
-    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

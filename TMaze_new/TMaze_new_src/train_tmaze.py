@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, build_parser, check_seeds, int_list, parse_with_smoke, split_args, str2bool
+from RATE_model.config import ConfigError, build_parser, int_list, parse_with_smoke, split_args, str2bool
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import VALIDATION_EPISODES, evaluate, selection_score
@@ -57,7 +57,6 @@ def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
     for name in ("eval_seeds", "trajectories_per_side"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    check_seeds(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

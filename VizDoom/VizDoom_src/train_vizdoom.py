@@ -21,7 +21,6 @@ from RATE_model.config import (
     add_episode_data_flags,
     build_parser,
     check_positive,
-    check_seeds,
     parse_with_smoke,
     split_args,
 )
@@ -60,7 +59,6 @@ def check_args(args: argparse.Namespace) -> None:
     if args.eval_timeout is not None and args.eval_timeout > MAX_TIMEOUT:
         raise ConfigError(f"--eval_timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), "
                           f"got {args.eval_timeout}")
-    check_seeds(args)
     try:
         ScenarioConfig(pillar_tics=args.eval_pillar_tics)
     except ValueError as e:
