@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,8 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--batch_size", type=int)
     t.add_argument("--lr", "--learning_rate", dest="lr", type=float)
     t.add_argument("--lr_end_factor", type=float)
+    t.add_argument("--lr_schedule", choices=("linear", "cosine"),
+                   help="decay after warm-up to lr_end_factor × lr: linear (default) or cosine")
     t.add_argument("--weight_decay", type=float)
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
@@ -294,6 +296,18 @@ def unit_floats(text: str) -> list[float]:
     if not all(0.0 <= v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError(f"values must lie in [0, 1], got {text!r}")
     return values
+
+
+def choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """argparse type: names from ``allowed`` separated by commas (e.g. policies ``visible,random``)."""
+    def parse(text: str) -> list[str]:
+        names = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in names if x not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"expected names among {','.join(allowed)} separated by commas, "
+                                             f"got {text!r}")
+        return names
+    return parse
 
 
 def check_positive(args: argparse.Namespace, names: Sequence[str]) -> None:

@@ -19,13 +19,29 @@ from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
-from VizDoom.VizDoom_src import measure_expert, probe_colour  # noqa: E402
+from VizDoom.VizDoom_src import measure_expert, probe_colour, step_loss  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
-from VizDoom.VizDoom_src.expert import expert_action, expert_episode  # noqa: E402
-from VizDoom.VizDoom_src.measure_expert import swap_colours  # noqa: E402
+from VizDoom.VizDoom_src.expert import (  # noqa: E402
+    VisibleExpert,
+    expert_action,
+    expert_episode,
+    swap_colours,
+    visible_action,
+)
 from VizDoom.VizDoom_src.scenario import ScenarioConfig, build_wad, scenario_path  # noqa: E402
 from VizDoom.VizDoom_src.vizdoom_data import load_episode, vizdoom_dataset  # noqa: E402
-from VizDoom.VizDoom_src.vizdoom_env import LEFT, OBS_SHAPE, TwoColorsEnv, is_red  # noqa: E402
+from VizDoom.VizDoom_src.vizdoom_env import (  # noqa: E402
+    FORWARD,
+    LEFT,
+    LEFT_FORWARD,
+    OBS_SHAPE,
+    PICKUP_KEYS,
+    RIGHT_FORWARD,
+    TwoColorsEnv,
+    is_red,
+    time_bin,
+)
+from VizDoom.VizDoom_src.vizdoom_eval import right_shares  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "VizDoom" / "VizDoom_notebooks" / "generate_iter_data.ipynb"
@@ -194,13 +210,113 @@ def test_swapped_colours_change_the_experts_target(env):
     assert differ > 0
 
 
-def test_measure_expert_reports_both_policies_per_colour():
-    expert, random = measure_expert.main(["--episodes", "2", "--timeout", "20", "--epsilons", "0", "--workers", "1"])
-    assert (expert["policy"], random["policy"]) == ("expert", "random")
-    assert expert["episodes"] == 2 and expert["length"] == 20.0 and expert["return_red"] == pytest.approx(0.4)
-    assert expert["colour_dependent_steps"] > 0 and random["colour_dependent_steps"] == 0.0
+def test_measure_expert_reports_every_policy_per_colour(capsys):
+    out = measure_expert.main(["--episodes", "2", "--timeout", "20", "--epsilons", "0", "--workers", "1"])
+    assert [m["policy"] for m in out] == ["visible", "privileged", "random"]
+    for m in out:
+        assert m["episodes"] == 2 and m["length"] == 20.0 and m["return_red"] == pytest.approx(0.4)
+    assert out[0]["colour_dependent_steps"] > 0 and out[1]["colour_dependent_steps"] > 0
+    assert out[2]["colour_dependent_steps"] == 0.0
+    capsys.readouterr()
+    (m,) = measure_expert.main(["--expert", "visible", "--episodes", "2", "--timeout", "20", "--workers", "1",
+                                "--json"])
+    line = capsys.readouterr().out.strip()
+    assert json.loads(line) == m and {"return", "return_red", "return_green", "right_share"} <= set(m)
     with pytest.raises(SystemExit):
         measure_expert.main(["--epsilons", "0,1.5"])
+    with pytest.raises(SystemExit):
+        measure_expert.main(["--expert", "visible,oracle"])
+
+
+# ---------------------------------------------------------------- the visible expert
+
+NORTH = (0.0, 0.0, 90.0)  # the player at the origin facing north (+y)
+
+
+def test_visible_expert_ignores_what_is_not_drawn_and_follows_what_is():
+    ahead_right = {"player": NORTH, "objects": [("RedHeal", 300.0, 300.0)]}  # 45° to the right
+    assert visible_action(ahead_right, red=True) == RIGHT_FORWARD
+    # the privileged expert turns for a closer item behind the player; the visible one never sees it
+    state = {"player": NORTH, "pillar": None, "items": {"RedHeal": [(300.0, 300.0), (0.0, -60.0)], "GreenHurt": []}}
+    assert expert_action(state, True, np.random.default_rng(0)) != RIGHT_FORWARD
+    for behind in ((0.0, -60.0), (-200.0, -400.0)):  # moving an item that is not drawn changes nothing
+        state["items"]["RedHeal"][1] = behind
+        assert visible_action(ahead_right, red=True) == RIGHT_FORWARD
+    moved = {"player": NORTH, "objects": [("RedHeal", -300.0, 300.0)]}  # the drawn item moves to the left
+    assert visible_action(moved, red=True) == LEFT_FORWARD
+    straight = {"player": NORTH, "objects": [("RedHeal", 0.0, 300.0)]}
+    assert visible_action(straight, red=True) == FORWARD
+    # a wrong-colour item on the straight path makes it veer; items are told apart by colour only
+    blocked = {"player": NORTH, "objects": [("RedHeal", 0.0, 300.0), ("GreenHurt", 5.0, 100.0)]}
+    assert visible_action(blocked, red=True) != FORWARD
+    assert visible_action(blocked, red=False) == visible_action(
+        {"player": NORTH, "objects": [("GreenHurt", 5.0, 100.0)]}, red=False)
+
+
+def test_visible_expert_remembers_the_pillar_and_searches():
+    expert = VisibleExpert()
+    both = [("RedHeal", -300.0, 300.0), ("GreenHurt", 300.0, 300.0)]
+    assert expert.act({"player": NORTH, "objects": [*both, ("GreenPillar", 0.0, 320.0)]}) == RIGHT_FORWARD
+    assert expert.red is False and expert.colour_dependent({"player": NORTH, "objects": both})
+    assert expert.act({"player": NORTH, "objects": both}) == RIGHT_FORWARD  # pillar gone: colour remembered
+    nothing_right = {"player": NORTH, "objects": [("RedHeal", -300.0, 300.0)]}
+    assert expert.act(nothing_right) == LEFT_FORWARD  # search, turning while walking
+    assert expert.act({"player": NORTH, "objects": [("RedHeal", 0.0, 100.0)]}) == LEFT  # not onto a wrong one
+    expert.reset()
+    assert expert.red is None and not expert.colour_dependent({"player": NORTH, "objects": both})
+
+
+def test_view_lists_only_objects_in_front(env):
+    e = TwoColorsEnv(visible=True)
+    try:
+        for seed in (0, 7):
+            _, info = e.reset(seed=seed)
+            _, full = env.reset(seed=seed)
+            x, y, angle = info["view"]["player"]
+            assert (x, y, angle) == pytest.approx(full["state"]["player"])
+            drawn = [(n, ox, oy) for n, ox, oy in info["view"]["objects"] if not n.endswith("Pillar")]
+            every = {(n, ox, oy) for n, pts in full["state"]["items"].items() for ox, oy in pts}
+            assert drawn and set(drawn) <= every and len(drawn) < len(every)
+            bearings = [abs((np.degrees(np.arctan2(oy - y, ox - x)) - angle + 180) % 360 - 180) for _, ox, oy in drawn]
+            assert max(bearings) < 60.0  # the screen spans ±53°
+            assert "state" not in info
+    finally:
+        e.close()
+
+
+def test_same_seed_same_episode_for_both_experts():
+    from VizDoom.get_data.generate_iter_data import collect_one
+    for expert, eps in (("visible", 0.0), ("privileged", 0.1)):
+        a, _ = collect_one(3, n_steps=25, epsilon=eps, seed=0, expert=expert)
+        b, _ = collect_one(3, n_steps=25, epsilon=eps, seed=0, expert=expert)
+        assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        assert a["colour_dependent"].dtype == bool and a["colour_dependent"].any()
+
+
+def test_pickups_are_counted_per_time_bin():
+    assert [time_bin(t) for t in (0, 89, 90, 499, 500, 2099)] == ["0_90", "0_90", "90_500", "90_500", "500_", "500_"]
+    # a hand-made evaluation: two red episodes, one green; pickups (step, right?) per episode
+    episodes = [(True, [(5, True), (60, False), (95, True), (700, True)]),
+                (True, [(10, True), (450, False), (600, False)]),
+                (False, [(20, False), (120, True)])]
+    pickups = {k: np.zeros(3) for k in PICKUP_KEYS}
+    for i, (_, events) in enumerate(episodes):
+        for t, right in events:
+            for key in ("good" if right else "bad", f"{'good' if right else 'bad'}_{time_bin(t)}"):
+                pickups[key][i] += 1
+    shares = right_shares(pickups, np.array([r for r, _ in episodes]))
+    assert shares["right_pickups_red"] == pytest.approx(4 / 7)
+    assert shares["right_pickups_red_0_90"] == pytest.approx(2 / 3)
+    assert shares["right_pickups_red_90_500"] == pytest.approx(1 / 2)
+    assert shares["right_pickups_red_500_"] == pytest.approx(1 / 2)
+    assert shares["right_pickups_green_0_90"] == 0.0 and shares["right_pickups_green_90_500"] == 1.0
+    assert np.isnan(shares["right_pickups_green_500_"])
+
+
+def test_env_counts_pickups_in_the_bin_of_their_step(env):
+    before, after, reward, info = _pickup(env, 0, "RedHeal")
+    assert info["good"] == 1.0 and sum(info[f"good_{b}"] for b in ("0_90", "90_500", "500_")) == 1.0
+    assert info[f"good_{time_bin(env.t - 1)}"] == 1.0
 
 
 def test_colour_probe_separates_only_what_is_there():
@@ -308,7 +424,7 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     assert saved["model_config"]["env"] == "vizdoom" and (data / "smoke" / "episode_000011.npz").exists()
 
 
-def test_colour_probe_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
+def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
     data = tmp_path_factory.getbasetemp() / "vizdoom_data"
     runs = tmp_path_factory.mktemp("runs")
     train.main(shlex.split(README_LINES[0])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs),
@@ -319,6 +435,18 @@ def test_colour_probe_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
     assert set(acc) == {"obs_step0", "obs_step0_fresh_init", "memory_after_segment_1", "memory_after_segment_2"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert json.loads(out.read_text())["accuracy"] == acc
+    (res,) = step_loss.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "6", "--batch_size", "4",
+                             "--out", str(out)])
+    groups = res["groups"]
+    assert res["episodes"] == 6 and groups["all"]["steps"] == 6 * 20  # smoke episodes: 20 steps
+    assert groups["colour_dependent"]["steps"] + groups["other"]["steps"] == 120
+    assert groups["colour_dependent"]["steps"] == sum(
+        int(np.load(episode_path(data / "smoke", i))["colour_dependent"].sum()) for i in range(6))
+    assert res["gap_colour_dependent_minus_other"] == pytest.approx(
+        groups["colour_dependent"]["loss"] - groups["other"]["loss"])
+    assert json.loads(out.read_text()) == res
+    with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
+        step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
 
 
 # ---------------------------------------------------------------- notebook

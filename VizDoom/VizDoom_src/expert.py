@@ -1,9 +1,16 @@
-"""Scripted Two-Colors expert that reads the simulator state (no learning, no download).
+"""Scripted Two-Colors experts (no learning, no download).
 
-Each step it picks the item of the pillar's colour that is cheapest to reach (distance, plus the turn
-needed, plus a penalty for every wrong-colour item close to the straight path), heads for it, and
-veers away from wrong-colour items just ahead. With probability ``epsilon`` it takes a uniformly random
-action instead, which gives the dataset some diversity (and recoveries from mistakes).
+Both steer the same way: each step they pick the item of the pillar's colour that is cheapest to reach
+(distance, plus the turn needed, plus a penalty for every wrong-colour item close to the straight path),
+head for it, and veer away from wrong-colour items just ahead. They differ in what they know:
+
+- ``visible`` (the default for data): acts only on what the agent sees and has seen. It remembers the
+  pillar's colour from the frames where the pillar was drawn and chooses among the items drawn in the
+  current frame (the engine's labels buffer, ``TwoColorsEnv(visible=True)``); with no item of the
+  pillar's colour in view it turns to search. No action noise: the diversity comes from the item layouts,
+  and every action is a function of the frames so far, so a pixel model can imitate it.
+- ``privileged``: reads every item's position from the engine, including items behind the player, and
+  with probability ``epsilon`` takes a uniformly random action (the data of the first ViZDoom results).
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import numpy as np
 
 from VizDoom.VizDoom_src.vizdoom_env import FORWARD, LEFT, LEFT_FORWARD, N_ACTIONS, RIGHT, RIGHT_FORWARD, TwoColorsEnv
 
+EXPERTS = ("visible", "privileged")
 TURN_COST = 2.0  # map units per degree of turning (the player turns ~7°/step and runs ~15 units/step)
 BLOCK_RADIUS = 44.0  # a wrong item this close to the path would be picked up on the way
 BLOCK_PENALTY = 300.0
 AVOID_AHEAD = 160.0  # look-ahead distance for veering around wrong items
 VEER = 40.0  # degrees
+SEARCH = LEFT_FORWARD  # the visible expert's action when no item of the pillar's colour is in view
 
 
 def _wrap(deg: np.ndarray | float) -> np.ndarray | float:
@@ -32,17 +41,19 @@ def _lateral(p: np.ndarray, heading: float, pts: np.ndarray) -> tuple[np.ndarray
     return d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
 
 
-def expert_action(state: dict[str, Any], is_red: bool, rng: np.random.Generator, epsilon: float = 0.0) -> int:
-    """The expert's action for one privileged state (``TwoColorsEnv.privileged_state()``)."""
-    if rng.random() < epsilon or state["player"] is None:
-        return int(rng.integers(N_ACTIONS))
-    colour = "Red" if is_red else "Green"
-    goods = np.asarray(state["items"].get(f"{colour}Heal", []), float).reshape(-1, 2)
-    bads = np.asarray(state["items"].get(f"{'Green' if is_red else 'Red'}Hurt", []), float).reshape(-1, 2)
-    x, y, angle = state["player"]
+def _blocked_ahead(p: np.ndarray, heading: float, bads: np.ndarray, reach: float) -> np.ndarray:
+    """Which wrong items lie on the path ``reach`` units ahead along ``heading``."""
+    ahead, left = _lateral(p, heading, bads)
+    return (ahead > 0) & (ahead < reach) & (np.abs(left) < BLOCK_RADIUS)
+
+
+def steer(player: tuple[float, float, float], goods: np.ndarray, bads: np.ndarray) -> int | None:
+    """The action towards the cheapest of ``goods`` ([n, 2] positions) around ``bads``; None when ``goods``
+    is empty."""
+    x, y, angle = player
     p = np.array([x, y])
     if len(goods) == 0:
-        return LEFT_FORWARD
+        return None
     to_goods = goods - p
     dist = np.hypot(to_goods[:, 0], to_goods[:, 1])
     bearing = np.degrees(np.arctan2(to_goods[:, 1], to_goods[:, 0]))
@@ -54,9 +65,9 @@ def expert_action(state: dict[str, Any], is_red: bool, rng: np.random.Generator,
     i = int(np.argmin(cost))
     desired = float(bearing[i])
     if len(bads):
-        ahead, left = _lateral(p, desired, bads)
-        near = (ahead > 0) & (ahead < min(AVOID_AHEAD, dist[i])) & (np.abs(left) < BLOCK_RADIUS)
+        near = _blocked_ahead(p, desired, bads, min(AVOID_AHEAD, dist[i]))
         if near.any():
+            ahead, left = _lateral(p, desired, bads)
             j = np.flatnonzero(near)[np.argmin(ahead[near])]
             desired += -VEER if left[j] > 0 else VEER  # turn away from the side the item is on
     diff = float(_wrap(desired - angle))
@@ -67,17 +78,89 @@ def expert_action(state: dict[str, Any], is_red: bool, rng: np.random.Generator,
     return LEFT if diff > 0 else RIGHT
 
 
+def _points(pts: Any) -> np.ndarray:
+    return np.asarray(pts, float).reshape(-1, 2)
+
+
+def expert_action(state: dict[str, Any], is_red: bool, rng: np.random.Generator, epsilon: float = 0.0) -> int:
+    """The privileged expert's action for one state (``TwoColorsEnv.privileged_state()``)."""
+    if rng.random() < epsilon or state["player"] is None:
+        return int(rng.integers(N_ACTIONS))
+    colour, other = ("Red", "Green") if is_red else ("Green", "Red")
+    a = steer(state["player"], _points(state["items"].get(f"{colour}Heal", [])),
+              _points(state["items"].get(f"{other}Hurt", [])))
+    return LEFT_FORWARD if a is None else a
+
+
+def seen_colour(view: dict[str, Any], remembered: bool | None) -> bool | None:
+    """The pillar colour known after this frame (True: red): the pillar's if it is drawn, else ``remembered``."""
+    for name, _, _ in view["objects"]:
+        if name.endswith("Pillar"):
+            return name.startswith("Red")
+    return remembered
+
+
+def visible_action(view: dict[str, Any], red: bool | None) -> int:
+    """The visible expert's action for one frame's ``view`` (``TwoColorsEnv.visible_state()``) when it
+    believes the pillar is red (``red``; None: not seen yet). Items are told apart by colour only."""
+    if view["player"] is None:
+        return SEARCH
+    by_colour: dict[str, list] = {"Red": [], "Green": []}
+    for name, x, y in view["objects"]:
+        if name.endswith(("Heal", "Hurt")):
+            by_colour["Red" if name.startswith("Red") else "Green"].append((x, y))
+    if red is None:  # no colour known: avoid everything, look around
+        goods, bads = _points([]), _points(by_colour["Red"] + by_colour["Green"])
+    else:
+        goods, bads = (_points(by_colour[c]) for c in (("Red", "Green") if red else ("Green", "Red")))
+    a = steer(view["player"], goods, bads)
+    if a is not None:
+        return a
+    x, y, angle = view["player"]  # search: turn while walking, in place if a wrong item is just ahead
+    if len(bads) and _blocked_ahead(np.array([x, y]), angle, bads, AVOID_AHEAD).any():
+        return LEFT
+    return SEARCH
+
+
+class VisibleExpert:
+    """The visible expert over an episode: its only state is the pillar colour it has seen."""
+
+    def __init__(self) -> None:
+        self.red: bool | None = None
+
+    def reset(self) -> None:
+        self.red = None
+
+    def act(self, view: dict[str, Any]) -> int:
+        self.red = seen_colour(view, self.red)
+        return visible_action(view, self.red)
+
+    def colour_dependent(self, view: dict[str, Any]) -> bool:
+        """Would the last action have differed had the pillar been the other colour? (call after ``act``)"""
+        return self.red is not None and visible_action(view, self.red) != visible_action(view, not self.red)
+
+
 def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 0.0,
                    noise_seed: int = 0) -> dict[str, np.ndarray]:
-    """One episode of at most ``n_steps`` steps: obs uint8 [T, 3, 64, 112], action int64 [T],
-    reward float32 [T], done bool [T] (True on the last step), is_red bool [T] (constant)."""
-    assert env.privileged, "the expert needs TwoColorsEnv(privileged=True)"
+    """One episode of at most ``n_steps`` steps of the ``visible`` expert (``env`` made with ``visible=True``) or
+    the ``privileged`` one (``privileged=True``; ``epsilon``: its share of uniformly random actions, drawn from
+    ``noise_seed``): obs uint8 [T, 3, 64, 112], action int64 [T], reward float32 [T], done bool [T] (True on
+    the last step), is_red bool [T] (constant), colour_dependent bool [T] (the expert's noise-free action
+    would differ with the other pillar colour)."""
+    visible = env.visible and not env.privileged
+    assert env.visible or env.privileged, "the expert needs TwoColorsEnv(visible=True) or (privileged=True)"
     rng = np.random.default_rng(noise_seed)
+    expert = VisibleExpert()
     obs, info = env.reset(seed=seed)
     red = bool(info["is_red"])
-    frames, actions, rewards = [], [], []
+    frames, actions, rewards, dependent = [], [], [], []
     for _ in range(n_steps):
-        a = expert_action(info["state"], red, rng, epsilon)
+        if visible:
+            a = expert.act(info["view"])
+            dependent.append(expert.colour_dependent(info["view"]))
+        else:
+            a = expert_action(info["state"], red, rng, epsilon)
+            dependent.append(colour_dependent(info["state"], red))
         frames.append(obs)
         actions.append(a)
         obs, r, terminated, truncated, info = env.step(a)
@@ -88,4 +171,17 @@ def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 
     done = np.zeros(T, bool)
     done[-1] = True
     return {"obs": np.stack(frames), "action": np.asarray(actions, np.int64),
-            "reward": np.asarray(rewards, np.float32), "done": done, "is_red": np.full(T, red)}
+            "reward": np.asarray(rewards, np.float32), "done": done, "is_red": np.full(T, red),
+            "colour_dependent": np.asarray(dependent, bool)}
+
+
+def swap_colours(state: dict[str, Any]) -> dict[str, Any]:
+    """The privileged state as it would read with the other pillar colour (every item's role swapped)."""
+    role = {"Heal": "Hurt", "Hurt": "Heal"}
+    return {**state, "items": {k[:-4] + role[k[-4:]]: v for k, v in state["items"].items()}}
+
+
+def colour_dependent(state: dict[str, Any], red: bool) -> bool:
+    """Would the noise-free privileged expert act differently with the other pillar colour?"""
+    plain = np.random.default_rng(0)
+    return expert_action(state, red, plain) != expert_action(swap_colours(state), not red, plain)

@@ -1,7 +1,9 @@
-"""Measure the scripted expert and a uniformly random policy on the evaluation protocol's seeds: mean return
-overall and per pillar colour (± standard error), episode length, and env steps per second per process.
+"""Measure the scripted experts and a uniformly random policy on the evaluation protocol's seeds: mean return
+overall and per pillar colour (± standard error), episode length, the share of picked-up items that had the
+pillar's colour, the share of steps whose expert action depends on the colour, and env steps per second.
 
     python3 VizDoom/VizDoom_src/measure_expert.py --episodes 100 --timeout 2100
+    python3 VizDoom/VizDoom_src/measure_expert.py --expert visible --json     # one JSON line
 """
 
 from __future__ import annotations
@@ -15,70 +17,88 @@ from typing import Any
 
 import numpy as np
 
-from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, unit_floats
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, choices, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
-from VizDoom.VizDoom_src.expert import expert_action
-from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, MAX_TIMEOUT, N_ACTIONS, TwoColorsEnv
-from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds
+from VizDoom.VizDoom_src.expert import EXPERTS, VisibleExpert, colour_dependent, expert_action
+from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, MAX_TIMEOUT, N_ACTIONS, PICKUP_KEYS, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, right_shares
+
+POLICIES = (*EXPERTS, "random")
 
 
-def swap_colours(state: dict[str, Any]) -> dict[str, Any]:
-    """The privileged state as it would read with the other pillar colour (every item's role swapped)."""
-    role = {"Heal": "Hurt", "Hurt": "Heal"}
-    return {**state, "items": {k[:-4] + role[k[-4:]]: v for k, v in state["items"].items()}}
-
-
-def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, float, int, float, int, int, int]:
-    """One episode: (is_red, return, length, seconds, right-colour pickups, wrong-colour pickups, steps in
-    which the noise-free expert would act differently with the other pillar colour)."""
-    env = TwoColorsEnv(timeout=timeout, privileged=policy == "expert")
+def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, float, int, float, int, dict]:
+    """One episode: (is_red, return, length, seconds, steps in which the expert's noise-free action would
+    differ with the other pillar colour, pickup counts of the env's ``PICKUP_KEYS``)."""
+    env = TwoColorsEnv(timeout=timeout, privileged=policy == "privileged", visible=policy == "visible")
     rng = np.random.default_rng(seed)
+    expert = VisibleExpert()
     t0 = time.time()
     _, info = env.reset(seed=seed)
     total, steps, colour_steps, done = 0.0, 0, 0, False
     while not done:
-        if policy == "expert":
-            red, state, plain = bool(info["is_red"]), info["state"], np.random.default_rng(0)
-            colour_steps += expert_action(state, red, plain) != expert_action(swap_colours(state), not red, plain)
-            a = expert_action(state, red, rng, epsilon)
+        if policy == "visible":
+            a = expert.act(info["view"])
+            colour_steps += expert.colour_dependent(info["view"])
+        elif policy == "privileged":
+            colour_steps += colour_dependent(info["state"], bool(info["is_red"]))
+            a = expert_action(info["state"], bool(info["is_red"]), rng, epsilon)
         else:
             a = int(rng.integers(N_ACTIONS))
         _, r, terminated, truncated, info = env.step(a)
         total, steps, done = total + r, steps + 1, terminated or truncated
     env.close()
-    return bool(info["is_red"]), total, steps, time.time() - t0, int(info["good"]), int(info["bad"]), colour_steps
+    return bool(info["is_red"]), total, steps, time.time() - t0, colour_steps, {k: info[k] for k in PICKUP_KEYS}
 
 
-def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, workers: int = 2) -> dict[str, float]:
+def measure(policy: str, episodes: int, timeout: int, epsilon: float = 0.0, workers: int = 2) -> dict[str, Any]:
+    """Mean return (overall, red, green; ± SEM), length and shares over ``episodes`` protocol seeds."""
     with mp.get_context("fork").Pool(workers) as pool:
         out = pool.map(partial(play, policy=policy, epsilon=epsilon, timeout=timeout), eval_seeds(episodes))
     red = np.array([o[0] for o in out])
-    ret, length, secs, good, bad, colour = (np.array([o[i] for o in out], float) for i in (1, 2, 3, 4, 5, 6))
-    return {"policy": policy, "epsilon": epsilon, "episodes": episodes, "timeout": timeout,
-            "return": round(ret.mean(), 2), "return_sem": round(sem(ret), 2),
-            "return_red": round(ret[red].mean(), 2), "return_red_sem": round(sem(ret[red]), 2),
-            "return_green": round(ret[~red].mean(), 2), "return_green_sem": round(sem(ret[~red]), 2),
-            "length": round(length.mean(), 1), "right_pickups": round(good.sum() / max(good.sum() + bad.sum(), 1), 3),
-            "colour_dependent_steps": round(colour.sum() / length.sum(), 3),
-            "steps_per_s_per_process": round(length.sum() / secs.sum(), 1)}
+    ret, length, secs, colour = (np.array([o[i] for o in out], float) for i in (1, 2, 3, 4))
+    pickups = {k: np.array([o[5][k] for o in out]) for k in PICKUP_KEYS}
+    res: dict[str, Any] = {"policy": policy, "epsilon": epsilon, "episodes": episodes, "timeout": timeout}
+    for name, m in (("", np.ones_like(red)), ("_red", red), ("_green", ~red)):
+        res[f"return{name}"] = round(float(ret[m].mean()), 2) if m.any() else float("nan")
+        res[f"return{name}_sem"] = round(sem(ret[m]), 2)
+    good, bad = pickups["good"].sum(), pickups["bad"].sum()
+    res["right_share"] = round(float(good / max(good + bad, 1)), 3)
+    res.update({k.replace("right_pickups", "right_share"): None if np.isnan(v) else round(v, 3)  # JSON null
+                for k, v in right_shares(pickups, red).items()})
+    res.update({"length": round(float(length.mean()), 1),
+                "colour_dependent_steps": round(float(colour.sum() / length.sum()), 3),
+                "steps_per_s_per_process": round(float(length.sum() / secs.sum()), 1)})
+    return res
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+def row(m: dict[str, Any]) -> str:
+    """One readable line of a measurement."""
+    name = m["policy"] + (f" ε={m['epsilon']:g}" if m["policy"] == "privileged" else "")
+    return (f"{name:<18} return {m['return']:6.2f} ± {m['return_sem']:.2f}  red {m['return_red']:6.2f}  "
+            f"green {m['return_green']:6.2f}  right share {m['right_share']:.3f}  length {m['length']:7.1f}  "
+            f"colour-dependent steps {m['colour_dependent_steps']:.3f}")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--expert", type=choices(POLICIES), default=list(POLICIES),
+                   help=f"comma-separated policies among {','.join(POLICIES)} (default: all)")
     p.add_argument("--episodes", type=int, default=100, help="protocol seeds (colours alternate)")
     p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="steps per episode")
-    p.add_argument("--epsilons", type=unit_floats, default=[0.0, 0.1], help="expert noise levels, e.g. 0,0.1")
+    p.add_argument("--epsilons", type=unit_floats, default=[0.0, 0.1],
+                   help="the privileged expert's random-action shares, e.g. 0,0.1 (the data of the first results)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON line per policy instead of a table")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "timeout", "workers"))
     if args.timeout > MAX_TIMEOUT:
         raise ConfigError(f"--timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), got {args.timeout}")
-    runs = [("expert", eps) for eps in args.epsilons] + [("random", 0.0)]
+    runs = [(pol, eps) for pol in args.expert for eps in (args.epsilons if pol == "privileged" else [0.0])]
     out = []
     for policy, eps in runs:
         out.append(measure(policy, args.episodes, args.timeout, eps, args.workers))
-        print(json.dumps(out[-1]), flush=True)
+        print(json.dumps(out[-1]) if args.json else row(out[-1]), flush=True)
     return out
 
 

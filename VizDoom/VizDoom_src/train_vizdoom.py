@@ -38,7 +38,7 @@ CONFIG = Path(__file__).with_name("config.yaml")
 SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32, mem_len=20,
              epochs=1, batch_size=4, warmup_steps=2, max_episodes=None, eval_episodes=4, eval_timeout=60,
              eval_batch_size=4)
-SMOKE_DATA = dict(n_episodes=12, n_steps=20, epsilon=0.1, seed=0)
+SMOKE_DATA = dict(n_episodes=12, n_steps=20, seed=0)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:

@@ -26,6 +26,8 @@ N_ACTIONS = 5
 LEFT, RIGHT, FORWARD, LEFT_FORWARD, RIGHT_FORWARD = range(N_ACTIONS)
 BUTTONS = (vzd.Button.TURN_LEFT, vzd.Button.TURN_RIGHT, vzd.Button.MOVE_FORWARD)
 ACTIONS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1))  # button states of each action
+POSE = (vzd.GameVariable.POSITION_X, vzd.GameVariable.POSITION_Y, vzd.GameVariable.ANGLE)
+MIN_LABEL_PIXELS = 3  # an object narrower or lower than this on the 256 × 144 screen is < 1.3 px in the observation
 FRAME_SKIP = 2
 LIVING_REWARD = 0.01  # per tic
 FLOOR_DAMAGE = 8  # the floor's damage every 32 tics (sector special 83)
@@ -33,6 +35,16 @@ PICKUP_REWARD = 1.0
 DEFAULT_TIMEOUT = 2100  # steps (4200 tics); the reference scenario's own limit is 10 000 tics
 ENGINE_TIMEOUT = 10_000  # tics
 MAX_TIMEOUT = ENGINE_TIMEOUT // FRAME_SKIP  # steps: a longer --timeout would end in the engine's (as a death)
+
+
+TIME_BINS = (0, 90, 500)  # pickups are also counted per bin of steps: 0-90 (DT's training context), 90-500, 500+
+BIN_NAMES = tuple(f"{lo}_{hi}" for lo, hi in zip(TIME_BINS, (*TIME_BINS[1:], ""), strict=True))
+PICKUP_KEYS = ("good", "bad", *(f"{k}_{b}" for b in BIN_NAMES for k in ("good", "bad")))
+
+
+def time_bin(step: int) -> str:
+    """The name of the time bin of a 0-based step (``0_90``, ``90_500``, ``500_``)."""
+    return BIN_NAMES[int(np.searchsorted(TIME_BINS, step, side="right")) - 1]
 
 
 def is_red(seed: int) -> bool:
@@ -44,17 +56,21 @@ class TwoColorsEnv(gym.Env):
     """One Two-Colors episode at a time, headless. ``reset(seed=s)`` picks the colour from ``s``.
 
     ``info`` carries ``is_red`` (float 0/1), ``health``, the episode's counts of ``good`` (health rose) and
-    ``bad`` (health fell by more than the floor can take in a step) pickups and, with ``privileged=True``, ``state``:
-    the player's position/angle and every item's and the pillar's position, for the scripted expert.
+    ``bad`` (health fell by more than the floor can take in a step) pickups, the same per time bin
+    (``good_0_90``, ``bad_0_90``, ``good_90_500``, ..., ``bad_500_``) and, with ``privileged=True``, ``state``:
+    the player's position/angle and every item's and the pillar's position, for the privileged expert. With
+    ``visible=True`` it carries ``view`` instead: the player's position/angle and only the objects drawn in the
+    current frame (the engine's labels buffer: on screen, not hidden behind others, big enough to show in the
+    64 × 112 observation), for the expert that acts on what the agent sees.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, timeout: int = DEFAULT_TIMEOUT, frame_skip: int = FRAME_SKIP,
-                 scenario: ScenarioConfig | None = None, privileged: bool = False):
+                 scenario: ScenarioConfig | None = None, privileged: bool = False, visible: bool = False):
         if timeout < 1 or frame_skip < 1:
             raise ValueError(f"timeout and frame_skip must be >= 1, got {timeout} and {frame_skip}")
-        self.timeout, self.frame_skip, self.privileged = timeout, frame_skip, privileged
+        self.timeout, self.frame_skip, self.privileged, self.visible = timeout, frame_skip, privileged, visible
         self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         g = vzd.DoomGame()
@@ -69,8 +85,9 @@ class TwoColorsEnv(gym.Env):
                         g.set_window_visible, g.set_sound_enabled):
             setting(False)
         g.set_available_buttons(list(BUTTONS))
-        g.set_available_game_variables([vzd.GameVariable.HEALTH])
+        g.set_available_game_variables([vzd.GameVariable.HEALTH, *POSE])
         g.set_objects_info_enabled(privileged)
+        g.set_labels_buffer_enabled(visible)
         g.set_living_reward(LIVING_REWARD)
         g.set_episode_timeout(ENGINE_TIMEOUT)
         g.set_mode(vzd.Mode.PLAYER)
@@ -79,7 +96,8 @@ class TwoColorsEnv(gym.Env):
         # The engine is a child process that outlives a controller that never calls close(): close it when
         # this env is collected, at interpreter exit and when a multiprocessing worker exits.
         Finalize(self, g.close, exitpriority=0)
-        self.t, self.health, self.red, self.good, self.bad = 0, 100.0, True, 0, 0
+        self.t, self.health, self.red = 0, 100.0, True
+        self.counts = dict.fromkeys(PICKUP_KEYS, 0)
         self._obs = np.zeros(OBS_SHAPE, np.uint8)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -91,7 +109,7 @@ class TwoColorsEnv(gym.Env):
         self.game.set_seed(int(seed) % 2**31)
         self.game.new_episode()
         self.t, self.health = 0, self.game.get_game_variable(vzd.GameVariable.HEALTH)
-        self.good, self.bad = 0, 0
+        self.counts = dict.fromkeys(PICKUP_KEYS, 0)
         return self._observe(), self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -100,17 +118,20 @@ class TwoColorsEnv(gym.Env):
         if self.game.is_episode_finished():  # stepped again after the end (vector envs without autoreset)
             return self._obs.copy(), 0.0, True, False, self._info()
         reward = self.game.make_action(list(ACTIONS[int(action)]), self.frame_skip)  # living reward per tic
-        self.t += 1
         terminated = self.game.is_episode_finished()
+        good = bad = False
         if not terminated:
             health = self.game.get_game_variable(vzd.GameVariable.HEALTH)
-            reward += PICKUP_REWARD * (health > self.health)
-            self.good += health > self.health
-            self.bad += self.health - health > FLOOR_DAMAGE  # the floor alone takes at most 8 per step
+            good, bad = health > self.health, self.health - health > FLOOR_DAMAGE  # the floor takes at most 8
+            reward += PICKUP_REWARD * good
             self.health = health
         elif self.game.is_player_dead():
-            self.bad += self.health > FLOOR_DAMAGE  # killed by more than the floor can do: a wrong item
+            bad = self.health > FLOOR_DAMAGE  # killed by more than the floor can do: a wrong item
             self.health = 0.0
+        for kind, happened in (("good", good), ("bad", bad)):
+            self.counts[kind] += happened
+            self.counts[f"{kind}_{time_bin(self.t)}"] += happened
+        self.t += 1
         truncated = not terminated and self.t >= self.timeout
         return self._observe(), float(reward), terminated, truncated, self._info()
 
@@ -122,11 +143,23 @@ class TwoColorsEnv(gym.Env):
         return self._obs.copy()
 
     def _info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"is_red": float(self.red), "health": float(self.health), "good": float(self.good),
-                                "bad": float(self.bad)}
+        info: dict[str, Any] = {"is_red": float(self.red), "health": float(self.health),
+                                **{k: float(v) for k, v in self.counts.items()}}
         if self.privileged:
             info["state"] = self.privileged_state()
+        if self.visible:
+            info["view"] = self.visible_state()
         return info
+
+    def visible_state(self) -> dict[str, Any]:
+        """The player's x, y, angle (degrees) and ``objects``: (class name, x, y) of every object drawn in the
+        current frame, from the labels buffer (empty once the episode is over)."""
+        state = self.game.get_state()
+        if state is None:
+            return {"player": None, "objects": []}
+        objects = [(lab.object_name, lab.object_position_x, lab.object_position_y) for lab in state.labels
+                   if min(lab.width, lab.height) >= MIN_LABEL_PIXELS]
+        return {"player": tuple(self.game.get_game_variable(v) for v in POSE), "objects": objects}
 
     def privileged_state(self) -> dict[str, Any]:
         """Player x, y, angle (degrees) and the positions of items by class name (``objects info``)."""

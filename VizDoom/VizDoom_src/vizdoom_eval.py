@@ -22,7 +22,7 @@ from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, TwoColorsEnv, is_red
+from VizDoom.VizDoom_src.vizdoom_env import BIN_NAMES, DEFAULT_TIMEOUT, PICKUP_KEYS, TwoColorsEnv, is_red
 
 TARGET_RETURN = 56.5
 EVAL_SEED_OFFSET = 1_000_000  # even: red pillar, odd: green; never a training seed index
@@ -40,7 +40,7 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
     sampled actions; the pillar (the cue) is in view from the first step."""
     timeout = length or int(args.get("eval_timeout") or DEFAULT_TIMEOUT)
     scenario = ScenarioConfig(pillar_tics=args["eval_pillar_tics"]) if args.get("eval_pillar_tics") else None
-    env = GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), [seed], info_keys=("good", "bad"))
+    env = GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), [seed], info_keys=PICKUP_KEYS)
     return Episode(env, float(args.get("target_return") or TARGET_RETURN), timeout, sample=True, cue_steps=(0,),
                    close=env.close)
 
@@ -49,37 +49,52 @@ def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              scenario: ScenarioConfig | None = None, split: str = "test") -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
-    "right_pickups_green" (share of the items picked up that were of the pillar's colour), "episodes": [...]}
+    "right_pickups_green" (share of the items picked up that were of the pillar's colour), the same per time
+    bin ("right_pickups_red_0_90", "..._90_500", "..._500_"), "episodes": [...]}
     over ``n_episodes`` fixed seeds of the ``split``, at most ``batch_size`` worker processes at a time.
     ``scenario`` changes the rules (the benchmarks use a floor that does not hurt, so every episode runs to
     the timeout)."""
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, lengths, good, bad = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
+    returns, lengths = [np.zeros(0)], [np.zeros(0)]
+    counts: dict[str, list[np.ndarray]] = {k: [np.zeros(0)] for k in PICKUP_KEYS}
     show = progress and distributed.is_main()
     for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
         with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), seeds[i:i + batch_size],
-                          info_keys=("good", "bad")) as env:
+                          info_keys=PICKUP_KEYS) as env:
             res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
                           progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)
         lengths.append(res.lengths)
-        good.append(res.infos["good"])
-        bad.append(res.infos["bad"])
-    parts = distributed.gather((np.asarray(seeds), *(np.concatenate(x) for x in (returns, lengths, good, bad))))
-    seed_all, ret, length, n_good, n_bad = (np.concatenate([p[j] for p in parts]) for j in range(5))
+        for k in PICKUP_KEYS:
+            counts[k].append(res.infos[k])
+    parts = distributed.gather((np.asarray(seeds), *(np.concatenate(x) for x in (returns, lengths)),
+                                *(np.concatenate(counts[k]) for k in PICKUP_KEYS)))
+    seed_all, ret, length, *picked = (np.concatenate([p[j] for p in parts]) for j in range(3 + len(PICKUP_KEYS)))
+    pickups = dict(zip(PICKUP_KEYS, picked, strict=True))
     red = np.array([is_red(s) for s in seed_all], bool)
     out: dict[str, Any] = {"return": float(ret.mean()), "return_sem": sem(ret),
                            "return_red": float(ret[red].mean()) if red.any() else float("nan"),
                            "return_green": float(ret[~red].mean()) if (~red).any() else float("nan"),
                            "return_red_sem": sem(ret[red]), "return_green_sem": sem(ret[~red]),
                            "length": float(length.mean()), "episodes_n": len(ret)}
-    for name, m in (("red", red), ("green", ~red)):  # does the policy know which colour heals?
-        picked = n_good[m].sum() + n_bad[m].sum()
-        out[f"right_pickups_{name}"] = float(n_good[m].sum() / picked) if picked else float("nan")
+    out.update(right_shares(pickups, red))
     out["episodes"] = [{"seed": int(s), "is_red": bool(r), "return": round(float(x), 3), "length": int(n),
-                        "good": int(g), "bad": int(b)}
-                       for s, r, x, n, g, b in zip(seed_all, red, ret, length, n_good, n_bad, strict=True)]
+                        **{k: int(pickups[k][j]) for k in PICKUP_KEYS}}
+                       for j, (s, r, x, n) in enumerate(zip(seed_all, red, ret, length, strict=True))]
+    return out
+
+
+def right_shares(pickups: dict[str, np.ndarray], red: np.ndarray) -> dict[str, float]:
+    """Does the policy know which colour heals? The share of picked-up items that had the pillar's colour,
+    pooled over the episodes of each colour: ``right_pickups_<colour>`` over whole episodes and
+    ``right_pickups_<colour>_<bin>`` per time bin (NaN where nothing was picked up). ``pickups``: per-episode
+    counts under the env's keys (``good``, ``bad``, ``good_0_90``, ...); ``red``: each episode's colour."""
+    out: dict[str, float] = {}
+    for name, m in (("red", red), ("green", ~red)):
+        for suffix in ("", *(f"_{b}" for b in BIN_NAMES)):
+            good, bad = pickups[f"good{suffix}"][m].sum(), pickups[f"bad{suffix}"][m].sum()
+            out[f"right_pickups_{name}{suffix}"] = float(good / (good + bad)) if good + bad else float("nan")
     return out
 
 

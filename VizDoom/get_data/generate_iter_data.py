@@ -1,9 +1,13 @@
-"""Generate the ViZDoom-Two-Colors training data with the scripted expert (no download, no A2C checkpoint).
+"""Generate the ViZDoom-Two-Colors training data with a scripted expert (no download, no A2C checkpoint).
 
-    python3 VizDoom/get_data/generate_iter_data.py --n_episodes 5000 --n_steps 90 --epsilon 0.1
+    python3 VizDoom/get_data/generate_iter_data.py --n_episodes 5000 --n_steps 90
+    python3 VizDoom/get_data/generate_iter_data.py --expert privileged --epsilon 0.1 --out_dir DIR  # the old data
 
+``--expert visible`` (default) acts only on what the agent sees and has seen, with no action noise;
+``--expert privileged`` reads every item's position from the engine (``VizDoom_src/expert.py``).
 Each episode is ``<out_dir>/episode_<index>.npz`` with the reference fields: obs uint8 [T, 3, 64, 112],
-action int64 [T] (0..4), reward float32 [T], done bool [T], is_red bool [T]. Episode ``index`` depends
+action int64 [T] (0..4), reward float32 [T], done bool [T], is_red bool [T], and colour_dependent bool [T]
+(the expert's noise-free action would differ with the other pillar colour). Episode ``index`` depends
 only on (--seed, index) and even indices show the red pillar, odd ones the green, so the colours are
 balanced. A rerun skips the files already written (resume after Ctrl-C); ``meta.json`` records the
 settings, and a rerun with other settings into the same folder is refused. The same function backs
@@ -23,16 +27,18 @@ import numpy as np
 
 from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
-from VizDoom.VizDoom_src.expert import expert_episode
+from VizDoom.VizDoom_src.expert import EXPERTS, expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, TwoColorsEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
-EXPERT = "nearest_item_v1"  # recorded in meta.json: a changed expert must not extend an old folder
+# recorded in meta.json: a changed expert must not extend an old folder
+EXPERT_VERSIONS = {"privileged": "nearest_item_v1", "visible": "visible_v1"}
+DEFAULT_EPSILON = {"visible": 0.0, "privileged": 0.1}
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
-_ENV: dict[tuple[int, int], TwoColorsEnv] = {}  # one engine per worker process and setting
+_ENV: dict[tuple[int, int, str], TwoColorsEnv] = {}  # one engine per worker process and setting
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -42,15 +48,17 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
     return int(env_seed % 2**30) * 2 + index % 2, int(noise_seed)
 
 
-def collect_one(index: int, n_steps: int, epsilon: float, seed: int,
-                pillar_tics: int = DEFAULT.pillar_tics) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Expert episode ``index``; stats: red episodes and deaths before ``n_steps``."""
-    key = (n_steps, pillar_tics)
+def collect_one(index: int, n_steps: int, epsilon: float, seed: int, pillar_tics: int = DEFAULT.pillar_tics,
+                expert: str = "visible") -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Expert episode ``index``; stats: red episodes, deaths before ``n_steps``, colour-dependent steps."""
+    key = (n_steps, pillar_tics, expert)
     if key not in _ENV:
-        _ENV[key] = TwoColorsEnv(timeout=n_steps, privileged=True, scenario=ScenarioConfig(pillar_tics=pillar_tics))
+        _ENV[key] = TwoColorsEnv(timeout=n_steps, privileged=expert == "privileged", visible=expert == "visible",
+                                 scenario=ScenarioConfig(pillar_tics=pillar_tics))
     env_seed, noise_seed = episode_seeds(seed, index)
     ep = expert_episode(_ENV[key], env_seed, n_steps, epsilon, noise_seed)
-    return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps)}
+    return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps),
+                "colour_dependent": int(ep["colour_dependent"].sum())}
 
 
 def _close_and_exit(*_: Any) -> None:
@@ -63,11 +71,15 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _close_and_exit)
 
 
-def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float = 0.1,
+def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float | None = None,
             seed: int = 0, workers: int | None = None, progress: bool = True,
-            pillar_tics: int = DEFAULT.pillar_tics) -> dict[str, Any]:
+            pillar_tics: int = DEFAULT.pillar_tics, expert: str = "visible") -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
-    ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps)."""
+    ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps).
+    ``expert``: ``visible`` or ``privileged``; ``epsilon`` (its random-action share) defaults to 0 and 0.1."""
+    if expert not in EXPERTS:
+        raise ValueError(f"--expert must be one of {', '.join(EXPERTS)}, got {expert!r}")
+    epsilon = DEFAULT_EPSILON[expert] if epsilon is None else epsilon
     if not 1 <= n_steps <= MAX_TIMEOUT:
         raise ValueError(f"--n_steps must be in 1..{MAX_TIMEOUT} (the engine's own episode limit), got {n_steps}")
     if seed < 0:
@@ -75,10 +87,10 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
     ScenarioConfig(pillar_tics=pillar_tics)  # checks the value
-    meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT}
+    meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT_VERSIONS[expert]}
     if pillar_tics != DEFAULT.pillar_tics:  # folders of the reference rule keep the meta.json they were written with
         meta["pillar_tics"] = pillar_tics
-    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics)
+    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics, expert=expert)
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes",
                             worker_init=_worker_init)
 
@@ -87,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--n_episodes", type=int, default=5000, help="episodes to write (the reference: 5000)")
     p.add_argument("--n_steps", type=int, default=90, help="steps per episode (fewer if the player dies)")
-    p.add_argument("--epsilon", type=float, default=0.1, help="probability of a random action per step")
+    p.add_argument("--expert", choices=EXPERTS, default="visible",
+                   help="visible: acts on what the agent sees and has seen (default); privileged: reads the engine")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="probability of a random action per step (default: 0 for visible, 0.1 for privileged)")
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
     p.add_argument("--pillar_tics", type=int, default=DEFAULT.pillar_tics,
                    help="tics the pillar stands (45: the reference script; the paper's text says 45 steps = 90 tics)")
@@ -98,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     return collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                   pillar_tics=args.pillar_tics)
+                   pillar_tics=args.pillar_tics, expert=args.expert)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

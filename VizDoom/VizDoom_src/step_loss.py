@@ -1,0 +1,99 @@
+"""Does a trained ViZDoom model use the pillar's colour? Per-step action loss on held-out episodes, split by
+whether the expert's action at that step depends on the colour.
+
+    python3 VizDoom/get_data/generate_iter_data.py --seed 1 --n_episodes 500 --out_dir VizDoom/VizDoom_data/heldout
+    python3 VizDoom/VizDoom_src/step_loss.py runs/vizdoom/DT/seed_1/checkpoints/last.pt
+
+The episodes' ``colour_dependent`` field (written by the generator) marks the steps where the noise-free
+expert would act differently had the pillar the other colour. A model that ignores the colour loses about
+ln 2 more on those steps than on the others (it cannot tell which of two items to head for); one that uses
+it loses about as much on both. Steps are also split by time: the pillar is on screen in steps 0-22.
+Prints one JSON object per checkpoint (``--out``: also written to a file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from RATE_model.attention import load_model
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
+from RATE_model.data import episode_files
+from RATE_model.diagnose import split_means, step_losses
+from RATE_model.experiment import run_main
+from VizDoom.get_data.generate_iter_data import DATA_DIR
+from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
+
+HELD_OUT = DATA_DIR.with_name("heldout")
+PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
+
+
+def step_groups(colour_dependent: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The named step masks [n, T] of windows starting at episode steps ``starts`` [n]: colour-dependent or
+    not, overall, while the pillar is on screen and after it is gone."""
+    T = colour_dependent.shape[1]
+    late = (starts[:, None] + np.arange(T)[None]) >= PILLAR_STEPS
+    dep = colour_dependent.astype(bool)
+    return {"all": np.ones_like(dep), "colour_dependent": dep, "other": ~dep,
+            "colour_dependent_pillar_in_view": dep & ~late, "colour_dependent_after_pillar": dep & late,
+            "other_after_pillar": ~dep & late}
+
+
+def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[str, Any]:
+    """Per-group loss, accuracy and step counts of checkpoint ``path`` on the first ``episodes`` episodes."""
+    model, _ = load_model(path)
+    cfg = model.cfg
+    files = episode_files(data_dir)[:episodes]
+    with np.load(files[0]) as first:
+        if "colour_dependent" not in first:
+            raise ConfigError(f"{files[0]} has no colour_dependent field: regenerate {data_dir} with the current "
+                              "generate_iter_data.py")
+    window = cfg.context_length * cfg.sections
+    data = vizdoom_dataset(data_dir, window, len(files), progress=False)
+    table = data.epoch_windows(0, 0)  # every window of every episode, as in training
+    ce, hit, dep = [], [], []
+    for i in range(0, len(table), batch_size):
+        rows = table[i:i + batch_size]
+        c, h = step_losses(model, data.to_device(data[rows]))
+        ce.append(c.numpy())
+        hit.append(h.numpy())
+        for e, start in rows:
+            with np.load(files[e]) as f:
+                d = f["colour_dependent"][start:start + window]
+            dep.append(np.pad(d, (0, window - len(d))))
+    ce_all, hit_all = np.concatenate(ce), np.concatenate(hit)
+    groups = step_groups(np.stack(dep), table[:, 1])
+    res = split_means(ce_all, hit_all, groups)
+    dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]
+    gap = None if dep_loss is None or other_loss is None else dep_loss - other_loss
+    return {"checkpoint": str(path), "episodes": len(files), "windows": len(table), "window": window, "groups": res,
+            "gap_colour_dependent_minus_other": gap, "ln2": float(np.log(2))}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = OneLineErrorParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("checkpoints", type=Path, nargs="+")
+    p.add_argument("--data_dir", type=Path, default=HELD_OUT, help="held-out episodes (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=500, help="first N episodes of --data_dir")
+    p.add_argument("--batch_size", type=int, default=25)
+    p.add_argument("--out", type=Path, help="also write the JSON lines here")
+    args = p.parse_args(argv)
+    check_positive(args, ("episodes", "batch_size"))
+    if not episode_files(args.data_dir):
+        raise ConfigError(f"no episodes in {args.data_dir}: run python3 VizDoom/get_data/generate_iter_data.py "
+                          f"--seed 1 --n_episodes {args.episodes} --out_dir {args.data_dir}")
+    torch.manual_seed(0)
+    out = [measure(c, args.data_dir, args.episodes, args.batch_size) for c in args.checkpoints]
+    text = "\n".join(json.dumps(r) for r in out)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,45 @@
+"""RATE_model.diagnose: per-step losses equal the trainer's loss, and their split by step groups."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from RATE_model.diagnose import split_means, step_losses
+from RATE_model.trainer import SegmentLoss
+from tests.helpers import random_batch, run_segments, tiny_model
+
+
+@pytest.mark.parametrize("mode", ["RATE", "DT"])
+def test_step_losses_are_the_trainers_loss_step_by_step(mode):
+    torch.manual_seed(0)
+    model = tiny_model(mode)
+    batch = random_batch(3, 12, valid_len=[12, 9, 3])
+    model.train()  # step_losses evaluates in eval mode and gives the mode back
+    ce, hit = step_losses(model, batch)
+    assert model.training and ce.shape == hit.shape == (3, 12)
+    valid = batch["valid"]
+    assert torch.isnan(ce[~valid]).all() and not hit[~valid].any() and torch.isfinite(ce[valid]).all()
+    model.eval()
+    K = model.cfg.context_length
+    segs = [{k: v[:, s:s + K] for k, v in batch.items()} for s in range(0, 12, K)]
+    with torch.no_grad():
+        trainer_loss, _ = SegmentLoss(model)(segs, None, [float(s["valid"].sum()) for s in segs])
+    per_segment = [ce[:, s:s + K][valid[:, s:s + K]].mean() for s in range(0, 12, K)]
+    assert torch.stack(per_segment).mean().item() == pytest.approx(trainer_loss.item(), rel=1e-5)
+    with torch.no_grad():
+        argmax = torch.cat(run_segments(model, batch), 1).argmax(-1)
+    assert torch.equal(hit, (argmax == batch["action"]) & valid)
+
+
+def test_split_means_over_named_groups():
+    ce = np.array([[0.1, 0.7, math.nan], [0.3, 0.9, 0.5]])
+    hit = np.array([[True, False, False], [True, True, False]])
+    dep = np.array([[False, True, True], [False, True, False]])
+    res = split_means(ce, hit, {"dependent": dep, "other": ~dep, "none": np.zeros_like(dep)})
+    assert res["dependent"] == {"loss": pytest.approx(0.8), "accuracy": 0.5, "steps": 2}  # the NaN step is padding
+    assert res["other"] == {"loss": pytest.approx(0.3), "accuracy": pytest.approx(2 / 3), "steps": 3}
+    assert res["none"] == {"loss": None, "accuracy": None, "steps": 0}
