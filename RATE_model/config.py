@@ -49,6 +49,7 @@ class ModelConfig:
     mrv_act: str = "relu"
     skip_dec_ffn: bool = False
     memory_grad: str = "bptt"  # bptt | detach
+    action_inputs: bool = True  # False: past actions are not shown (every action token holds the padding row)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # encoder sizes (n_actions, state_dim, ...)
 
     def effective(self) -> ModelConfig:
@@ -190,6 +191,9 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     g.add_argument("--skip_dec_attn", dest="skip_dec_ffn", action="store_true", default=None,
                    help="alias of --skip_dec_ffn (the paper README's spelling; no such flag exists in the "
                         "released code)")
+    g.add_argument("--no_action_inputs", dest="action_inputs", action="store_false", default=None,
+                   help="diagnosis: the model does not see its past actions (each action token holds the padding "
+                        "embedding), so it cannot lower its loss by repeating the last action")
     g.add_argument("--n_layer", type=int)
     g.add_argument("--n_head", type=int)
     g.add_argument("--d_model", type=int)

@@ -31,9 +31,13 @@ class Encoders(nn.Module):
         super().__init__()
         self.spec = spec
         self.rtg, self.obs, self.act, self.head = rtg, obs, act, head
+        self.hide_actions = False  # ModelConfig.action_inputs False: every action embeds as padding
 
     def embed_actions(self, actions: Tensor) -> Tensor:
-        """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]."""
+        """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]; with ``hide_actions``
+        every action embeds as padding (discrete) or zeros (continuous)."""
+        if self.hide_actions:
+            actions = torch.full_like(actions, ACTION_PAD) if self.spec.discrete else torch.zeros_like(actions)
         if self.spec.discrete:
             idx = torch.where(actions < 0, torch.full_like(actions, self.spec.n_actions), actions)
             return self.act(idx.long())

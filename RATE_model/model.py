@@ -74,6 +74,7 @@ class RATE(nn.Module):
         self.config = config.validate()
         c = self.cfg = config.effective()
         self.enc = build_encoders(c.env, c.d_model, **c.env_kwargs)
+        self.enc.hide_actions = not c.action_inputs
         self.layers = nn.ModuleList(
             DecoderLayer(c.arch_mode, c.d_model, c.n_head, c.d_head, c.d_inner, c.dropout, c.dropatt, c.skip_dec_ffn)
             for _ in range(c.n_layer)

@@ -371,6 +371,23 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         vizdoom_dataset(tmp_path / "missing", window=5)
 
 
+def test_colour_marker_paints_only_its_corner(env, tmp_path):
+    e = TwoColorsEnv(mark_colour=True)
+    try:
+        for seed, rgb in ((4, [255, 0, 0]), (5, [0, 255, 0])):
+            marked, plain = e.reset(seed=seed)[0], env.reset(seed=seed)[0]
+            assert (marked[:, :6, :6] == np.array(rgb)[:, None, None]).all()
+            outside = np.ones(OBS_SHAPE[1:], bool)
+            outside[:6, :6] = False
+            assert np.array_equal(marked[:, outside], plain[:, outside])
+            assert (e.step(LEFT)[0][:, :6, :6] == np.array(rgb)[:, None, None]).all()
+    finally:
+        e.close()
+    collect(tmp_path, n_episodes=2, n_steps=3, workers=1, progress=False, mark_colour=True)
+    assert json.loads((tmp_path / "meta.json").read_text())["mark_colour"] is True
+    assert (load_episode(episode_path(tmp_path, 1))["obs"][:, 1, :6, :6] == 255).all()  # green channel, odd index
+
+
 def test_vector_env_matches_single_env(env):
     seeds = [20, 21, 22]
     with GymVectorEnv(partial(TwoColorsEnv, timeout=5), seeds, info_keys=("is_red",)) as venv:

@@ -13,6 +13,7 @@ and runs the whole pipeline in about a minute on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               f"run python3 VizDoom/get_data/generate_iter_data.py --out_dir {args.data_dir} first "
                               "(or the notebook VizDoom/VizDoom_notebooks/generate_iter_data.ipynb)")
 
+    meta = data_dir / "meta.json"  # data made with the colour marker is evaluated with it
+    mark_colour = bool(json.loads(meta.read_text()).get("mark_colour")) if meta.exists() else False
+
     def build_stages():
         return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
         return evaluate(model, n, args.eval_timeout, args.eval_batch_size, args.target_return,
-                        scenario=ScenarioConfig(pillar_tics=args.eval_pillar_tics), split=split)
+                        scenario=ScenarioConfig(pillar_tics=args.eval_pillar_tics), split=split,
+                        mark_colour=mark_colour)
 
     return run_experiment(args, "vizdoom", mc, tc, build_stages, evaluate_model, seeds,
                           Path(args.runs_dir or "runs"), selection_score)

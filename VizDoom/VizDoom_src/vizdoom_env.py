@@ -27,6 +27,7 @@ LEFT, RIGHT, FORWARD, LEFT_FORWARD, RIGHT_FORWARD = range(N_ACTIONS)
 BUTTONS = (vzd.Button.TURN_LEFT, vzd.Button.TURN_RIGHT, vzd.Button.MOVE_FORWARD)
 ACTIONS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1))  # button states of each action
 POSE = (vzd.GameVariable.POSITION_X, vzd.GameVariable.POSITION_Y, vzd.GameVariable.ANGLE)
+MARK = (slice(0, 6), slice(0, 6))  # mark_colour: this corner of every frame shows the pillar's colour
 MIN_LABEL_PIXELS = 3  # an object narrower or lower than this on the 256 × 144 screen is < 1.3 px in the observation
 FRAME_SKIP = 2
 LIVING_REWARD = 0.01  # per tic
@@ -61,16 +62,20 @@ class TwoColorsEnv(gym.Env):
     the player's position/angle and every item's and the pillar's position, for the privileged expert. With
     ``visible=True`` it carries ``view`` instead: the player's position/angle and only the objects drawn in the
     current frame (the engine's labels buffer: on screen, not hidden behind others, big enough to show in the
-    64 × 112 observation), for the expert that acts on what the agent sees.
+    64 × 112 observation), for the expert that acts on what the agent sees. ``mark_colour=True`` (a
+    diagnosis, not the task) paints the top-left 6 × 6 pixels of every frame in the pillar's colour, so the
+    colour is in view at every step and no memory is needed.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, timeout: int = DEFAULT_TIMEOUT, frame_skip: int = FRAME_SKIP,
-                 scenario: ScenarioConfig | None = None, privileged: bool = False, visible: bool = False):
+                 scenario: ScenarioConfig | None = None, privileged: bool = False, visible: bool = False,
+                 mark_colour: bool = False):
         if timeout < 1 or frame_skip < 1:
             raise ValueError(f"timeout and frame_skip must be >= 1, got {timeout} and {frame_skip}")
         self.timeout, self.frame_skip, self.privileged, self.visible = timeout, frame_skip, privileged, visible
+        self.mark_colour = mark_colour
         self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         g = vzd.DoomGame()
@@ -140,6 +145,9 @@ class TwoColorsEnv(gym.Env):
         if state is not None:  # None once the episode is over: keep the last frame
             img = cv2.resize(state.screen_buffer, OBS_SHAPE[:0:-1], interpolation=cv2.INTER_AREA)
             self._obs = np.ascontiguousarray(img.transpose(2, 0, 1))
+            if self.mark_colour:
+                rgb = (255, 0, 0) if self.red else (0, 255, 0)
+                self._obs[:, MARK[0], MARK[1]] = np.array(rgb, np.uint8)[:, None, None]
         return self._obs.copy()
 
     def _info(self) -> dict[str, Any]:

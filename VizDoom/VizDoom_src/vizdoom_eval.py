@@ -47,21 +47,21 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
 
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
-             scenario: ScenarioConfig | None = None, split: str = "test") -> dict[str, Any]:
+             scenario: ScenarioConfig | None = None, split: str = "test", mark_colour: bool = False) -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
     "right_pickups_green" (share of the items picked up that were of the pillar's colour), the same per time
     bin ("right_pickups_red_0_90", "..._90_500", "..._500_"), "episodes": [...]}
     over ``n_episodes`` fixed seeds of the ``split``, at most ``batch_size`` worker processes at a time.
     ``scenario`` changes the rules (the benchmarks use a floor that does not hurt, so every episode runs to
-    the timeout)."""
+    the timeout). ``mark_colour``: frames show the pillar's colour in a corner (for data made that way)."""
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths = [np.zeros(0)], [np.zeros(0)]
     counts: dict[str, list[np.ndarray]] = {k: [np.zeros(0)] for k in PICKUP_KEYS}
     show = progress and distributed.is_main()
     for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario), seeds[i:i + batch_size],
-                          info_keys=PICKUP_KEYS) as env:
+        with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario, mark_colour=mark_colour),
+                          seeds[i:i + batch_size], info_keys=PICKUP_KEYS) as env:
             res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
                           progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)

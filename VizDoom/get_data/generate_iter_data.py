@@ -38,7 +38,7 @@ DEFAULT_EPSILON = {"visible": 0.0, "privileged": 0.1}
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
-_ENV: dict[tuple[int, int, str], TwoColorsEnv] = {}  # one engine per worker process and setting
+_ENV: dict[tuple[int, int, str, bool], TwoColorsEnv] = {}  # one engine per worker process and setting
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -49,12 +49,12 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
 
 
 def collect_one(index: int, n_steps: int, epsilon: float, seed: int, pillar_tics: int = DEFAULT.pillar_tics,
-                expert: str = "visible") -> tuple[dict[str, np.ndarray], dict[str, int]]:
+                expert: str = "visible", mark_colour: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Expert episode ``index``; stats: red episodes, deaths before ``n_steps``, colour-dependent steps."""
-    key = (n_steps, pillar_tics, expert)
+    key = (n_steps, pillar_tics, expert, mark_colour)
     if key not in _ENV:
         _ENV[key] = TwoColorsEnv(timeout=n_steps, privileged=expert == "privileged", visible=expert == "visible",
-                                 scenario=ScenarioConfig(pillar_tics=pillar_tics))
+                                 scenario=ScenarioConfig(pillar_tics=pillar_tics), mark_colour=mark_colour)
     env_seed, noise_seed = episode_seeds(seed, index)
     ep = expert_episode(_ENV[key], env_seed, n_steps, epsilon, noise_seed)
     return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps),
@@ -73,10 +73,12 @@ def _worker_init() -> None:
 
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float | None = None,
             seed: int = 0, workers: int | None = None, progress: bool = True,
-            pillar_tics: int = DEFAULT.pillar_tics, expert: str = "visible") -> dict[str, Any]:
+            pillar_tics: int = DEFAULT.pillar_tics, expert: str = "visible",
+            mark_colour: bool = False) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
     ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps).
-    ``expert``: ``visible`` or ``privileged``; ``epsilon`` (its random-action share) defaults to 0 and 0.1."""
+    ``expert``: ``visible`` or ``privileged``; ``epsilon`` (its random-action share) defaults to 0 and 0.1.
+    ``mark_colour``: every frame shows the pillar's colour in a corner (a diagnosis; evaluation follows it)."""
     if expert not in EXPERTS:
         raise ValueError(f"--expert must be one of {', '.join(EXPERTS)}, got {expert!r}")
     epsilon = DEFAULT_EPSILON[expert] if epsilon is None else epsilon
@@ -90,7 +92,10 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
     meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT_VERSIONS[expert]}
     if pillar_tics != DEFAULT.pillar_tics:  # folders of the reference rule keep the meta.json they were written with
         meta["pillar_tics"] = pillar_tics
-    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics, expert=expert)
+    if mark_colour:
+        meta["mark_colour"] = True
+    job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics, expert=expert,
+                  mark_colour=mark_colour)
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes",
                             worker_init=_worker_init)
 
@@ -106,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
     p.add_argument("--pillar_tics", type=int, default=DEFAULT.pillar_tics,
                    help="tics the pillar stands (45: the reference script; the paper's text says 45 steps = 90 tics)")
+    p.add_argument("--mark_colour", action="store_true",
+                   help="diagnosis: every frame shows the pillar's colour in its top-left corner (no memory needed); "
+                        "train_vizdoom.py evaluates such data with the same marker")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
     return p
@@ -113,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     return collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                   pillar_tics=args.pillar_tics, expert=args.expert)
+                   pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
