@@ -32,15 +32,20 @@ HELD_OUT = DATA_DIR.with_name("heldout")
 PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
 
 
-def step_groups(colour_dependent: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
-    """The named step masks [n, T] of windows starting at episode steps ``starts`` [n]: colour-dependent or
-    not, overall, while the pillar is on screen and after it is gone."""
+def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+    """The named step masks [n, T] of windows starting at episode steps ``starts`` [n] with ``actions``
+    [n, T]: colour-dependent or not, overall, while the pillar is on screen and after it is gone, and at
+    the steps where the expert's action changes (a new turn: where repeating the last action fails)."""
     T = colour_dependent.shape[1]
     late = (starts[:, None] + np.arange(T)[None]) >= PILLAR_STEPS
     dep = colour_dependent.astype(bool)
+    changed = np.zeros_like(dep)
+    changed[:, 1:] = actions[:, 1:] != actions[:, :-1]
     return {"all": np.ones_like(dep), "colour_dependent": dep, "other": ~dep,
             "colour_dependent_pillar_in_view": dep & ~late, "colour_dependent_after_pillar": dep & late,
-            "other_after_pillar": ~dep & late}
+            "other_after_pillar": ~dep & late, "colour_dependent_action_changed": dep & changed,
+            "colour_dependent_action_repeated": dep & ~changed & (np.arange(T) > 0)[None],
+            "other_action_changed": ~dep & changed}
 
 
 def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[str, Any]:
@@ -55,10 +60,12 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    ce, hit, dep = [], [], []
+    ce, hit, dep, acts = [], [], [], []
     for i in range(0, len(table), batch_size):
         rows = table[i:i + batch_size]
-        c, h = step_losses(model, data.to_device(data[rows]))
+        batch = data.to_device(data[rows])
+        c, h = step_losses(model, batch)
+        acts.append(batch["action"].numpy())
         ce.append(c.numpy())
         hit.append(h.numpy())
         for e, start in rows:
@@ -66,7 +73,7 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
                 d = f["colour_dependent"][start:start + window]
             dep.append(np.pad(d, (0, window - len(d))))
     ce_all, hit_all = np.concatenate(ce), np.concatenate(hit)
-    groups = step_groups(np.stack(dep), table[:, 1])
+    groups = step_groups(np.stack(dep), table[:, 1], np.concatenate(acts))
     res = split_means(ce_all, hit_all, groups)
     dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]
     gap = None if dep_loss is None or other_loss is None else dep_loss - other_loss
