@@ -1,10 +1,12 @@
 """Measure the chain: per-step action losses of a trained model, split by what each step depends on.
 
-``step_losses`` runs a model over whole training windows exactly as the trainer does (segment by segment,
-memory and cache carried, teacher-forced actions, eval mode) and returns each step's cross-entropy and
-whether the most likely action is the data's. ``split_means`` averages them over named groups of steps
-(e.g. the steps whose expert action depends on a cue seen long before against the others): a gap near
-ln 2 between such groups, when the cue decides between two actions, means the model does not use the cue.
+``action_log_probs`` runs a model over whole training windows exactly as the trainer does (segment by
+segment, memory and cache carried, teacher-forced actions, eval mode); ``step_losses`` gives each step's
+cross-entropy and whether the most likely action is the data's. ``split_means`` averages them over named
+groups of steps (e.g. the steps whose expert action depends on a cue seen long before against the
+others): a gap near ln 2 between such groups, when the cue decides between two actions, means the model
+does not use the cue. ``preference`` is the sharper test where the counterfactual action is known (what
+the expert would have done with the other cue): a model that uses the cue prefers the data's action.
 """
 
 from __future__ import annotations
@@ -21,24 +23,44 @@ from RATE_model.model import RATE
 
 
 @torch.no_grad()
-def step_losses(model: RATE, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Cross-entropy [B, T] of the data's action at every step of ``batch`` (obs, rtg, action, valid over
-    T = K·N steps, observations already transformed) and whether the argmax action is the data's [B, T].
-    Padded steps (``valid`` False) hold NaN and False."""
+def action_log_probs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
+    """Log-probabilities [B, T, A] of every action at every step of ``batch`` (obs, rtg, action, valid over
+    T = K·N steps, observations already transformed), the data's actions teacher-forced; NaN at padded steps."""
     was_training = model.training
     model.eval()
     K, T = model.cfg.context_length, batch["action"].shape[1]
-    ce, hit, state = [], [], None
+    out, state = [], None
     for s in range(0, T, K):
         seg = slice(s, s + K)
         logits, state = model(batch["rtg"][:, seg], batch["obs"][:, seg], batch["action"][:, seg],
                               batch["valid"][:, seg], state)
-        target = batch["action"][:, seg].clamp(min=0)
-        ce.append(F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none"))
-        hit.append(logits.argmax(-1) == target)
+        out.append(F.log_softmax(logits.float(), -1))
     model.train(was_training)
-    valid = batch["valid"].bool()
-    return torch.cat(ce, 1).masked_fill(~valid, math.nan), torch.cat(hit, 1) & valid
+    return torch.cat(out, 1).masked_fill(~batch["valid"].bool()[..., None], math.nan)
+
+
+def step_losses(model: RATE, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Cross-entropy [B, T] of the data's action at every step of ``batch`` and whether the argmax action
+    is the data's [B, T]. Padded steps (``valid`` False) hold NaN and False."""
+    logp = action_log_probs(model, batch)
+    target = batch["action"].clamp(min=0)
+    ce = -logp.gather(-1, target[..., None])[..., 0]
+    return ce, (logp.argmax(-1) == target) & batch["valid"].bool()
+
+
+def preference(logp: np.ndarray, chosen: np.ndarray, other: np.ndarray,
+               mask: np.ndarray) -> dict[str, float | int | None]:
+    """Does the model prefer the data's action to a counterfactual one (e.g. the expert's action had the cue
+    been the other value) at the steps of ``mask`` where they differ? Mean log-probability margin
+    log p(chosen) − log p(other) and the share of steps with a positive margin: 0 and 0.5 when the model
+    does not use what tells them apart."""
+    m = np.asarray(mask, bool) & (chosen != other) & ~np.isnan(logp[..., 0])
+    n = int(m.sum())
+    if not n:
+        return {"margin": None, "prefers_chosen": None, "steps": 0}
+    lp_c = np.take_along_axis(logp, chosen[..., None], -1)[..., 0][m]
+    lp_o = np.take_along_axis(logp, other[..., None], -1)[..., 0][m]
+    return {"margin": float((lp_c - lp_o).mean()), "prefers_chosen": float((lp_c > lp_o).mean()), "steps": n}
 
 
 def split_means(ce: np.ndarray, hit: np.ndarray,

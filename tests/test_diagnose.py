@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from RATE_model.diagnose import split_means, step_losses
+from RATE_model.diagnose import preference, split_means, step_losses
 from RATE_model.trainer import SegmentLoss
 from tests.helpers import random_batch, run_segments, tiny_model
 
@@ -43,3 +43,15 @@ def test_split_means_over_named_groups():
     assert res["dependent"] == {"loss": pytest.approx(0.8), "accuracy": 0.5, "steps": 2}  # the NaN step is padding
     assert res["other"] == {"loss": pytest.approx(0.3), "accuracy": pytest.approx(2 / 3), "steps": 3}
     assert res["none"] == {"loss": None, "accuracy": None, "steps": 0}
+
+
+def test_preference_for_the_data_action_over_a_counterfactual():
+    logp = np.log(np.array([[[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]]]))  # [1, 3 steps, 3 actions]
+    chosen, other = np.array([[0, 1, 2]]), np.array([[1, 1, 0]])  # step 1: no counterfactual difference
+    res = preference(logp, chosen, other, np.ones((1, 3), bool))
+    assert res["steps"] == 2 and res["prefers_chosen"] == 1.0
+    assert res["margin"] == pytest.approx((math.log(0.7 / 0.2) + math.log(0.4 / 0.3)) / 2)
+    blind = np.log(np.full((1, 3, 3), 1 / 3))  # a model that ignores the cue: no margin, no preference
+    assert preference(blind, chosen, other, np.ones((1, 3), bool)) == {"margin": 0.0, "prefers_chosen": 0.0,
+                                                                      "steps": 2}
+    assert preference(logp, chosen, other, np.zeros((1, 3), bool))["steps"] == 0

@@ -291,6 +291,7 @@ def test_same_seed_same_episode_for_both_experts():
         b, _ = collect_one(3, n_steps=25, epsilon=eps, seed=0, expert=expert)
         assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
         assert a["colour_dependent"].dtype == bool and a["colour_dependent"].any()
+        assert np.array_equal(a["colour_dependent"], a["action"] != a["action_other_colour"]) or expert != "visible"
 
 
 def test_pickups_are_counted_per_time_bin():
@@ -462,6 +463,8 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert res["gap_colour_dependent_minus_other"] == pytest.approx(
         groups["colour_dependent"]["loss"] - groups["other"]["loss"])
     assert json.loads(out.read_text()) == res
+    pref = res["preference"]["colour_dependent"]  # the smoke files record the other-colour action
+    assert pref["steps"] == groups["colour_dependent"]["steps"] and 0.0 <= pref["prefers_chosen"] <= 1.0
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
         step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
 

@@ -135,9 +135,13 @@ class VisibleExpert:
         self.red = seen_colour(view, self.red)
         return visible_action(view, self.red)
 
+    def other_colour_action(self, view: dict[str, Any]) -> int:
+        """The action it would have taken in this frame had the pillar been the other colour (call after ``act``)."""
+        return visible_action(view, None if self.red is None else not self.red)
+
     def colour_dependent(self, view: dict[str, Any]) -> bool:
         """Would the last action have differed had the pillar been the other colour? (call after ``act``)"""
-        return self.red is not None and visible_action(view, self.red) != visible_action(view, not self.red)
+        return self.red is not None and visible_action(view, self.red) != self.other_colour_action(view)
 
 
 def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 0.0,
@@ -145,22 +149,26 @@ def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 
     """One episode of at most ``n_steps`` steps of the ``visible`` expert (``env`` made with ``visible=True``) or
     the ``privileged`` one (``privileged=True``; ``epsilon``: its share of uniformly random actions, drawn from
     ``noise_seed``): obs uint8 [T, 3, 64, 112], action int64 [T], reward float32 [T], done bool [T] (True on
-    the last step), is_red bool [T] (constant), colour_dependent bool [T] (the expert's noise-free action
-    would differ with the other pillar colour)."""
+    the last step), is_red bool [T] (constant), action_other_colour int64 [T] (the expert's noise-free
+    action had the pillar been the other colour) and colour_dependent bool [T] (it differs from the
+    noise-free action taken)."""
     visible = env.visible and not env.privileged
     assert env.visible or env.privileged, "the expert needs TwoColorsEnv(visible=True) or (privileged=True)"
     rng = np.random.default_rng(noise_seed)
     expert = VisibleExpert()
     obs, info = env.reset(seed=seed)
     red = bool(info["is_red"])
-    frames, actions, rewards, dependent = [], [], [], []
+    frames, actions, rewards, dependent, other = [], [], [], [], []
     for _ in range(n_steps):
         if visible:
             a = expert.act(info["view"])
+            other.append(expert.other_colour_action(info["view"]))
             dependent.append(expert.colour_dependent(info["view"]))
         else:
             a = expert_action(info["state"], red, rng, epsilon)
-            dependent.append(colour_dependent(info["state"], red))
+            plain = np.random.default_rng(0)
+            other.append(expert_action(swap_colours(info["state"]), not red, plain))
+            dependent.append(expert_action(info["state"], red, plain) != other[-1])
         frames.append(obs)
         actions.append(a)
         obs, r, terminated, truncated, info = env.step(a)
@@ -172,7 +180,7 @@ def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 
     done[-1] = True
     return {"obs": np.stack(frames), "action": np.asarray(actions, np.int64),
             "reward": np.asarray(rewards, np.float32), "done": done, "is_red": np.full(T, red),
-            "colour_dependent": np.asarray(dependent, bool)}
+            "action_other_colour": np.asarray(other, np.int64), "colour_dependent": np.asarray(dependent, bool)}
 
 
 def swap_colours(state: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,11 @@ whether the expert's action at that step depends on the colour.
 The episodes' ``colour_dependent`` field (written by the generator) marks the steps where the noise-free
 expert would act differently had the pillar the other colour. A model that ignores the colour loses about
 ln 2 more on those steps than on the others (it cannot tell which of two items to head for); one that uses
-it loses about as much on both. Steps are also split by time: the pillar is on screen in steps 0-22.
+it loses about as much on both. Steps are also split by time (the pillar is on screen in steps 0-22) and
+by whether the expert's action changes (where repeating the last action fails). Where the files record
+``action_other_colour`` (the expert's action had the pillar been the other colour), ``preference`` gives the
+sharper test at the colour-dependent steps: the mean of log p(the expert's action) − log p(the other-colour
+action) and the share of steps where the model prefers the former (0 and 0.5: the colour is not used).
 Prints one JSON object per checkpoint (``--out``: also written to a file).
 """
 
@@ -23,7 +27,7 @@ import torch
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import episode_files
-from RATE_model.diagnose import split_means, step_losses
+from RATE_model.diagnose import action_log_probs, preference, split_means
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
@@ -60,25 +64,33 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    ce, hit, dep, acts = [], [], [], []
+    logps, acts, dep, other = [], [], [], []
     for i in range(0, len(table), batch_size):
         rows = table[i:i + batch_size]
         batch = data.to_device(data[rows])
-        c, h = step_losses(model, batch)
-        acts.append(batch["action"].numpy())
-        ce.append(c.numpy())
-        hit.append(h.numpy())
+        logps.append(action_log_probs(model, batch).numpy())
+        acts.append(batch["action"].clamp(min=0).numpy())
         for e, start in rows:
             with np.load(files[e]) as f:
-                d = f["colour_dependent"][start:start + window]
-            dep.append(np.pad(d, (0, window - len(d))))
-    ce_all, hit_all = np.concatenate(ce), np.concatenate(hit)
-    groups = step_groups(np.stack(dep), table[:, 1], np.concatenate(acts))
-    res = split_means(ce_all, hit_all, groups)
+                for out, key in ((dep, "colour_dependent"), (other, "action_other_colour")):
+                    if key in f:
+                        d = f[key][start:start + window]
+                        out.append(np.pad(d, (0, window - len(d))))
+    logp, action = np.concatenate(logps), np.concatenate(acts)
+    ce = -np.take_along_axis(logp, action[..., None], -1)[..., 0]
+    hit = logp.argmax(-1) == action
+    groups = step_groups(np.stack(dep), table[:, 1], action)
+    res = split_means(ce, hit, groups)
     dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]
     gap = None if dep_loss is None or other_loss is None else dep_loss - other_loss
-    return {"checkpoint": str(path), "episodes": len(files), "windows": len(table), "window": window, "groups": res,
-            "gap_colour_dependent_minus_other": gap, "ln2": float(np.log(2))}
+    out = {"checkpoint": str(path), "episodes": len(files), "windows": len(table), "window": window, "groups": res,
+           "gap_colour_dependent_minus_other": gap, "ln2": float(np.log(2))}
+    if len(other) == len(dep):  # files that record the expert's other-colour action
+        alt = np.stack(other)
+        out["preference"] = {name: preference(logp, action, alt, groups[name]) for name in
+                             ("colour_dependent", "colour_dependent_after_pillar", "colour_dependent_action_changed",
+                              "colour_dependent_action_repeated")}
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
