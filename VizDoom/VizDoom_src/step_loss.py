@@ -31,25 +31,34 @@ from RATE_model.diagnose import action_log_probs, preference, split_means
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
+from VizDoom.VizDoom_src.vizdoom_env import PICKUP_REWARD
 
 HELD_OUT = DATA_DIR.with_name("heldout")
 PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
+AFTER_PICKUP = 1  # the step after a pickup, where the next item is chosen and the last turn tells nothing
 
 
-def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
-    """The named step masks [n, T] of windows starting at episode steps ``starts`` [n] with ``actions``
-    [n, T]: colour-dependent or not, overall, while the pillar is on screen and after it is gone, and at
-    the steps where the expert's action changes (a new turn: where repeating the last action fails)."""
+def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.ndarray,
+                rewards: np.ndarray) -> dict[str, np.ndarray]:
+    """The named step masks [n, T] of windows starting at episode steps ``starts`` [n] with ``actions`` and
+    ``rewards`` [n, T]: colour-dependent or not, overall, while the pillar is on screen and after it is
+    gone, at the steps where the expert's action changes (a new turn: where repeating the last action
+    fails), and in the ``AFTER_PICKUP`` steps after a right item was picked up, where the expert chooses
+    its next item and the turn it was making tells nothing about which."""
     T = colour_dependent.shape[1]
     late = (starts[:, None] + np.arange(T)[None]) >= PILLAR_STEPS
     dep = colour_dependent.astype(bool)
     changed = np.zeros_like(dep)
     changed[:, 1:] = actions[:, 1:] != actions[:, :-1]
+    picked = rewards >= PICKUP_REWARD
+    after = np.zeros_like(dep)
+    for k in range(1, AFTER_PICKUP + 1):
+        after[:, k:] |= picked[:, :-k]
     return {"all": np.ones_like(dep), "colour_dependent": dep, "other": ~dep,
             "colour_dependent_pillar_in_view": dep & ~late, "colour_dependent_after_pillar": dep & late,
             "other_after_pillar": ~dep & late, "colour_dependent_action_changed": dep & changed,
             "colour_dependent_action_repeated": dep & ~changed & (np.arange(T) > 0)[None],
-            "other_action_changed": ~dep & changed}
+            "other_action_changed": ~dep & changed, "colour_dependent_after_pickup": dep & after}
 
 
 def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[str, Any]:
@@ -64,7 +73,7 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    logps, acts, dep, other = [], [], [], []
+    logps, acts, dep, other, rew = [], [], [], [], []
     for i in range(0, len(table), batch_size):
         rows = table[i:i + batch_size]
         batch = data.to_device(data[rows])
@@ -72,14 +81,14 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
         acts.append(batch["action"].clamp(min=0).numpy())
         for e, start in rows:
             with np.load(files[e]) as f:
-                for out, key in ((dep, "colour_dependent"), (other, "action_other_colour")):
+                for out, key in ((dep, "colour_dependent"), (other, "action_other_colour"), (rew, "reward")):
                     if key in f:
                         d = f[key][start:start + window]
                         out.append(np.pad(d, (0, window - len(d))))
     logp, action = np.concatenate(logps), np.concatenate(acts)
     ce = -np.take_along_axis(logp, action[..., None], -1)[..., 0]
     hit = logp.argmax(-1) == action
-    groups = step_groups(np.stack(dep), table[:, 1], action)
+    groups = step_groups(np.stack(dep), table[:, 1], action, np.stack(rew))
     res = split_means(ce, hit, groups)
     dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]
     gap = None if dep_loss is None or other_loss is None else dep_loss - other_loss
@@ -89,7 +98,7 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
         alt = np.stack(other)
         out["preference"] = {name: preference(logp, action, alt, groups[name]) for name in
                              ("colour_dependent", "colour_dependent_after_pillar", "colour_dependent_action_changed",
-                              "colour_dependent_action_repeated")}
+                              "colour_dependent_action_repeated", "colour_dependent_after_pickup")}
     return out
 
 
