@@ -19,7 +19,7 @@ from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
-from VizDoom.VizDoom_src import measure_expert, probe_colour, step_loss  # noqa: E402
+from VizDoom.VizDoom_src import measure_expert, probe_colour, step_loss, vizdoom_eval  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src.expert import (  # noqa: E402
     VisibleExpert,
@@ -465,6 +465,10 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert json.loads(out.read_text()) == res
     pref = res["preference"]["colour_dependent"]  # the smoke files record the other-colour action
     assert pref["steps"] == groups["colour_dependent"]["steps"] and 0.0 <= pref["prefers_chosen"] <= 1.0
+    evals = vizdoom_eval.main([str(ckpt), "--episodes", "2", "--timeout", "10", "--target_return", "56.5,5",
+                               "--batch_size", "2"])
+    assert [e["target_return"] for e in evals] == [56.5, 5.0] and all(e["episodes_n"] == 2 for e in evals)
+    assert all(e["length"] <= 10 and "right_pickups_red_0_90" in e for e in evals)
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
         step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
 

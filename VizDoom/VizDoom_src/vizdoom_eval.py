@@ -3,6 +3,11 @@
 overall and per pillar colour, the share of picked-up items that had the pillar's colour (a colour-blind
 policy picks about half wrong), and every episode's seed, colour, return, length and pickups.
 
+Also a command: evaluate a checkpoint as it is (mid-training ones included), at one or more target returns:
+
+    python3 VizDoom/VizDoom_src/vizdoom_eval.py runs/vizdoom/DT/seed_1/checkpoints/last.pt --timeout 90 \
+        --target_return 56.5,5
+
 Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
 step together through the shared rollout engine, which encodes every frame once. Under torchrun each
 rank plays a contiguous slice of the seeds and the results are gathered.
@@ -10,7 +15,9 @@ rank plays a contiguous slice of the seeds and the results are gathered.
 
 from __future__ import annotations
 
+import json
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from RATE_model import distributed
+from RATE_model.attention import load_model
+from RATE_model.config import OneLineErrorParser, check_positive, float_list
+from RATE_model.experiment import run_main
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
@@ -101,3 +111,29 @@ def right_shares(pickups: dict[str, np.ndarray], red: np.ndarray) -> dict[str, f
 def selection_score(metrics: dict[str, Any]) -> float:
     """What best-on-validation maximises: the mean return."""
     return float(metrics["return"])
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """One JSON line per target return: the metrics of ``evaluate`` without the episode list."""
+    p = OneLineErrorParser(description="Evaluate a ViZDoom checkpoint on the protocol seeds", allow_abbrev=False)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="steps per episode")
+    p.add_argument("--target_return", type=float_list, default=(TARGET_RETURN,), help="e.g. 56.5,5")
+    p.add_argument("--batch_size", type=int, default=50, help="episodes stepped together")
+    p.add_argument("--mark_colour", action="store_true", help="for a model trained on --mark_colour data")
+    args = p.parse_args(argv)
+    check_positive(args, ("episodes", "timeout", "batch_size"))
+    model, _ = load_model(args.checkpoint)
+    out = []
+    for target in args.target_return:
+        m = evaluate(model, args.episodes, args.timeout, args.batch_size, target, progress=False,
+                     mark_colour=args.mark_colour)
+        m.pop("episodes")
+        out.append({"checkpoint": str(args.checkpoint), "timeout": args.timeout, "target_return": target, **m})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)
