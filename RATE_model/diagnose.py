@@ -42,10 +42,15 @@ def action_log_probs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
 def step_losses(model: RATE, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
     """Cross-entropy [B, T] of the data's action at every step of ``batch`` and whether the argmax action
     is the data's [B, T]. Padded steps (``valid`` False) hold NaN and False."""
-    logp = action_log_probs(model, batch)
-    target = batch["action"].clamp(min=0)
+    return losses_of(action_log_probs(model, batch), batch["action"], batch["valid"])
+
+
+def losses_of(logp: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy and argmax hit [B, T] of ``actions`` under ``logp`` [B, T, A] (NaN / False where not
+    ``valid``)."""
+    target = actions.clamp(min=0)
     ce = -logp.gather(-1, target[..., None])[..., 0]
-    return ce, (logp.argmax(-1) == target) & batch["valid"].bool()
+    return ce, (logp.argmax(-1) == target) & valid.bool()
 
 
 def preference(logp: np.ndarray, chosen: np.ndarray, other: np.ndarray,

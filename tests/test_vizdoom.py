@@ -22,7 +22,7 @@ from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_s
 from VizDoom.VizDoom_src import measure_expert, probe_colour, step_loss, vizdoom_eval  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src.expert import (  # noqa: E402
-    VisibleExpert,
+    Expert,
     expert_action,
     expert_episode,
     swap_colours,
@@ -254,16 +254,22 @@ def test_visible_expert_ignores_what_is_not_drawn_and_follows_what_is():
 
 
 def test_visible_expert_remembers_the_pillar_and_searches():
-    expert = VisibleExpert()
+    expert = Expert("visible")
+
+    def act(objects):
+        return expert.act({"view": {"player": NORTH, "objects": objects}})
+
     both = [("RedHeal", -300.0, 300.0), ("GreenHurt", 300.0, 300.0)]
-    assert expert.act({"player": NORTH, "objects": [*both, ("GreenPillar", 0.0, 320.0)]}) == RIGHT_FORWARD
-    assert expert.red is False and expert.colour_dependent({"player": NORTH, "objects": both})
-    assert expert.act({"player": NORTH, "objects": both}) == RIGHT_FORWARD  # pillar gone: colour remembered
-    nothing_right = {"player": NORTH, "objects": [("RedHeal", -300.0, 300.0)]}
-    assert expert.act(nothing_right) == LEFT_FORWARD  # search, turning while walking
-    assert expert.act({"player": NORTH, "objects": [("RedHeal", 0.0, 100.0)]}) == LEFT  # not onto a wrong one
-    expert.reset()
-    assert expert.red is None and not expert.colour_dependent({"player": NORTH, "objects": both})
+    a, other, dependent = act([*both, ("GreenPillar", 0.0, 320.0)])
+    assert (a, other, dependent) == (RIGHT_FORWARD, LEFT_FORWARD, True) and expert.red is False
+    assert act(both) == (RIGHT_FORWARD, LEFT_FORWARD, True)  # pillar gone: colour remembered
+    assert act([("RedHeal", -300.0, 300.0)])[0] == LEFT_FORWARD  # search, turning while walking
+    assert act([("RedHeal", 0.0, 100.0)])[0] == LEFT  # not onto a wrong one
+    fresh = Expert("visible")  # no pillar seen yet: nothing depends on the colour
+    a, other, dependent = fresh.act({"view": {"player": NORTH, "objects": both}})
+    assert fresh.red is None and a == other and not dependent
+    with pytest.raises(ValueError, match="visible, privileged"):
+        Expert("oracle")
 
 
 def test_view_lists_only_objects_in_front(env):
@@ -291,7 +297,8 @@ def test_same_seed_same_episode_for_both_experts():
         b, _ = collect_one(3, n_steps=25, epsilon=eps, seed=0, expert=expert)
         assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
         assert a["colour_dependent"].dtype == bool and a["colour_dependent"].any()
-        assert np.array_equal(a["colour_dependent"], a["action"] != a["action_other_colour"]) or expert != "visible"
+        if expert == "visible":  # no noise: the action taken is the noise-free one
+            assert np.array_equal(a["colour_dependent"], a["action"] != a["action_other_colour"])
 
 
 def test_pickups_are_counted_per_time_bin():
@@ -469,6 +476,8 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
                                "--batch_size", "2"])
     assert [e["target_return"] for e in evals] == [56.5, 5.0] and all(e["episodes_n"] == 2 for e in evals)
     assert all(e["length"] <= 10 and "right_pickups_red_0_90" in e for e in evals)
+    with pytest.raises(ConfigError, match="--timeout"):
+        vizdoom_eval.main([str(ckpt), "--timeout", "99999"])
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
         step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
 

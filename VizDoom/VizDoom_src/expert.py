@@ -122,26 +122,31 @@ def visible_action(view: dict[str, Any], red: bool | None) -> int:
     return SEARCH
 
 
-class VisibleExpert:
-    """The visible expert over an episode: its only state is the pillar colour it has seen."""
+class Expert:
+    """One episode of the ``visible`` or the ``privileged`` expert (``epsilon``: the privileged one's share of
+    uniformly random actions, drawn from ``rng``). The visible expert's only state is the pillar colour it has
+    seen (``red``; None before the pillar was drawn)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str, epsilon: float = 0.0, rng: np.random.Generator | None = None):
+        if kind not in EXPERTS:
+            raise ValueError(f"expert must be one of {', '.join(EXPERTS)}, got {kind!r}")
+        self.kind, self.epsilon = kind, epsilon
+        self.rng = rng if rng is not None else np.random.default_rng(0)
         self.red: bool | None = None
 
-    def reset(self) -> None:
-        self.red = None
-
-    def act(self, view: dict[str, Any]) -> int:
-        self.red = seen_colour(view, self.red)
-        return visible_action(view, self.red)
-
-    def other_colour_action(self, view: dict[str, Any]) -> int:
-        """The action it would have taken in this frame had the pillar been the other colour (call after ``act``)."""
-        return visible_action(view, None if self.red is None else not self.red)
-
-    def colour_dependent(self, view: dict[str, Any]) -> bool:
-        """Would the last action have differed had the pillar been the other colour? (call after ``act``)"""
-        return self.red is not None and visible_action(view, self.red) != self.other_colour_action(view)
+    def act(self, info: dict[str, Any]) -> tuple[int, int, bool]:
+        """(action, the noise-free action had the pillar been the other colour, whether the noise-free action
+        differs from that one) for the env's ``info`` (``view`` for the visible expert, ``state`` and ``is_red``
+        for the privileged one)."""
+        if self.kind == "visible":
+            view = info["view"]
+            self.red = seen_colour(view, self.red)
+            a = visible_action(view, self.red)
+            other = visible_action(view, None if self.red is None else not self.red)
+            return a, other, a != other
+        state, red, plain = info["state"], bool(info["is_red"]), np.random.default_rng(0)
+        noise_free, other = expert_action(state, red, plain), expert_action(swap_colours(state), not red, plain)
+        return expert_action(state, red, self.rng, self.epsilon), other, noise_free != other
 
 
 def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 0.0,
@@ -152,32 +157,22 @@ def expert_episode(env: TwoColorsEnv, seed: int, n_steps: int, epsilon: float = 
     the last step), is_red bool [T] (constant), action_other_colour int64 [T] (the expert's noise-free
     action had the pillar been the other colour) and colour_dependent bool [T] (it differs from the
     noise-free action taken)."""
-    visible = env.visible and not env.privileged
     assert env.visible or env.privileged, "the expert needs TwoColorsEnv(visible=True) or (privileged=True)"
-    rng = np.random.default_rng(noise_seed)
-    expert = VisibleExpert()
+    expert = Expert("privileged" if env.privileged else "visible", epsilon, np.random.default_rng(noise_seed))
     obs, info = env.reset(seed=seed)
     red = bool(info["is_red"])
-    frames, actions, rewards, dependent, other = [], [], [], [], []
+    frames, rewards, steps = [], [], []
     for _ in range(n_steps):
-        if visible:
-            a = expert.act(info["view"])
-            other.append(expert.other_colour_action(info["view"]))
-            dependent.append(expert.colour_dependent(info["view"]))
-        else:
-            a = expert_action(info["state"], red, rng, epsilon)
-            plain = np.random.default_rng(0)
-            other.append(expert_action(swap_colours(info["state"]), not red, plain))
-            dependent.append(expert_action(info["state"], red, plain) != other[-1])
+        steps.append(expert.act(info))
         frames.append(obs)
-        actions.append(a)
-        obs, r, terminated, truncated, info = env.step(a)
+        obs, r, terminated, truncated, info = env.step(steps[-1][0])
         rewards.append(r)
         if terminated or truncated:
             break
-    T = len(actions)
+    T = len(steps)
     done = np.zeros(T, bool)
     done[-1] = True
+    actions, other, dependent = zip(*steps, strict=True)
     return {"obs": np.stack(frames), "action": np.asarray(actions, np.int64),
             "reward": np.asarray(rewards, np.float32), "done": done, "is_red": np.full(T, red),
             "action_other_colour": np.asarray(other, np.int64), "colour_dependent": np.asarray(dependent, bool)}
@@ -188,8 +183,3 @@ def swap_colours(state: dict[str, Any]) -> dict[str, Any]:
     role = {"Heal": "Hurt", "Hurt": "Heal"}
     return {**state, "items": {k[:-4] + role[k[-4:]]: v for k, v in state["items"].items()}}
 
-
-def colour_dependent(state: dict[str, Any], red: bool) -> bool:
-    """Would the noise-free privileged expert act differently with the other pillar colour?"""
-    plain = np.random.default_rng(0)
-    return expert_action(state, red, plain) != expert_action(swap_colours(state), not red, plain)

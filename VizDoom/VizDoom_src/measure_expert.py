@@ -20,7 +20,7 @@ import numpy as np
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, choices, unit_floats
 from RATE_model.experiment import run_main
 from RATE_model.rollout import sem
-from VizDoom.VizDoom_src.expert import EXPERTS, VisibleExpert, colour_dependent, expert_action
+from VizDoom.VizDoom_src.expert import EXPERTS, Expert
 from VizDoom.VizDoom_src.vizdoom_env import DEFAULT_TIMEOUT, MAX_TIMEOUT, N_ACTIONS, PICKUP_KEYS, TwoColorsEnv
 from VizDoom.VizDoom_src.vizdoom_eval import eval_seeds, right_shares
 
@@ -32,17 +32,14 @@ def play(seed: int, policy: str, epsilon: float, timeout: int) -> tuple[bool, fl
     differ with the other pillar colour, pickup counts of the env's ``PICKUP_KEYS``)."""
     env = TwoColorsEnv(timeout=timeout, privileged=policy == "privileged", visible=policy == "visible")
     rng = np.random.default_rng(seed)
-    expert = VisibleExpert()
+    expert = Expert(policy, epsilon, rng) if policy in EXPERTS else None
     t0 = time.time()
     _, info = env.reset(seed=seed)
     total, steps, colour_steps, done = 0.0, 0, 0, False
     while not done:
-        if policy == "visible":
-            a = expert.act(info["view"])
-            colour_steps += expert.colour_dependent(info["view"])
-        elif policy == "privileged":
-            colour_steps += colour_dependent(info["state"], bool(info["is_red"]))
-            a = expert_action(info["state"], bool(info["is_red"]), rng, epsilon)
+        if expert is not None:
+            a, _, dependent = expert.act(info)
+            colour_steps += dependent
         else:
             a = int(rng.integers(N_ACTIONS))
         _, r, terminated, truncated, info = env.step(a)

@@ -27,7 +27,7 @@ import torch
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import episode_files
-from RATE_model.diagnose import action_log_probs, preference, split_means
+from RATE_model.diagnose import action_log_probs, losses_of, preference, split_means
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
@@ -35,7 +35,7 @@ from VizDoom.VizDoom_src.vizdoom_env import PICKUP_REWARD
 
 HELD_OUT = DATA_DIR.with_name("heldout")
 PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
-AFTER_PICKUP = 1  # the step after a pickup, where the next item is chosen and the last turn tells nothing
+SIDE_FIELDS = ("colour_dependent", "action_other_colour", "reward")  # read from the files, beside the store
 
 
 def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.ndarray,
@@ -43,17 +43,15 @@ def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.nd
     """The named step masks [n, T] of windows starting at episode steps ``starts`` [n] with ``actions`` and
     ``rewards`` [n, T]: colour-dependent or not, overall, while the pillar is on screen and after it is
     gone, at the steps where the expert's action changes (a new turn: where repeating the last action
-    fails), and in the ``AFTER_PICKUP`` steps after a right item was picked up, where the expert chooses
-    its next item and the turn it was making tells nothing about which."""
+    fails), and at the step right after a right item was picked up, where the expert chooses its next item
+    and the turn it was making tells nothing about which."""
     T = colour_dependent.shape[1]
     late = (starts[:, None] + np.arange(T)[None]) >= PILLAR_STEPS
     dep = colour_dependent.astype(bool)
     changed = np.zeros_like(dep)
     changed[:, 1:] = actions[:, 1:] != actions[:, :-1]
-    picked = rewards >= PICKUP_REWARD
     after = np.zeros_like(dep)
-    for k in range(1, AFTER_PICKUP + 1):
-        after[:, k:] |= picked[:, :-k]
+    after[:, 1:] = rewards[:, :-1] >= PICKUP_REWARD
     return {"all": np.ones_like(dep), "colour_dependent": dep, "other": ~dep,
             "colour_dependent_pillar_in_view": dep & ~late, "colour_dependent_after_pillar": dep & late,
             "other_after_pillar": ~dep & late, "colour_dependent_action_changed": dep & changed,
@@ -61,41 +59,50 @@ def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.nd
             "other_action_changed": ~dep & changed, "colour_dependent_after_pickup": dep & after}
 
 
+def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``x[start:start + length]``, zero-padded to ``length`` (padded steps are masked by the model's NaNs)."""
+    seg = x[start:start + length]
+    return np.pad(seg, (0, length - len(seg)))
+
+
 def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[str, Any]:
     """Per-group loss, accuracy and step counts of checkpoint ``path`` on the first ``episodes`` episodes."""
     model, _ = load_model(path)
     cfg = model.cfg
     files = episode_files(data_dir)[:episodes]
-    with np.load(files[0]) as first:
-        if "colour_dependent" not in first:
-            raise ConfigError(f"{files[0]} has no colour_dependent field: regenerate {data_dir} with the current "
-                              "generate_iter_data.py")
+    side: dict[str, list[np.ndarray]] = {k: [] for k in SIDE_FIELDS}
+    for path_e in files:  # each file once; the windows below index into these
+        with np.load(path_e) as f:
+            for k in SIDE_FIELDS:
+                if k in f:
+                    side[k].append(f[k])
+    if len(side["colour_dependent"]) < len(files):
+        raise ConfigError(f"episodes of {data_dir} have no colour_dependent field: regenerate the folder with the "
+                          "current generate_iter_data.py")
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    logps, acts, dep, other, rew = [], [], [], [], []
+    logps, ce, hit, acts = [], [], [], []
     for i in range(0, len(table), batch_size):
         rows = table[i:i + batch_size]
         batch = data.to_device(data[rows])
-        logps.append(action_log_probs(model, batch).numpy())
+        logp = action_log_probs(model, batch)
+        c, h = losses_of(logp, batch["action"], batch["valid"])
+        logps.append(logp.numpy())
+        ce.append(c.numpy())
+        hit.append(h.numpy())
         acts.append(batch["action"].clamp(min=0).numpy())
-        for e, start in rows:
-            with np.load(files[e]) as f:
-                for out, key in ((dep, "colour_dependent"), (other, "action_other_colour"), (rew, "reward")):
-                    if key in f:
-                        d = f[key][start:start + window]
-                        out.append(np.pad(d, (0, window - len(d))))
-    logp, action = np.concatenate(logps), np.concatenate(acts)
-    ce = -np.take_along_axis(logp, action[..., None], -1)[..., 0]
-    hit = logp.argmax(-1) == action
-    groups = step_groups(np.stack(dep), table[:, 1], action, np.stack(rew))
+    window_of = {k: np.stack([_window(v[e], start, window) for e, start in table])
+                 for k, v in side.items() if len(v) == len(files)}
+    logp, action, ce, hit = (np.concatenate(x) for x in (logps, acts, ce, hit))
+    groups = step_groups(window_of["colour_dependent"], table[:, 1], action, window_of["reward"])
     res = split_means(ce, hit, groups)
     dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]
     gap = None if dep_loss is None or other_loss is None else dep_loss - other_loss
     out = {"checkpoint": str(path), "episodes": len(files), "windows": len(table), "window": window, "groups": res,
            "gap_colour_dependent_minus_other": gap, "ln2": float(np.log(2))}
-    if len(other) == len(dep):  # files that record the expert's other-colour action
-        alt = np.stack(other)
+    if "action_other_colour" in window_of:  # files that record the expert's other-colour action
+        alt = window_of["action_other_colour"]
         out["preference"] = {name: preference(logp, action, alt, groups[name]) for name in
                              ("colour_dependent", "colour_dependent_after_pillar", "colour_dependent_action_changed",
                               "colour_dependent_action_repeated", "colour_dependent_after_pickup")}

@@ -26,13 +26,13 @@ from tqdm.auto import tqdm
 
 from RATE_model import distributed
 from RATE_model.attention import load_model
-from RATE_model.config import OneLineErrorParser, check_positive, float_list
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
 from RATE_model.experiment import run_main
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_env import BIN_NAMES, DEFAULT_TIMEOUT, PICKUP_KEYS, TwoColorsEnv, is_red
+from VizDoom.VizDoom_src.vizdoom_env import BIN_NAMES, DEFAULT_TIMEOUT, MAX_TIMEOUT, PICKUP_KEYS, TwoColorsEnv, is_red
 
 TARGET_RETURN = 56.5
 EVAL_SEED_OFFSET = 1_000_000  # even: red pillar, odd: green; never a training seed index
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--mark_colour", action="store_true", help="for a model trained on --mark_colour data")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "timeout", "batch_size"))
+    if args.timeout > MAX_TIMEOUT:
+        raise ConfigError(f"--timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), got {args.timeout}")
     model, _ = load_model(args.checkpoint)
     out = []
     for target in args.target_return:

@@ -6,8 +6,9 @@
 ``--expert visible`` (default) acts only on what the agent sees and has seen, with no action noise;
 ``--expert privileged`` reads every item's position from the engine (``VizDoom_src/expert.py``).
 Each episode is ``<out_dir>/episode_<index>.npz`` with the reference fields: obs uint8 [T, 3, 64, 112],
-action int64 [T] (0..4), reward float32 [T], done bool [T], is_red bool [T], and colour_dependent bool [T]
-(the expert's noise-free action would differ with the other pillar colour). Episode ``index`` depends
+action int64 [T] (0..4), reward float32 [T], done bool [T], is_red bool [T], and two fields for the diagnosis:
+action_other_colour int64 [T] (the expert's noise-free action had the pillar been the other colour) and
+colour_dependent bool [T] (that action differs from the noise-free one taken). Episode ``index`` depends
 only on (--seed, index) and even indices show the red pillar, odd ones the green, so the colours are
 balanced. A rerun skips the files already written (resume after Ctrl-C); ``meta.json`` records the
 settings, and a rerun with other settings into the same folder is refused. The same function backs
