@@ -116,6 +116,7 @@ class TrainConfig:
     grad_checkpoint: bool = False  # recompute each layer in backward, keep only layer inputs (less memory)
     num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
     eval_every: int = 0  # optimizer steps between validation evaluations (best.pt); 0 = none
+    keyframe_weight: float = 1.0  # loss weight of steps whose (discrete) action differs from the step before
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag for a value that cannot work; return self."""
@@ -129,6 +130,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.keyframe_weight) and self.keyframe_weight > 0):
+            raise ConfigError(f"--keyframe_weight must be a positive number, got {self.keyframe_weight}")
         for name in ("lr_end_factor", "weight_decay", "grad_clip"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -216,6 +219,10 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--lr_schedule", choices=("linear", "cosine"),
                    help="decay after warm-up to lr_end_factor × lr: linear (default) or cosine")
     t.add_argument("--weight_decay", type=float)
+    t.add_argument("--keyframe_weight", type=float,
+                   help="loss weight W of the steps whose action differs from the step before (and of each "
+                        "window's first step), the others 1, normalised to mean 1: counters the copying of the "
+                        "last action (keyframe-focused imitation). Discrete actions only; default 1 (plain loss)")
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
     t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed where the script has "

@@ -84,6 +84,18 @@ def action_loss(logits: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor,
     return (per_step * w).sum(), w.sum()
 
 
+def keyframe_weights(actions: Tensor, valid: Tensor, weight: float) -> Tensor:
+    """Per-step loss weights [B, T]: ``weight`` at the valid steps whose discrete action differs from the step
+    before (and at each window's first step, which has no step before), 1 at the other valid steps, 0 at
+    padding. ``weight`` 1 gives ``valid`` as floats: the plain loss."""
+    w = valid.float()
+    if weight == 1.0:
+        return w
+    key = torch.ones_like(actions, dtype=torch.bool)
+    key[:, 1:] = actions[:, 1:] != actions[:, :-1]
+    return w * torch.where(key, weight, 1.0)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """Fused AdamW with weight decay on Linear/Conv weights only (not on biases, norms, embeddings, memory)."""
     decay = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
@@ -116,7 +128,8 @@ class SegmentLoss(nn.Module):
     """The scaled action loss of consecutive segments, memory and cache flowing forward.
 
     This is the module DDP wraps, so every backward follows exactly one DDP forward even though the
-    network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss.
+    network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss (each step
+    weighted by ``seg["weight"]`` where the segment has one).
     """
 
     def __init__(self, model: RATE, precision: str = "fp32", grad_checkpoint: bool = False):
@@ -135,7 +148,7 @@ class SegmentLoss(nn.Module):
             with autocast(seg["obs"].device, self.precision):
                 logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state,
                                            grad_checkpoint=self.grad_checkpoint)
-            loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
+            loss_sum, _ = action_loss(logits.float(), seg["action"], seg.get("weight", seg["valid"]))
             total = total + loss_sum / scale
         if not detached_state:
             return total / len(segs), None
@@ -160,6 +173,8 @@ class Trainer:
         if self.world > cfg.batch_size:
             raise ConfigError(f"--batch_size {cfg.batch_size} is smaller than the {self.world} processes; "
                               "the global batch is split across processes")
+        if cfg.keyframe_weight != 1.0 and not model.enc.spec.discrete:
+            raise ConfigError("--keyframe_weight needs discrete actions (a continuous action always changes)")
         self.precision = resolve_precision(cfg.precision, self.device)  # fp32 | bf16
         self.net: nn.Module = SegmentLoss(model, self.precision, cfg.grad_checkpoint)
         if distributed.active():
@@ -203,8 +218,10 @@ class Trainer:
         of the whole global batch."""
         K = self.model.cfg.context_length
         T = batch["valid"].shape[1]
+        batch = {**batch, "weight": keyframe_weights(batch["action"], batch["valid"], self.cfg.keyframe_weight)}
         segs = [{k: v[:, s:s + K] for k, v in batch.items()} for s in range(0, T, K)]
-        counts = distributed.all_sum(torch.stack([seg["valid"].sum() for seg in segs]).float())
+        # each segment's loss is its weighted mean: with --keyframe_weight the weights average 1 over a segment
+        counts = distributed.all_sum(torch.stack([seg["weight"].sum() for seg in segs]).float())
         n_seg = int((counts > 0).nonzero().max()) + 1 if bool((counts > 0).any()) else 0
         # segments after the last one holding a valid step contribute nothing and are skipped
         scales = [float(c) / self.world for c in counts[:n_seg]] if self.world > 1 else counts[:n_seg].tolist()

@@ -9,7 +9,7 @@ import torch
 
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
-from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler
+from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler, keyframe_weights
 from tests.helpers import fit_tiny, random_batch, tiny_model
 from TMaze_new.TMaze_new_src import train_tmaze
 
@@ -126,3 +126,37 @@ def test_rate_learns_two_segment_tmaze_and_segment_limited_dt_cannot(tmp_path):
     assert rate["mean"]["10"] >= 0.95
     assert dt["mean"]["10"] <= 0.7
     assert math.isfinite(rate["runs"]["1"]["optimizer_steps"])
+
+
+def test_keyframe_weights_mark_action_changes_and_window_starts():
+    actions = torch.tensor([[2, 2, 3, 3, 2, -10], [1, 1, 1, 0, -10, -10]])
+    valid = actions >= 0
+    w = keyframe_weights(actions, valid, 4.0)
+    assert w.tolist() == [[4, 1, 4, 1, 4, 0], [4, 1, 1, 4, 0, 0]]
+    assert torch.equal(keyframe_weights(actions, valid, 1.0), valid.float())  # the plain loss
+
+
+def test_keyframe_weighted_loss_is_the_weighted_mean_of_step_losses(tmp_path):
+    """The trainer's loss with --keyframe_weight W: per segment, the mean of the per-step losses (the
+    teacher-forced ones of RATE_model.diagnose) weighted W at action changes, 1 elsewhere."""
+    from RATE_model.diagnose import step_losses
+
+    torch.manual_seed(0)
+    model = tiny_model("RATE").eval()  # no dropout
+    batch = _data(8).batch(torch.arange(8))
+    ce, _ = step_losses(model, batch)
+    w = keyframe_weights(batch["action"], batch["valid"], 3.0)
+    K = model.cfg.context_length
+    per_seg = [(torch.nan_to_num(ce[:, s:s + K]) * w[:, s:s + K]).sum() / w[:, s:s + K].sum()
+               for s in range(0, ce.shape[1], K)]
+    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, keyframe_weight=3.0), tmp_path, None, {},
+                      [_data()])
+    assert trainer.train_batch(batch) == pytest.approx(float(torch.stack(per_seg).mean()), rel=1e-5)
+
+
+def test_keyframe_weight_needs_discrete_actions(tmp_path):
+    from RATE_model.config import ConfigError
+
+    model = tiny_model("RATE", env="mujoco")
+    with pytest.raises(ConfigError, match="discrete"):
+        Trainer(model, TrainConfig(keyframe_weight=2.0), tmp_path, None, {}, [_data()])
