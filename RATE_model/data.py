@@ -239,10 +239,12 @@ class WindowDataset(Windows):
 
 
 # ---------------------------------------------------------------------------------------- samplers
-def consecutive(store: EpisodeStore, window: int, **kw: Any) -> WindowDataset:
-    """Windows covering every episode back to back: starts 0, L, 2L, … < length; the last one padded."""
-    per_ep = -(-store.lengths // window)
-    ep = np.repeat(np.arange(store.n_episodes), per_ep)
+def consecutive(store: EpisodeStore, window: int, episodes: np.ndarray | None = None, **kw: Any) -> WindowDataset:
+    """Windows covering every episode (or only the store indices ``episodes``) back to back: starts 0, L, 2L,
+    … < length; the last one padded."""
+    eps = np.arange(store.n_episodes) if episodes is None else np.asarray(episodes, np.int64)
+    per_ep = -(-store.lengths[eps] // window)
+    ep = np.repeat(eps, per_ep)
     first = np.repeat(np.cumsum(per_ep) - per_ep, per_ep)
     return WindowDataset(store, window, np.stack([ep, (np.arange(len(ep)) - first) * window], 1), **kw)
 

@@ -362,6 +362,13 @@ def test_generated_files_resume_and_loader(tmp_path):
     assert b["obs"].dtype.is_floating_point and float(b["obs"].max()) <= 1.0
     assert b["rtg"][0, 0, 0].item() == pytest.approx(float(ep["reward"].sum()), rel=1e-5)
     assert np.array_equal(b["action"][0].numpy(), ep["action"])
+    for colour, episodes in (("red", [0, 2]), ("green", [1, 3])):  # the curriculum's one-colour stage
+        one = vizdoom_dataset(tmp_path, window=12, progress=False, colour=colour)
+        keys = one.epoch_windows(0, 0)
+        assert sorted(int(k[0]) for k in keys) == episodes
+        assert one.batch([0, 1])["obs"].shape[0] == 2
+    with pytest.raises(ValueError, match="colour"):
+        vizdoom_dataset(tmp_path, window=12, progress=False, colour="blue")
 
 
 def test_bad_episode_files_are_one_line_errors(tmp_path):
@@ -480,6 +487,20 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
         vizdoom_eval.main([str(ckpt), "--timeout", "99999"])
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
         step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
+
+
+def test_colour_curriculum_trains_one_colour_then_all(tmp_path_factory):
+    data = tmp_path_factory.getbasetemp() / "vizdoom_data"
+    runs = tmp_path_factory.mktemp("runs")
+    train.main(shlex.split(README_LINES[0])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
+                                                   str(data), "--ckpt_folder", "curr", "--colour_curriculum", "red",
+                                                   "--keyframe_weight", "3"])
+    run = runs / "vizdoom" / "curr" / "seed_1"
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["data_sizes"] == [12, 24] and ckpt["complete"]  # smoke: 12 episodes (6 red) of 20 steps, windows of 10
+    assert ckpt["config"]["train"]["keyframe_weight"] == 3.0
+    stages = [json.loads(line).get("charts/stage") for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {0, 1} <= set(stages)
 
 
 # ---------------------------------------------------------------- notebook

@@ -29,7 +29,7 @@ from RATE_model.data import episode_files
 from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
 from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
 from VizDoom.VizDoom_src.scenario import ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
+from VizDoom.VizDoom_src.vizdoom_data import COLOURS, vizdoom_dataset
 from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT
 from VizDoom.VizDoom_src.vizdoom_eval import VALIDATION_EPISODES, evaluate, selection_score
 
@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--eval_batch_size", type=int, help="episodes stepped together (one worker process each)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
     g.add_argument("--eval_pillar_tics", type=int, help="tics the pillar stands at evaluation (reference: 45)")
+    g.add_argument("--colour_curriculum", choices=COLOURS,
+                   help="train first on the episodes of this pillar colour only (a stage of --epochs epochs), "
+                        "then on all: the item colour is learned before the choice between colours")
     return parse_with_smoke(p, argv, SMOKE)
 
 
@@ -79,7 +82,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mark_colour = bool(json.loads(meta.read_text()).get("mark_colour")) if meta.exists() else False
 
     def build_stages():
-        return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
+        window = mc.context_length * mc.sections
+        first = [vizdoom_dataset(data_dir, window, args.max_episodes, colour=args.colour_curriculum)] \
+            if args.colour_curriculum else []
+        return [*first, vizdoom_dataset(data_dir, window, args.max_episodes)]
 
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES

@@ -15,6 +15,7 @@ import numpy as np
 from RATE_model.data import (
     WindowDataset,
     consecutive,
+    episode_files,
     folder_store,
     load_image_episode,
     uint8_to_float,
@@ -23,6 +24,7 @@ from RATE_model.data import (
 OBS_SHAPE = (3, 64, 112)
 N_ACTIONS = 5
 FIELDS = ("obs", "action", "reward", "done", "is_red")
+COLOURS = ("red", "green")
 HOW = "python3 VizDoom/get_data/generate_iter_data.py --out_dir {}"
 
 
@@ -33,8 +35,23 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
-                    progress: bool = True) -> WindowDataset:
+                    progress: bool = True, colour: str | None = None) -> WindowDataset:
     """Consecutive windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of
-    ``data_dir``, read from its episode store (built on first use)."""
+    ``data_dir``, read from its episode store (built on first use); with ``colour`` ("red" or "green") only
+    the episodes of that pillar colour."""
     store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress, "ViZDoom episode store")
-    return consecutive(store, window, obs_transform=uint8_to_float)
+    if colour is None:
+        return consecutive(store, window, obs_transform=uint8_to_float)
+    if colour not in COLOURS:
+        raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
+    red = pillar_colours(episode_files(Path(data_dir))[:max_episodes])
+    return consecutive(store, window, np.flatnonzero(red == (colour == "red")), obs_transform=uint8_to_float)
+
+
+def pillar_colours(files: list[Path]) -> np.ndarray:
+    """Whether each episode file's pillar is red (bool [n]), read from its ``is_red`` field alone."""
+    red = np.empty(len(files), bool)
+    for i, f in enumerate(files):
+        with np.load(f) as ep:
+            red[i] = bool(ep["is_red"][0])
+    return red
