@@ -33,6 +33,7 @@ SCRIPTS = {
     "measure_minigrid": ("MinigridMemory.MinigridMemory_src.measure_expert", ["--episodes", "2"]),
     "measure_mem_maze": ("MemoryMaze.MemoryMaze_src.measure_expert", ["--episodes", "2"]),
     "measure_atari": ("Atari.Atari_src.measure_expert", ["--games", "Pong", "--episodes", "1"]),
+    "frame_choice": ("VizDoom.VizDoom_src.frame_choice", ["--data_dir", "{t}/none", "--heldout_dir", "{t}/none"]),
     "probe_colour": ("VizDoom.VizDoom_src.probe_colour", ["{t}/none.pt", "--data_dir", "{t}/data", "--out", "{t}/o"]),
     "diagnose_expert": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["expert", "--out", "{t}/o.json"]),
     "diagnose_image": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["image", "--out", "{t}/o.json"]),

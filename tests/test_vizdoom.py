@@ -19,7 +19,7 @@ from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
-from VizDoom.VizDoom_src import measure_expert, probe_colour, step_loss, vizdoom_eval  # noqa: E402
+from VizDoom.VizDoom_src import frame_choice, measure_expert, probe_colour, step_loss, vizdoom_eval  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src.expert import (  # noqa: E402
     Expert,
@@ -518,3 +518,48 @@ def test_notebook_generates_a_tiny_dataset(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.glob("episode_*.npz")) == ["episode_000000.npz", "episode_000001.npz"]
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2 and os.environ["VIZDOOM_NB_EPISODES"] == "2"
+
+
+def _blob_frames(n: int, red: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Grey frames with a red and a green square on opposite halves; the expert heads for the pillar's colour
+    (left + forward or right + forward), the other-colour action is the opposite turn."""
+    obs = np.full((n, *OBS_SHAPE), 90, np.uint8)
+    red_left = rng.random(n) < 0.5
+    for i in range(n):
+        y, xl, xr = rng.integers(0, 48), rng.integers(0, 40), rng.integers(56, 96)
+        for x, channel in ((xl, 0 if red_left[i] else 1), (xr, 1 if red_left[i] else 0)):
+            obs[i, :, y:y + 16, x:x + 16] = 0
+            obs[i, channel, y:y + 16, x:x + 16] = 255
+    target_left = red_left == red
+    action = np.where(target_left, LEFT_FORWARD, RIGHT_FORWARD)
+    return {"obs": obs, "action": action, "action_other_colour": np.where(target_left, RIGHT_FORWARD, LEFT_FORWARD),
+            "red": np.full(n, red), "after_pickup": np.arange(n) % 4 == 0}
+
+
+def test_frame_choice_learns_one_colour_from_single_frames():
+    rng = np.random.default_rng(0)
+    train_frames, heldout = _blob_frames(512, True, rng), _blob_frames(128, True, rng)
+    rows = frame_choice.train(train_frames, heldout, steps=60, batch_size=32, lr=1e-3, eval_every=30,
+                              log=lambda _: None)
+    assert [r["step"] for r in rows] == [30, 60] and rows[-1]["stage"] == "all"
+    assert rows[-1]["colour_dependent"]["steps"] == 128 and rows[-1]["after_pickup"]["steps"] == 32
+    assert rows[-1]["colour_dependent"]["prefers_chosen"] > 0.9 and rows[-1]["accuracy"] > 0.9
+
+
+def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_path):
+    data = tmp_path_factory.getbasetemp() / "vizdoom_data" / "smoke"
+    if not data.exists():
+        collect(data, workers=1, progress=False, **train.SMOKE_DATA)
+    frames = frame_choice.colour_dependent_frames(data, 12)
+    dep = [np.load(episode_path(data, i))["colour_dependent"] for i in range(12)]
+    assert len(frames["obs"]) == sum(int(d.sum()) for d in dep) and frames["obs"].dtype == np.uint8
+    assert frames["red"].sum() == sum(int(d.sum()) for d in dep[::2])  # even episodes: red pillar
+    green = frame_choice.colour_dependent_frames(data, 12, "green")
+    assert len(green["obs"]) == sum(int(d.sum()) for d in dep[1::2]) and not green["red"].any()
+    out = tmp_path / "rows.jsonl"
+    rows = frame_choice.main(["--data_dir", str(data), "--heldout_dir", str(data), "--episodes", "12", "--steps", "4",
+                              "--eval_every", "2", "--batch_size", "8", "--first_colour_steps", "2", "--out", str(out)])
+    assert [r["stage"] for r in rows] == ["red", "all"]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    with pytest.raises(ConfigError, match="no episode files"):
+        frame_choice.main(["--data_dir", str(tmp_path / "none"), "--heldout_dir", str(data)])
