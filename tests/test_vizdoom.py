@@ -563,3 +563,7 @@ def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_pat
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
     with pytest.raises(ConfigError, match="no episode files"):
         frame_choice.main(["--data_dir", str(tmp_path / "none"), "--heldout_dir", str(data)])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "episode_000000.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="episode_000000"):
+        frame_choice.colour_dependent_frames(tmp_path / "bad", 1)

@@ -33,7 +33,7 @@ from RATE_model.diagnose import preference
 from RATE_model.encoders import image_encoder
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
-from VizDoom.VizDoom_src.step_loss import HELD_OUT, step_groups
+from VizDoom.VizDoom_src.step_loss import HELD_OUT, side_fields, step_groups
 from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode
 
 FIELDS = ("obs", "action", "action_other_colour", "red", "after_pickup")
@@ -50,15 +50,19 @@ def colour_dependent_frames(data_dir: Path, n_episodes: int, colour: str | None 
                           f"--out_dir {data_dir}")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
     for f in files:
-        ep = load_episode(f)
-        with np.load(f) as side:
-            dep = side["colour_dependent"] if "colour_dependent" in side else None
-            other = side["action_other_colour"] if "action_other_colour" in side else ep["action"]
-        if dep is None:
+        try:
+            side = side_fields(f, ("is_red", "colour_dependent", "action_other_colour"))
+        except Exception:  # an unreadable file: the loader's one-line error names it
+            side = {}
+        if "is_red" not in side:
+            load_episode(f)
+        if "colour_dependent" not in side:
             raise ConfigError(f"{f} has no colour_dependent field: regenerate it with generate_iter_data.py")
-        red = bool(ep["is_red"][0])
+        red = bool(side["is_red"][0])
         if colour is not None and red != (colour == "red"):
-            continue
+            continue  # the frames of the other colour are never read
+        ep, dep = load_episode(f), side["colour_dependent"]
+        other = side.get("action_other_colour", ep["action"])
         g = step_groups(dep[None], np.zeros(1, np.int64), ep["action"][None], ep["reward"][None])
         m = g["colour_dependent"][0]
         for k, v in (("obs", ep["obs"]), ("action", ep["action"]), ("action_other_colour", other),

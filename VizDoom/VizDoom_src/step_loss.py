@@ -59,6 +59,12 @@ def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.nd
             "other_action_changed": ~dep & changed, "colour_dependent_after_pickup": dep & after}
 
 
+def side_fields(path: Path, names: tuple[str, ...] = SIDE_FIELDS) -> dict[str, np.ndarray]:
+    """The fields ``names`` that the episode file ``path`` has (the frames are not read)."""
+    with np.load(path) as f:
+        return {k: f[k] for k in names if k in f}
+
+
 def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
     """``x[start:start + length]``, zero-padded to ``length`` (padded steps are masked by the model's NaNs)."""
     seg = x[start:start + length]
@@ -72,10 +78,8 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     files = episode_files(data_dir)[:episodes]
     side: dict[str, list[np.ndarray]] = {k: [] for k in SIDE_FIELDS}
     for path_e in files:  # each file once; the windows below index into these
-        with np.load(path_e) as f:
-            for k in SIDE_FIELDS:
-                if k in f:
-                    side[k].append(f[k])
+        for k, v in side_fields(path_e).items():
+            side[k].append(v)
     if len(side["colour_dependent"]) < len(files):
         raise ConfigError(f"episodes of {data_dir} have no colour_dependent field: regenerate the folder with the "
                           "current generate_iter_data.py")
