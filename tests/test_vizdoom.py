@@ -226,6 +226,11 @@ def test_measure_expert_reports_every_policy_per_colour(capsys):
         measure_expert.main(["--epsilons", "0,1.5"])
     with pytest.raises(SystemExit):
         measure_expert.main(["--expert", "visible,oracle"])
+    (noisy,) = measure_expert.main(["--expert", "visible", "--episodes", "2", "--timeout", "20", "--workers", "1",
+                                    "--target_noise", "300", "--target_hold", "5"])
+    assert (noisy["target_noise"], noisy["target_hold"]) == (300.0, 5) and "J=300/5" in measure_expert.row(noisy)
+    with pytest.raises(ConfigError, match="--target_noise"):
+        measure_expert.main(["--target_noise", "-1"])
 
 
 # ---------------------------------------------------------------- the visible expert
@@ -272,6 +277,30 @@ def test_visible_expert_remembers_the_pillar_and_searches():
         Expert("oracle")
 
 
+def test_target_noise_varies_the_right_colour_item_only():
+    # two red items ahead-left and ahead-right at the same cost, a green one straight ahead
+    objects = [("RedPillar", 0.0, 320.0), ("RedHeal", -300.0, 300.0), ("RedHeal", 300.0, 300.0),
+               ("GreenHurt", 0.0, 400.0)]
+
+    def run(**kw):
+        expert = Expert("visible", rng=np.random.default_rng(5), **kw)
+        return [expert.act({"view": {"player": NORTH, "objects": objects}}) for _ in range(200)]
+
+    plain = run()
+    assert len(set(plain)) == 1  # no noise: always the same (cheapest) item
+    noisy = run(target_noise=300.0, target_hold=10)
+    assert noisy == run(target_noise=300.0, target_hold=10)  # a function of the seed
+    actions = [a for a, _, _ in noisy]
+    assert set(actions) == {LEFT_FORWARD, RIGHT_FORWARD}  # either red item, never the green one ahead
+    assert all(len(set(actions[i:i + 10])) == 1 for i in range(0, 200, 10))  # one draw per 10 steps
+    assert all(other == FORWARD and dep for _, other, dep in noisy)  # the other colour: the green item
+    for bad in ({"target_noise": -1.0}, {"target_hold": 0}):
+        with pytest.raises(ValueError, match="target_noise"):
+            Expert("visible", **bad)
+    with pytest.raises(ValueError, match="visible expert"):
+        Expert("privileged", target_noise=10.0)
+
+
 def test_view_lists_only_objects_in_front(env):
     e = TwoColorsEnv(visible=True)
     try:
@@ -299,6 +328,12 @@ def test_same_seed_same_episode_for_both_experts():
         assert a["colour_dependent"].dtype == bool and a["colour_dependent"].any()
         if expert == "visible":  # no noise: the action taken is the noise-free one
             assert np.array_equal(a["colour_dependent"], a["action"] != a["action_other_colour"])
+    noisy = [collect_one(3, n_steps=40, epsilon=0.0, seed=0, target_noise=400.0, target_hold=5)[0]
+             for _ in range(2)]
+    assert all(np.array_equal(noisy[0][k], noisy[1][k]) for k in noisy[0])  # the target noise follows the seed
+    plain = collect_one(3, n_steps=40, epsilon=0.0, seed=0)[0]
+    assert not np.array_equal(noisy[0]["action"], plain["action"])  # it heads for other items
+    assert np.array_equal(noisy[0]["colour_dependent"], noisy[0]["action"] != noisy[0]["action_other_colour"])
 
 
 def test_pickups_are_counted_per_time_bin():
@@ -369,6 +404,14 @@ def test_generated_files_resume_and_loader(tmp_path):
         assert one.batch([0, 1])["obs"].shape[0] == 2
     with pytest.raises(ValueError, match="colour"):
         vizdoom_dataset(tmp_path, window=12, progress=False, colour="blue")
+    with pytest.raises(ValueError, match="collected with"):  # another expert setting: never mixed in
+        collect(tmp_path, n_episodes=4, n_steps=12, epsilon=0.1, workers=1, progress=False, target_noise=50.0)
+    with pytest.raises(ValueError, match="visible expert"):
+        collect(tmp_path / "p", n_episodes=1, n_steps=5, expert="privileged", target_noise=50.0, workers=1)
+    stats = collect(tmp_path / "noisy", n_episodes=1, n_steps=5, target_noise=50.0, workers=1, progress=False)
+    meta = json.loads((tmp_path / "noisy" / "meta.json").read_text())
+    assert stats["written"] == 1
+    assert (meta["target_noise"], meta["target_hold"], meta["expert"]) == (50.0, 10, "visible_v1")
 
 
 def test_bad_episode_files_are_one_line_errors(tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 
 from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
-from VizDoom.VizDoom_src.expert import EXPERTS, expert_episode
+from VizDoom.VizDoom_src.expert import DEFAULT_TARGET_HOLD, EXPERTS, expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, TwoColorsEnv
 
@@ -50,14 +50,15 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
 
 
 def collect_one(index: int, n_steps: int, epsilon: float, seed: int, pillar_tics: int = DEFAULT.pillar_tics,
-                expert: str = "visible", mark_colour: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+                expert: str = "visible", mark_colour: bool = False, target_noise: float = 0.0,
+                target_hold: int = DEFAULT_TARGET_HOLD) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Expert episode ``index``; stats: red episodes, deaths before ``n_steps``, colour-dependent steps."""
     key = (n_steps, pillar_tics, expert, mark_colour)
     if key not in _ENV:
         _ENV[key] = TwoColorsEnv(timeout=n_steps, privileged=expert == "privileged", visible=expert == "visible",
                                  scenario=ScenarioConfig(pillar_tics=pillar_tics), mark_colour=mark_colour)
     env_seed, noise_seed = episode_seeds(seed, index)
-    ep = expert_episode(_ENV[key], env_seed, n_steps, epsilon, noise_seed)
+    ep = expert_episode(_ENV[key], env_seed, n_steps, epsilon, noise_seed, target_noise, target_hold)
     return ep, {"red": int(ep["is_red"][0]), "died": int(len(ep["action"]) < n_steps),
                 "colour_dependent": int(ep["colour_dependent"].sum())}
 
@@ -75,11 +76,13 @@ def _worker_init() -> None:
 def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90, epsilon: float | None = None,
             seed: int = 0, workers: int | None = None, progress: bool = True,
             pillar_tics: int = DEFAULT.pillar_tics, expert: str = "visible",
-            mark_colour: bool = False) -> dict[str, Any]:
+            mark_colour: bool = False, target_noise: float = 0.0,
+            target_hold: int = DEFAULT_TARGET_HOLD) -> dict[str, Any]:
     """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts and the generation speed.
     ``pillar_tics``: how long the pillar stands (the reference script: 45 tics; the paper's text: 45 steps).
     ``expert``: ``visible`` or ``privileged``; ``epsilon`` (its random-action share) defaults to 0 and 0.1.
-    ``mark_colour``: every frame shows the pillar's colour in a corner (a diagnosis; evaluation follows it)."""
+    ``mark_colour``: every frame shows the pillar's colour in a corner (a diagnosis; evaluation follows it).
+    ``target_noise``, ``target_hold``: the visible expert's noise in which right-colour item it heads for."""
     if expert not in EXPERTS:
         raise ValueError(f"--expert must be one of {', '.join(EXPERTS)}, got {expert!r}")
     epsilon = DEFAULT_EPSILON[expert] if epsilon is None else epsilon
@@ -89,14 +92,20 @@ def collect(out_dir: Path = DATA_DIR, n_episodes: int = 5000, n_steps: int = 90,
         raise ValueError(f"--seed must be >= 0, got {seed}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if target_noise < 0 or target_hold < 1:
+        raise ValueError(f"--target_noise must be >= 0 and --target_hold >= 1, got {target_noise}, {target_hold}")
+    if target_noise and expert != "visible":
+        raise ValueError("--target_noise is a setting of the visible expert (--expert visible)")
     ScenarioConfig(pillar_tics=pillar_tics)  # checks the value
     meta = {"n_steps": n_steps, "epsilon": epsilon, "seed": seed, "expert": EXPERT_VERSIONS[expert]}
     if pillar_tics != DEFAULT.pillar_tics:  # folders of the reference rule keep the meta.json they were written with
         meta["pillar_tics"] = pillar_tics
     if mark_colour:
         meta["mark_colour"] = True
+    if target_noise:  # folders without it keep the meta.json they were written with
+        meta.update(target_noise=target_noise, target_hold=target_hold)
     job = partial(collect_one, n_steps=n_steps, epsilon=epsilon, seed=seed, pillar_tics=pillar_tics, expert=expert,
-                  mark_colour=mark_colour)
+                  mark_colour=mark_colour, target_noise=target_noise, target_hold=target_hold)
     return collect_episodes(out_dir, n_episodes, job, meta, workers, progress, "ViZDoom-Two-Colors episodes",
                             worker_init=_worker_init)
 
@@ -115,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mark_colour", action="store_true",
                    help="diagnosis: every frame shows the pillar's colour in its top-left corner (no memory needed); "
                         "train_vizdoom.py evaluates such data with the same marker")
+    p.add_argument("--target_noise", type=float, default=0.0,
+                   help="visible expert: a cost in map units, up to which each item's cost is raised at random "
+                        "(redrawn every --target_hold steps), so which right-colour item it heads for varies "
+                        "(default 0: always the cheapest)")
+    p.add_argument("--target_hold", type=int, default=DEFAULT_TARGET_HOLD,
+                   help="steps between two draws of --target_noise")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
     return p
@@ -122,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     return collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                   pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour)
+                   pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
+                   target_noise=args.target_noise, target_hold=args.target_hold)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
