@@ -84,11 +84,12 @@ def action_loss(logits: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor,
     return (per_step * w).sum(), w.sum()
 
 
-def keyframe_weights(actions: Tensor, valid: Tensor, weight: float) -> Tensor:
+def keyframe_weights(actions: Tensor, valid: Tensor, weight: float, base: Tensor | None = None) -> Tensor:
     """Per-step loss weights [B, T]: ``weight`` at the valid steps whose discrete action differs from the step
     before (and at each window's first step, which has no step before), 1 at the other valid steps, 0 at
-    padding. ``weight`` 1 gives ``valid`` as floats: the plain loss."""
-    w = valid.float()
+    padding, all multiplied by ``base`` [B, T] where given (the data's own step weights). ``weight`` 1 and
+    no ``base`` give ``valid`` as floats: the plain loss."""
+    w = valid.float() if base is None else base.float() * valid
     if weight == 1.0:
         return w
     key = torch.ones_like(actions, dtype=torch.bool)
@@ -218,13 +219,15 @@ class Trainer:
         of the whole global batch."""
         K = self.model.cfg.context_length
         T = batch["valid"].shape[1]
-        batch = {**batch, "weight": keyframe_weights(batch["action"], batch["valid"], self.cfg.keyframe_weight)}
+        batch = {**batch, "weight": keyframe_weights(batch["action"], batch["valid"], self.cfg.keyframe_weight,
+                                                     batch.get("weight"))}
         segs = [{k: v[:, s:s + K] for k, v in batch.items()} for s in range(0, T, K)]
-        # each segment's loss is its weighted mean: with --keyframe_weight the weights average 1 over a segment
+        # each segment's loss is its weighted mean (step weights from --keyframe_weight and from the data)
         counts = distributed.all_sum(torch.stack([seg["weight"].sum() for seg in segs]).float())
         n_seg = int((counts > 0).nonzero().max()) + 1 if bool((counts > 0).any()) else 0
         # segments after the last one holding a valid step contribute nothing and are skipped
-        scales = [float(c) / self.world for c in counts[:n_seg]] if self.world > 1 else counts[:n_seg].tolist()
+        # a segment whose steps all weigh 0 (data weights) still runs for the memory; its loss is 0, not 0 / 0
+        scales = [max(float(c), 1e-6) / self.world for c in counts[:n_seg]]
         if n_seg == 0:
             return 0.0
         if not self.detach:

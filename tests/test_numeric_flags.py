@@ -48,6 +48,7 @@ RANGES = [
     ("train_tmaze", ["--start_seed", "-1"], "--start_seed"),
     ("train_minigrid", ["--seed", str(2**32)], "--seed"),
     ("train_vizdoom", ["--eval_timeout", "5001"], "--eval_timeout"),
+    ("train_vizdoom", ["--choice_weight", "0"], "--choice_weight"),
     ("train_atari", ["--data_seed", "-1"], "--data_seed"),
     ("gen_vizdoom", ["--n_steps", "5001"], "--n_steps"),
     ("gen_minigrid", ["--max_attempts", "0"], "--max_attempts"),

@@ -154,6 +154,30 @@ def test_keyframe_weighted_loss_is_the_weighted_mean_of_step_losses(tmp_path):
     assert trainer.train_batch(batch) == pytest.approx(float(torch.stack(per_seg).mean()), rel=1e-5)
 
 
+def test_data_step_weights_multiply_the_keyframe_weights(tmp_path):
+    """A batch's own ``weight`` (from the dataset's step_weight) weighs each step's loss, times the keyframe
+    weight; a segment whose steps all weigh 0 adds nothing (not 0 / 0)."""
+    from RATE_model.diagnose import step_losses
+
+    actions = torch.tensor([[2, 2, 3, -10]])
+    base = torch.tensor([[0.5, 2.0, 0.0, 7.0]])
+    assert keyframe_weights(actions, actions >= 0, 4.0, base).tolist() == [[2.0, 2.0, 0.0, 0.0]]
+    torch.manual_seed(0)
+    model = tiny_model("RATE").eval()
+    batch = _data(8).batch(torch.arange(8))
+    K = model.cfg.context_length
+    data_w = torch.rand(batch["valid"].shape)
+    data_w[:, K:2 * K] = 0.0  # the second segment weighs nothing
+    ce, _ = step_losses(model, batch)
+    w = keyframe_weights(batch["action"], batch["valid"], 3.0, data_w)
+    per_seg = [(torch.nan_to_num(ce[:, s:s + K]) * w[:, s:s + K]).sum() / w[:, s:s + K].sum().clamp_min(1e-6)
+               for s in range(0, ce.shape[1], K)]
+    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, keyframe_weight=3.0), tmp_path, None, {},
+                      [_data()])
+    loss = trainer.train_batch({**batch, "weight": data_w})
+    assert per_seg[1] == 0.0 and loss == pytest.approx(float(torch.stack(per_seg).mean()), rel=1e-5)
+
+
 def test_keyframe_weight_needs_discrete_actions(tmp_path):
     from RATE_model.config import ConfigError
 

@@ -429,6 +429,33 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         vizdoom_dataset(tmp_path / "missing", window=5)
 
 
+def test_choice_weight_weighs_the_colour_dependent_steps_right_after_a_pickup(tmp_path):
+    # two hand-made episodes: pickups (reward >= 1) at steps 1, 4, 5 of the first, 0 and 5 of the second
+    rewards = [[0.02, 1.02, 0.02, 0.02, 1.02, 1.02], [1.02, 0.02, 0.02, 0.02, 0.02, 1.02]]
+    dependent = [[1, 1, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1]]  # step 5 of the first follows a pickup, not dependent
+    for i, (r, d) in enumerate(zip(rewards, dependent, strict=True)):
+        T = len(r)
+        np.savez(episode_path(tmp_path, i), obs=np.zeros((T, *OBS_SHAPE), np.uint8), action=np.zeros(T, np.int64),
+                 reward=np.array(r, np.float32), done=np.arange(T) == T - 1, is_red=np.full(T, i == 0),
+                 colour_dependent=np.array(d, bool))
+    data = vizdoom_dataset(tmp_path, window=6, progress=False, choice_weight=5.0)
+    w = data[data.epoch_windows(0, 0)]["weight"]
+    # episode 0: step 2 follows the pickup at 1 (dependent), step 5 follows 4 (not); episode 1: step 1 follows 0,
+    # and its step 0 follows nothing (the pickup at the first episode's last step is another episode)
+    assert w.tolist() == [[1, 1, 5, 1, 1, 1], [1, 5, 1, 1, 1, 1]]
+    assert "weight" not in vizdoom_dataset(tmp_path, window=6, progress=False)[data.epoch_windows(0, 0)]
+    frames = frame_choice.colour_dependent_frames(tmp_path, 2)  # the same steps for the single-frame test
+    assert len(frames["obs"]) == 9 and frames["after_pickup"].sum() == 2
+    rows = frame_choice.main(["--data_dir", str(tmp_path), "--heldout_dir", str(tmp_path), "--episodes", "2",
+                              "--train_frames", "after_pickup", "--steps", "2", "--batch_size", "4"])
+    assert [r["step"] for r in rows] == [2]
+    ep = dict(np.load(episode_path(tmp_path, 1)))
+    del ep["colour_dependent"]
+    np.savez(episode_path(tmp_path, 1), **ep)
+    with pytest.raises(DataError, match="colour_dependent"):
+        vizdoom_dataset(tmp_path, window=6, progress=False, choice_weight=5.0)
+
+
 def test_colour_marker_paints_only_its_corner(env, tmp_path):
     e = TwoColorsEnv(mark_colour=True)
     try:

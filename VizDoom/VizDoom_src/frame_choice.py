@@ -4,6 +4,7 @@ given as an input: no memory, no context, no earlier actions to copy.
     python3 VizDoom/VizDoom_src/frame_choice.py                          # both colours from the start
     python3 VizDoom/VizDoom_src/frame_choice.py --first_colour_steps 400 # red-pillar frames first, then both
     python3 VizDoom/VizDoom_src/frame_choice.py --colours red            # one colour: no choice between colours
+    python3 VizDoom/VizDoom_src/frame_choice.py --train_frames after_pickup  # only the steps that choose an item
 
 The training frames are the colour-dependent steps of the first ``--episodes`` episodes of ``--data_dir``
 (those where the expert would act differently had the pillar the other colour); the network is the
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--heldout_episodes", type=int, default=500)
     p.add_argument("--colours", choices=("both", *COLOURS), default="both",
                    help="train and evaluate on the frames of both pillar colours or of one")
+    p.add_argument("--train_frames", choices=("colour_dependent", "after_pickup"), default="colour_dependent",
+                   help="train on every colour-dependent step, or only on those right after a pickup (the few "
+                        "steps where a sequence model cannot follow the trajectory; evaluation is unchanged)")
     p.add_argument("--first_colour_steps", type=int, default=0,
                    help="a curriculum: this many first steps on the red-pillar frames only")
     p.add_argument("--steps", type=int, default=1000)
@@ -152,6 +156,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise ConfigError(f"--first_colour_steps must be >= 0, got {args.first_colour_steps}")
     colour = None if args.colours == "both" else args.colours
     frames = colour_dependent_frames(args.data_dir, args.episodes, colour)
+    if args.train_frames == "after_pickup":
+        frames = {k: v[frames["after_pickup"]] for k, v in frames.items()}
+        if not len(frames["obs"]):
+            raise ConfigError(f"no colour-dependent step right after a pickup in the first {args.episodes} episodes")
     heldout = colour_dependent_frames(args.heldout_dir, args.heldout_episodes, colour)
     rows = train(frames, heldout, args.steps, args.batch_size, args.lr, args.first_colour_steps, args.eval_every,
                  args.seed)

@@ -54,12 +54,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--colour_curriculum", choices=COLOURS,
                    help="train first on the episodes of this pillar colour only (a stage of --epochs epochs), "
                         "then on all: the item colour is learned before the choice between colours")
+    g.add_argument("--choice_weight", type=float, default=1.0,
+                   help="loss weight of the steps where the expert chooses its next item (colour-dependent, right "
+                        "after a pickup: ~2 %% of the steps, the only ones the trajectory does not give away); "
+                        "needs the data's colour_dependent field (default 1: the plain loss)")
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work."""
     check_positive(args, ("eval_episodes", "eval_timeout", "eval_batch_size", "max_episodes"))
+    if not args.choice_weight > 0:
+        raise ConfigError(f"--choice_weight must be > 0, got {args.choice_weight}")
     if args.eval_timeout is not None and args.eval_timeout > MAX_TIMEOUT:
         raise ConfigError(f"--eval_timeout must be <= {MAX_TIMEOUT} (the engine's own episode limit), "
                           f"got {args.eval_timeout}")
@@ -83,9 +89,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def build_stages():
         window = mc.context_length * mc.sections
-        first = [vizdoom_dataset(data_dir, window, args.max_episodes, colour=args.colour_curriculum)] \
-            if args.colour_curriculum else []
-        return [*first, vizdoom_dataset(data_dir, window, args.max_episodes)]
+        first = [vizdoom_dataset(data_dir, window, args.max_episodes, colour=args.colour_curriculum,
+                                 choice_weight=args.choice_weight)] if args.colour_curriculum else []
+        return [*first, vizdoom_dataset(data_dir, window, args.max_episodes, choice_weight=args.choice_weight)]
 
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES

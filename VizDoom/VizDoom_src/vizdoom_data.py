@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from RATE_model.data import (
+    DataError,
     WindowDataset,
     consecutive,
     episode_files,
@@ -20,6 +21,7 @@ from RATE_model.data import (
     load_image_episode,
     uint8_to_float,
 )
+from VizDoom.VizDoom_src.vizdoom_env import PICKUP_REWARD
 
 OBS_SHAPE = (3, 64, 112)
 N_ACTIONS = 5
@@ -35,17 +37,43 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
-                    progress: bool = True, colour: str | None = None) -> WindowDataset:
+                    progress: bool = True, colour: str | None = None, choice_weight: float = 1.0) -> WindowDataset:
     """Consecutive windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of
     ``data_dir``, read from its episode store (built on first use); with ``colour`` ("red" or "green") only
-    the episodes of that pillar colour."""
+    the episodes of that pillar colour; ``choice_weight`` W ≠ 1: the :func:`choice_steps` weigh W in the loss."""
     store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress, "ViZDoom episode store")
-    if colour is None:
-        return consecutive(store, window, obs_transform=uint8_to_float)
-    if colour not in COLOURS:
-        raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
-    red = pillar_colours(episode_files(Path(data_dir))[:max_episodes])
-    return consecutive(store, window, np.flatnonzero(red == (colour == "red")), obs_transform=uint8_to_float)
+    files = episode_files(Path(data_dir))[:max_episodes]
+    weight = None
+    if choice_weight != 1.0:
+        weight = np.where(choice_steps(files, store.take("reward", np.arange(store.n_steps))), choice_weight, 1.0)
+    episodes = None
+    if colour is not None:
+        if colour not in COLOURS:
+            raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
+        episodes = np.flatnonzero(pillar_colours(files) == (colour == "red"))
+    return consecutive(store, window, episodes, obs_transform=uint8_to_float, step_weight=weight)
+
+
+def choice_steps(files: list[Path], rewards: np.ndarray) -> np.ndarray:
+    """The steps where the expert chooses its next item (bool [n_steps], the files' steps back to back):
+    colour-dependent (their ``colour_dependent`` field) and right after a right item was picked up
+    (``rewards`` [n_steps] of the step before ≥ PICKUP_REWARD). There the turn it was making tells nothing about
+    the next item, so imitation cannot follow the trajectory and needs the colour."""
+    dep = []
+    for f in files:
+        with np.load(f) as ep:
+            if "colour_dependent" not in ep:
+                raise DataError(f"{f} has no colour_dependent field (needed by --choice_weight): regenerate it "
+                                "with generate_iter_data.py")
+            dep.append(ep["colour_dependent"].astype(bool))
+    lengths = np.array([len(d) for d in dep])
+    if lengths.sum() != len(rewards):
+        raise DataError(f"the colour_dependent fields of {files[0].parent} hold {lengths.sum()} steps, its episode "
+                        f"store {len(rewards)}: delete {files[0].parent / 'store'} to rebuild it")
+    after = np.zeros(len(rewards), bool)
+    after[1:] = rewards[:-1] >= PICKUP_REWARD
+    after[np.cumsum(lengths)[:-1]] = False  # an episode's first step follows no pickup
+    return np.concatenate(dep) & after
 
 
 def pillar_colours(files: list[Path]) -> np.ndarray:
