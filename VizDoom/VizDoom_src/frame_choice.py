@@ -34,8 +34,8 @@ from RATE_model.diagnose import preference
 from RATE_model.encoders import image_encoder
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
-from VizDoom.VizDoom_src.step_loss import HELD_OUT, side_fields, step_groups
-from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode
+from VizDoom.VizDoom_src.step_loss import HELD_OUT, step_groups
+from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode, side_fields
 
 FIELDS = ("obs", "action", "action_other_colour", "red", "after_pickup")
 

@@ -33,8 +33,8 @@ def play(seed: int, policy: str, epsilon: float, timeout: int, target_noise: flo
     differ with the other pillar colour, pickup counts of the env's ``PICKUP_KEYS``)."""
     env = TwoColorsEnv(timeout=timeout, privileged=policy == "privileged", visible=policy == "visible")
     rng = np.random.default_rng(seed)
-    noise = (target_noise, target_hold) if policy == "visible" else (0.0, target_hold)
-    expert = Expert(policy, epsilon, rng, *noise) if policy in EXPERTS else None
+    noise = target_noise if policy == "visible" else 0.0  # the privileged expert has none
+    expert = Expert(policy, epsilon, rng, noise, target_hold) if policy in EXPERTS else None
     t0 = time.time()
     _, info = env.reset(seed=seed)
     total, steps, colour_steps, done = 0.0, 0, 0, False

@@ -30,8 +30,7 @@ from RATE_model.data import episode_files
 from RATE_model.diagnose import action_log_probs, losses_of, preference, split_means
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
-from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
-from VizDoom.VizDoom_src.vizdoom_env import PICKUP_REWARD
+from VizDoom.VizDoom_src.vizdoom_data import follows_pickup, side_fields, vizdoom_dataset
 
 HELD_OUT = DATA_DIR.with_name("heldout")
 PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
@@ -50,19 +49,12 @@ def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.nd
     dep = colour_dependent.astype(bool)
     changed = np.zeros_like(dep)
     changed[:, 1:] = actions[:, 1:] != actions[:, :-1]
-    after = np.zeros_like(dep)
-    after[:, 1:] = rewards[:, :-1] >= PICKUP_REWARD
+    after = follows_pickup(rewards)
     return {"all": np.ones_like(dep), "colour_dependent": dep, "other": ~dep,
             "colour_dependent_pillar_in_view": dep & ~late, "colour_dependent_after_pillar": dep & late,
             "other_after_pillar": ~dep & late, "colour_dependent_action_changed": dep & changed,
             "colour_dependent_action_repeated": dep & ~changed & (np.arange(T) > 0)[None],
             "other_action_changed": ~dep & changed, "colour_dependent_after_pickup": dep & after}
-
-
-def side_fields(path: Path, names: tuple[str, ...] = SIDE_FIELDS) -> dict[str, np.ndarray]:
-    """The fields ``names`` that the episode file ``path`` has (the frames are not read)."""
-    with np.load(path) as f:
-        return {k: f[k] for k in names if k in f}
 
 
 def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -78,7 +70,7 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     files = episode_files(data_dir)[:episodes]
     side: dict[str, list[np.ndarray]] = {k: [] for k in SIDE_FIELDS}
     for path_e in files:  # each file once; the windows below index into these
-        for k, v in side_fields(path_e).items():
+        for k, v in side_fields(path_e, SIDE_FIELDS).items():
             side[k].append(v)
     if len(side["colour_dependent"]) < len(files):
         raise ConfigError(f"episodes of {data_dir} have no colour_dependent field: regenerate the folder with the "

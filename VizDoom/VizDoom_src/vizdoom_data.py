@@ -45,7 +45,11 @@ def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None
     files = episode_files(Path(data_dir))[:max_episodes]
     weight = None
     if choice_weight != 1.0:
-        weight = np.where(choice_steps(files, store.take("reward", np.arange(store.n_steps))), choice_weight, 1.0)
+        choice = choice_steps(files)
+        if len(choice) != store.n_steps:
+            raise DataError(f"the episode files of {data_dir} hold {len(choice)} steps, its episode store "
+                            f"{store.n_steps}: delete {Path(data_dir) / 'store'} to rebuild it")
+        weight = np.where(choice, choice_weight, 1.0)
     episodes = None
     if colour is not None:
         if colour not in COLOURS:
@@ -54,32 +58,35 @@ def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None
     return consecutive(store, window, episodes, obs_transform=uint8_to_float, step_weight=weight)
 
 
-def choice_steps(files: list[Path], rewards: np.ndarray) -> np.ndarray:
+def side_fields(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The fields ``names`` that the episode file ``path`` has (the frames are not read)."""
+    with np.load(path) as f:
+        return {k: f[k] for k in names if k in f}
+
+
+def follows_pickup(rewards: np.ndarray) -> np.ndarray:
+    """Whether each step comes right after a step whose reward shows a right item picked up (bool, the shape
+    of ``rewards`` [..., T]; the first step of each row follows nothing)."""
+    after = np.zeros(rewards.shape, bool)
+    after[..., 1:] = rewards[..., :-1] >= PICKUP_REWARD
+    return after
+
+
+def choice_steps(files: list[Path]) -> np.ndarray:
     """The steps where the expert chooses its next item (bool [n_steps], the files' steps back to back):
-    colour-dependent (their ``colour_dependent`` field) and right after a right item was picked up
-    (``rewards`` [n_steps] of the step before ≥ PICKUP_REWARD). There the turn it was making tells nothing about
-    the next item, so imitation cannot follow the trajectory and needs the colour."""
-    dep = []
+    colour-dependent (their ``colour_dependent`` field) and right after a right item was picked up. There the
+    turn it was making tells nothing about the next item, so imitation cannot follow the trajectory and needs
+    the colour."""
+    steps = []
     for f in files:
-        with np.load(f) as ep:
-            if "colour_dependent" not in ep:
-                raise DataError(f"{f} has no colour_dependent field (needed by --choice_weight): regenerate it "
-                                "with generate_iter_data.py")
-            dep.append(ep["colour_dependent"].astype(bool))
-    lengths = np.array([len(d) for d in dep])
-    if lengths.sum() != len(rewards):
-        raise DataError(f"the colour_dependent fields of {files[0].parent} hold {lengths.sum()} steps, its episode "
-                        f"store {len(rewards)}: delete {files[0].parent / 'store'} to rebuild it")
-    after = np.zeros(len(rewards), bool)
-    after[1:] = rewards[:-1] >= PICKUP_REWARD
-    after[np.cumsum(lengths)[:-1]] = False  # an episode's first step follows no pickup
-    return np.concatenate(dep) & after
+        side = side_fields(f, ("colour_dependent", "reward"))
+        if "colour_dependent" not in side:
+            raise DataError(f"{f} has no colour_dependent field (needed by --choice_weight): regenerate it "
+                            "with generate_iter_data.py")
+        steps.append(side["colour_dependent"].astype(bool) & follows_pickup(side["reward"]))
+    return np.concatenate(steps)
 
 
 def pillar_colours(files: list[Path]) -> np.ndarray:
     """Whether each episode file's pillar is red (bool [n]), read from its ``is_red`` field alone."""
-    red = np.empty(len(files), bool)
-    for i, f in enumerate(files):
-        with np.load(f) as ep:
-            red[i] = bool(ep["is_red"][0])
-    return red
+    return np.array([bool(side_fields(f, ("is_red",))["is_red"][0]) for f in files], bool)
