@@ -117,6 +117,8 @@ class TrainConfig:
     num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
     eval_every: int = 0  # optimizer steps between validation evaluations (best.pt); 0 = none
     keyframe_weight: float = 1.0  # loss weight of steps whose (discrete) action differs from the step before
+    init_encoder: str | None = None  # observation encoder weights to start from (RATE_model.encoders.save_encoder)
+    freeze_encoder: bool = False  # keep the observation encoder fixed; its outputs are computed once per run
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag for a value that cannot work; return self."""
@@ -225,6 +227,12 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
                         "last action (keyframe-focused imitation). Discrete actions only; default 1 (plain loss)")
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
+    t.add_argument("--init_encoder", help="start the observation encoder from these weights (a file written by "
+                                          "RATE_model.encoders.save_encoder, e.g. VizDoom's frame_choice.py "
+                                          "--save_encoder): a pretrained image encoder")
+    t.add_argument("--freeze_encoder", action="store_true", default=None,
+                   help="do not train the observation encoder (image environments): every stored frame is encoded "
+                        "once per run and training skips the encoder (with --init_encoder: a pretrained one)")
     t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed where the script has "
                                            "them): seeds Python, NumPy, torch, the data order and dropout")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")

@@ -18,6 +18,7 @@ batch time; steps before the episode start repeat its first frame.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import signal
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, get_worker_info
+from tqdm.auto import tqdm
 
 from RATE_model.datafiles import (
     DataError,
@@ -47,7 +49,8 @@ from RATE_model.store import EpisodeStore, open_or_build
 
 __all__ = ["STORE", "DataError", "EpisodeStore", "RefusedGlobal", "RestrictedUnpickler", "Trajectories",
            "WindowDataset", "Windows", "batch_loader",
-           "check_array", "consecutive", "dt_style", "epoch_batches", "episode_files", "episode_store", "fixed_offsets",
+           "check_array", "consecutive", "dt_style", "embedded", "epoch_batches", "episode_files", "episode_store",
+           "fixed_offsets",
            "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
            "uint8_to_float"]
 
@@ -238,6 +241,15 @@ class WindowDataset(Windows):
             out["weight"] = torch.from_numpy(self.step_weight[rows] * valid)
         return out
 
+    def with_store(self, store: EpisodeStore, obs_transform: Callable[[Tensor], Tensor] | None) -> WindowDataset:
+        """The same windows, weights and epochs over another store of the same steps (e.g. one whose ``obs``
+        are cached encodings)."""
+        if not np.array_equal(store.offsets, self.store.offsets):
+            raise ValueError("the new store must hold the same episodes and steps")
+        other = copy.copy(self)
+        other.store, other.obs_transform, other.in_memory = store, obs_transform, store.path is None
+        return other
+
     @property
     def tensors(self) -> dict[str, Tensor]:
         """Every window of the first epoch as one batch (for small datasets: inspection and tests)."""
@@ -247,6 +259,34 @@ class WindowDataset(Windows):
         """Sum of ``field`` over the valid steps of each window (e.g. reward collected inside it)."""
         ep, steps, valid = self._steps(windows)
         return (self.store.take(field, self.store.offsets[ep][:, None] + steps) * valid).sum(1)
+
+
+@torch.no_grad()
+def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int = 1024,
+             progress: bool = True) -> Windows:
+    """``data`` with every stored observation replaced by ``encode(obs_transform(obs))`` [d], computed once
+    (float32, in RAM): training a model whose observation encoder is frozen then skips the encoder, whose
+    outputs cannot change (the model takes [B, T, d] observations as encoded, ``Encoders.embed_obs``).
+    Only :class:`WindowDataset` without frame stacking (one encoding per stored frame)."""
+    if not isinstance(data, WindowDataset) or data.frame_stack != 1:
+        raise DataError("a frozen encoder's cache needs windows over an episode store without frame stacking "
+                        "(one encoding per stored frame)")
+    s = data.store
+    param = next(iter(getattr(encode, "parameters", lambda: iter(()))()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    out = None
+    for lo in tqdm(range(0, s.n_steps, batch_size), desc="encoding the frames once (frozen encoder)", unit="batch",
+                   disable=not progress, leave=False):
+        rows = np.arange(lo, min(lo + batch_size, s.n_steps))
+        obs = torch.from_numpy(s.take("obs", rows[None])[0]).to(device)
+        if data.obs_transform is not None:
+            obs = data.obs_transform(obs)
+        z = encode(obs).float().cpu().numpy()
+        if out is None:
+            out = np.empty((s.n_steps, *z.shape[1:]), np.float32)
+        out[rows] = z
+    fields = {k: s.take(k, np.arange(s.n_steps)[None])[0] for k in s.fields if k != "obs"}
+    return data.with_store(EpisodeStore({**fields, "obs": out}, s.offsets), None)
 
 
 # ---------------------------------------------------------------------------------------- samplers

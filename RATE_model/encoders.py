@@ -6,8 +6,11 @@ Discrete actions use an embedding with one extra row: the data's padding value (
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +35,12 @@ class Encoders(nn.Module):
         self.spec = spec
         self.rtg, self.obs, self.act, self.head = rtg, obs, act, head
         self.hide_actions = False  # ModelConfig.action_inputs False: every action embeds as padding
+        self.images = len(spec.obs_shape) == 3  # frames [C, H, W]
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """Frames [N, *obs_shape] (already scaled, e.g. to [0, 1]) -> [N, d]: what :meth:`embed_obs` makes of
+        each step's observation."""
+        return self.embed_obs(frames[:, None])[:, 0]
 
     def embed_actions(self, actions: Tensor) -> Tensor:
         """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]; with ``hide_actions``
@@ -44,8 +53,13 @@ class Encoders(nn.Module):
         return self.act(actions)
 
     def embed_obs(self, obs: Tensor) -> Tensor:
-        """[B, T, *obs_shape] -> [B, T, d], images encoded as one flat batch."""
+        """[B, T, *obs_shape] -> [B, T, d], images encoded as one flat batch.
+
+        An image environment's observations given as [B, T, d] floats are taken as already encoded: the
+        outputs of this encoder cached once for a frozen encoder (``RATE_model.data.embedded``)."""
         B, T = obs.shape[:2]
+        if self.images and obs.dim() == 3:
+            return obs
         if obs.dim() == 5:  # frames [B, T, C, H, W]: one copy straight into the conv stack's channels-last order
             frames = obs.permute(0, 1, 3, 4, 2).contiguous().view(B * T, *obs.shape[3:], -1).permute(0, 3, 1, 2)
             return self.obs(frames.float()).view(B, T, -1)
@@ -94,6 +108,36 @@ def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bo
     if tanh:
         layers.append(nn.Tanh())
     return nn.Sequential(*layers)
+
+
+ENCODER_FILE_KEY = "obs_encoder"
+
+
+def save_encoder(encoder: nn.Module, path: str | Path, info: dict[str, Any] | None = None) -> None:
+    """Write an observation encoder's weights (and ``info``: how it was made) for ``--init_encoder``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({ENCODER_FILE_KEY: encoder.state_dict(), "info": info or {}}, path)
+
+
+def load_encoder(encoder: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load weights written by :func:`save_encoder` into ``encoder``; returns their ``info``. A missing,
+    unreadable or mismatching file is a ValueError naming it."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"cannot read encoder weights {path}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(saved, dict) or ENCODER_FILE_KEY not in saved:
+        raise ValueError(f"{path} holds no encoder weights (expected a file written by save_encoder, e.g. "
+                         "frame_choice.py --save_encoder)")
+    try:
+        encoder.load_state_dict(saved[ENCODER_FILE_KEY])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(f"encoder weights {path} do not fit this model's observation encoder: "
+                         f"{' '.join(' '.join(first[1:3]).split())[:300]}") from None
+    return saved.get("info", {})
 
 
 def _discrete(spec: EnvSpec, d: int, obs: nn.Module, tanh: bool) -> Encoders:

@@ -22,7 +22,8 @@ from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import ConfigError, ModelConfig, TrainConfig
-from RATE_model.data import DataError, Windows
+from RATE_model.data import DataError, Windows, embedded
+from RATE_model.encoders import load_encoder
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
@@ -182,6 +183,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         run_dir = root / f"seed_{seed}"
         tc = TrainConfig(**{**asdict(train_config), "seed": seed})
         model = RATE(model_config).to(device)
+        prepare_encoder(model, tc)
         if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
             ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
         run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
@@ -192,6 +194,8 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
         if resume is not None:
             trainer.load(resume)  # checked before anything in run_dir is touched
+        if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
+            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main) for s in stages]
         elif main:  # a fresh run never overwrites an older run's checkpoints
             for old in (last, last.with_name("best.pt")):
                 if old.exists():
@@ -236,6 +240,19 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         root.mkdir(parents=True, exist_ok=True)
         (root / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def prepare_encoder(model: RATE, tc: TrainConfig) -> None:
+    """``--init_encoder``: load the observation encoder's weights; ``--freeze_encoder``: stop training it."""
+    if (tc.init_encoder or tc.freeze_encoder) and not model.enc.images:
+        raise ConfigError("--init_encoder / --freeze_encoder apply to image observations only")
+    if tc.init_encoder:
+        try:
+            load_encoder(model.enc.obs, tc.init_encoder)
+        except ValueError as e:
+            raise ConfigError(f"--init_encoder: {e}") from None
+    if tc.freeze_encoder:
+        model.enc.obs.requires_grad_(False)
 
 
 def _best_on_validation(trainer: Trainer, model_config: ModelConfig, device: Any, resume: Path | None,

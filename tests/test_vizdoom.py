@@ -627,10 +627,26 @@ def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_pat
     green = frame_choice.colour_dependent_frames(data, 12, "green")
     assert len(green["obs"]) == sum(int(d.sum()) for d in dep[1::2]) and not green["red"].any()
     out = tmp_path / "rows.jsonl"
+    enc = tmp_path / "encoder.pt"
     rows = frame_choice.main(["--data_dir", str(data), "--heldout_dir", str(data), "--episodes", "12", "--steps", "4",
-                              "--eval_every", "2", "--batch_size", "8", "--first_colour_steps", "2", "--out", str(out)])
+                              "--eval_every", "2", "--batch_size", "8", "--first_colour_steps", "2", "--out", str(out),
+                              "--save_encoder", str(enc)])
     assert [r["stage"] for r in rows] == ["red", "all"]
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    saved = torch.load(enc, weights_only=True)
+    assert saved["info"]["script"] == "frame_choice.py" and saved["info"]["last_evaluation"] == rows[-1]
+    # the sequence model starts from it, frozen: its encoder is the saved one after training
+    runs = tmp_path / "runs"
+    train.main(shlex.split(README_LINES[1])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
+                                                   str(data.parent), "--ckpt_folder", "frozen", "--d_model", "64",
+                                                   "--init_encoder", str(enc), "--freeze_encoder"])
+    run = runs / "vizdoom" / "frozen" / "seed_1"
+    weights = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k, v in saved["obs_encoder"].items():
+        assert torch.equal(weights[f"enc.obs.{k}"], v), k
+    losses = [json.loads(line)["losses/train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if "losses/train_loss" in line]
+    assert losses and all(np.isfinite(losses))
     with pytest.raises(ConfigError, match="no episode files"):
         frame_choice.main(["--data_dir", str(tmp_path / "none"), "--heldout_dir", str(data)])
     (tmp_path / "bad").mkdir()

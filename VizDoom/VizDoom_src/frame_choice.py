@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import episode_files
 from RATE_model.diagnose import preference
-from RATE_model.encoders import image_encoder
+from RATE_model.encoders import image_encoder, save_encoder
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.step_loss import HELD_OUT, step_groups
@@ -102,10 +102,10 @@ def evaluate(net: FramePolicy, frames: dict[str, np.ndarray], batch_size: int = 
 
 def train(frames: dict[str, np.ndarray], heldout: dict[str, np.ndarray], steps: int, batch_size: int = 256,
           lr: float = 3e-4, first_colour_steps: int = 0, eval_every: int = 100, seed: int = 0,
-          log: Any = print) -> list[dict[str, Any]]:
+          log: Any = print) -> tuple[FramePolicy, list[dict[str, Any]]]:
     """Train a :class:`FramePolicy` for ``steps`` AdamW steps on random minibatches of ``frames`` (the first
-    ``first_colour_steps`` from its red-pillar frames only); returns the held-out evaluations, each also
-    passed to ``log``."""
+    ``first_colour_steps`` from its red-pillar frames only); returns it and the held-out evaluations, each
+    also passed to ``log``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = FramePolicy()
@@ -126,7 +126,7 @@ def train(frames: dict[str, np.ndarray], heldout: dict[str, np.ndarray], steps: 
             rows.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": float(loss.detach()),
                          "stage": "red" if step <= first_colour_steps else "all", **evaluate(net, heldout)})
             log(json.dumps(rows[-1]))
-    return rows
+    return net, rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--eval_every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the evaluations here, one JSON line each")
+    p.add_argument("--save_encoder", type=Path,
+                   help="write the trained image encoder here, for train_vizdoom.py --init_encoder (the sequence "
+                        "models' observation encoder: same layers)")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "heldout_episodes", "steps", "batch_size", "eval_every"))
     if not (np.isfinite(args.lr) and args.lr > 0):
@@ -161,8 +164,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if not len(frames["obs"]):
             raise ConfigError(f"no colour-dependent step right after a pickup in the first {args.episodes} episodes")
     heldout = colour_dependent_frames(args.heldout_dir, args.heldout_episodes, colour)
-    rows = train(frames, heldout, args.steps, args.batch_size, args.lr, args.first_colour_steps, args.eval_every,
-                 args.seed)
+    net, rows = train(frames, heldout, args.steps, args.batch_size, args.lr, args.first_colour_steps, args.eval_every,
+                      args.seed)
+    if args.save_encoder:
+        save_encoder(net.encoder, args.save_encoder, {"script": "frame_choice.py", "args": vars(args) | {
+            k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}, "last_evaluation": rows[-1]})
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))

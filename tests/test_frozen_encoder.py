@@ -1,0 +1,99 @@
+"""A pretrained or frozen observation encoder (``--init_encoder``, ``--freeze_encoder``): the cached encodings
+equal the encoder's outputs window by window, the model gives the same logits from them as from the frames,
+a frozen run leaves the encoder's weights as loaded, and bad weight files are one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from RATE_model import RATE, ModelConfig
+from RATE_model.config import ConfigError, TrainConfig
+from RATE_model.data import DataError, EpisodeStore, consecutive, embedded, uint8_to_float, with_returns_to_go
+from RATE_model.encoders import image_encoder, load_encoder, save_encoder
+from RATE_model.experiment import prepare_encoder
+from RATE_model.store import StoreWriter
+
+OBS = (3, 64, 112)  # ViZDoom frames
+
+
+def vizdoom_model(seed: int = 0) -> RATE:
+    torch.manual_seed(seed)
+    return RATE(ModelConfig(env="vizdoom", model_mode="DT", context_length=6, sections=1, n_layer=1, n_head=2,
+                            d_model=16, d_head=8, d_inner=16, num_mem_tokens=0, mem_len=0, n_head_ca=0,
+                            mrv_act="no_act", dropout=0.0)).eval()
+
+
+def image_episodes(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [with_returns_to_go({"obs": rng.integers(0, 256, (T, *OBS), dtype=np.uint8),
+                                "action": rng.integers(0, 5, T), "reward": rng.random(T).astype(np.float32)})
+            for T in lengths]
+
+
+@pytest.mark.parametrize("where", ["ram", "disk"])
+def test_cached_encodings_are_the_encoders_outputs_and_give_the_same_logits(where, tmp_path):
+    eps = image_episodes([7, 4])
+    if where == "ram":
+        store = EpisodeStore.from_episodes(eps)
+    else:
+        with StoreWriter(tmp_path / "store") as w:
+            for ep in eps:
+                w.append(ep)
+            store = w.close()
+    weight = np.linspace(0.5, 2.0, store.n_steps).astype(np.float32)
+    frames = consecutive(store, 6, obs_transform=uint8_to_float, step_weight=weight)
+    model = vizdoom_model()
+    cached = embedded(frames, model.enc.encode_frames, batch_size=3, progress=False)  # batches across episodes
+    assert len(cached) == len(frames) == 3 and cached.in_memory and cached.obs_transform is None
+    a, b = frames.batch(range(3)), cached.batch(range(3))
+    assert b["obs"].shape == (3, 6, 16) and b["obs"].dtype == torch.float32
+    for k in ("action", "rtg", "valid", "weight"):
+        assert torch.equal(a[k], b[k]), k
+    with torch.no_grad():
+        want = model.enc.embed_obs(a["obs"])
+        torch.testing.assert_close(b["obs"], want, rtol=1e-5, atol=1e-5)
+        assert torch.equal(b["obs"][2, 4:], b["obs"][2, 3:4].expand(2, -1))  # padding repeats the last step
+        logits_frames, _ = model(a["rtg"], a["obs"], a["action"], a["valid"])
+        logits_cached, _ = model(b["rtg"], b["obs"], b["action"], b["valid"])
+    torch.testing.assert_close(logits_cached, logits_frames, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_refuses_frame_stacking():
+    store = EpisodeStore.from_episodes(image_episodes([5]))
+    stacked = consecutive(store, 5, frame_stack=2, obs_transform=uint8_to_float)
+    with pytest.raises(DataError, match="frame stacking"):
+        embedded(stacked, vizdoom_model().enc.encode_frames, progress=False)
+
+
+def test_init_encoder_loads_the_saved_weights_and_freeze_stops_their_training(tmp_path):
+    torch.manual_seed(5)
+    saved = image_encoder(OBS, 16)
+    save_encoder(saved, tmp_path / "enc.pt", {"made_by": "test"})
+    model = vizdoom_model(seed=1)
+    prepare_encoder(model, TrainConfig(init_encoder=str(tmp_path / "enc.pt"), freeze_encoder=True))
+    for (k, v), w in zip(model.enc.obs.state_dict().items(), saved.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    assert not any(p.requires_grad for p in model.enc.obs.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("enc.obs."))
+    assert load_encoder(image_encoder(OBS, 16), tmp_path / "enc.pt") == {"made_by": "test"}
+
+    thawed = vizdoom_model(seed=1)
+    prepare_encoder(thawed, TrainConfig(init_encoder=str(tmp_path / "enc.pt")))
+    assert all(p.requires_grad for p in thawed.parameters())  # initialised, still trained
+
+
+def test_bad_encoder_files_are_one_line_config_errors(tmp_path):
+    save_encoder(image_encoder(OBS, 32), tmp_path / "d32.pt")  # another width
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    for name, needle in (("d32.pt", "do not fit"), ("junk.pt", "cannot read"), ("other.pt", "no encoder weights"),
+                         ("missing.pt", "cannot read")):
+        with pytest.raises(ConfigError, match=needle) as e:
+            prepare_encoder(vizdoom_model(), TrainConfig(init_encoder=str(tmp_path / name)))
+        assert "\n" not in str(e.value) and name in str(e.value)
+    tmaze = RATE(ModelConfig(env="tmaze", model_mode="DT", num_mem_tokens=0, mem_len=0, n_head_ca=0,
+                             mrv_act="no_act"))
+    with pytest.raises(ConfigError, match="image observations"):
+        prepare_encoder(tmaze, TrainConfig(freeze_encoder=True))
