@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--profile", type=int, default=0, metavar="N", help="also list the N costliest ops")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--grad_checkpoint", action="store_true", help="per-layer gradient checkpointing")
+    p.add_argument("--frozen_encoder", action="store_true",
+                   help="as --freeze_encoder trains: the observation encoder fixed, its outputs computed beforehand "
+                        "(image presets)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     preset.model.memory_grad = args.memory_grad
     torch.manual_seed(0)
     model = RATE(preset.model).to(device).train()
+    if args.frozen_encoder:
+        model.enc.obs.requires_grad_(False)
     if args.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
                                              precision=args.precision, grad_checkpoint=args.grad_checkpoint),
                           Path(tmp), None, {}, [])
         batch = make_batch(preset, device)
+        if args.frozen_encoder:  # what training sees: the cached encodings (RATE_model.data.embedded)
+            with torch.no_grad():
+                batch["obs"] = model.enc.embed_obs(batch["obs"])
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = []
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     res = {
         "preset": args.preset, "memory_grad": args.memory_grad, "device": describe(device),
         "precision": trainer.precision, "precision_requested": args.precision, "bf16": trainer.precision == "bf16",
-        "compile": args.compile, "grad_checkpoint": args.grad_checkpoint, "date": time.strftime("%Y-%m-%d"),
+        "compile": args.compile, "grad_checkpoint": args.grad_checkpoint,
+        "frozen_encoder": args.frozen_encoder, "date": time.strftime("%Y-%m-%d"),
         "sec_per_iter": round(sec, 4), "iter_times": [round(t, 4) for t in times],
         "traj_per_sec": round(preset.batch_size / sec, 2),
         "peak_memory_gb": round(peak, 3), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "RSS",

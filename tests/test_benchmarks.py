@@ -44,3 +44,12 @@ def test_compare_losses_averages_the_last_common_steps(tmp_path):
     assert res["common_steps"] == 300 and res["window"] == 100
     assert res["mean_a"] == 1.0 and abs(res["relative_difference"] - 0.01) < 1e-9
     assert abs(res["max_step_difference"] - 0.02) < 1e-9
+
+
+def test_bench_train_with_a_frozen_encoder_skips_the_encoders_work(capsys):
+    full, frozen = (bench_train.main(["--preset", "vizdoom-cpu-dt", "--iters", "1", "--warmup", "0", "--json", *extra])
+                    for extra in ([], ["--frozen_encoder"]))
+    assert frozen["frozen_encoder"] and not full["frozen_encoder"]
+    assert frozen["params"] == full["params"]  # the same model; only the encoder's forward and backward are gone
+    assert frozen["flops_per_iter"] < full["flops_per_iter"] / 5
+    capsys.readouterr()
