@@ -51,5 +51,5 @@ def test_bench_train_with_a_frozen_encoder_skips_the_encoders_work(capsys):
                     for extra in ([], ["--frozen_encoder"]))
     assert frozen["frozen_encoder"] and not full["frozen_encoder"]
     assert frozen["params"] == full["params"]  # the same model; only the encoder's forward and backward are gone
-    assert frozen["flops_per_iter"] < full["flops_per_iter"] / 5
+    assert frozen["flops_per_iter"] < full["flops_per_iter"] / 4  # the encoder: ~80 % of an iteration
     capsys.readouterr()
