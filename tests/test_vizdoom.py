@@ -15,6 +15,7 @@ import torch
 
 vzd = pytest.importorskip("vizdoom")
 
+from RATE_model.attention import load_model  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
@@ -537,6 +538,13 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert set(acc) == {"obs_step0", "obs_step0_fresh_init", "memory_after_segment_1", "memory_after_segment_2"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert json.loads(out.read_text())["accuracy"] == acc
+    # the memory of the model's own episodes, segment by segment past the training window (smoke K = 5)
+    memory, red = probe_colour.rollout_memory(load_model(ckpt)[0], 4, 3, 2)
+    assert memory.shape == (4, 3, 5 * 32) and red.tolist() == [True, False, True, False]
+    assert not torch.equal(memory[:, 0], memory[:, 2])  # each segment's write changed it
+    acc = probe_colour.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "12",
+                             "--rollout_segments", "3", "--rollout_episodes", "5", "--batch_size", "5"])
+    assert {f"rollout_memory_after_segment_{s}" for s in (1, 2, 3)} <= set(acc)
     (res,) = step_loss.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "6", "--batch_size", "4",
                              "--out", str(out)])
     groups = res["groups"]
