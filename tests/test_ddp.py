@@ -41,7 +41,9 @@ def _train(memory_grad: str, tmp: Path) -> list[dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = tiny_model("RATE", memory_grad=memory_grad, dropout=0.0).train()
     data = _data()
-    cfg = TrainConfig(batch_size=5, warmup_steps=1, grad_clip=0.5)
+    # fp32 named here: the spawned ranks do not inherit conftest's "auto means fp32", and on a CPU with native
+    # bf16 they would train in bf16 while the single process of the comparison runs fp32
+    cfg = TrainConfig(batch_size=5, warmup_steps=1, grad_clip=0.5, precision="fp32")
     trainer = Trainer(model, cfg, tmp, None, {}, [data])
     # Plain SGD for the comparison: Adam's g / (|g| + eps) turns float-rounding differences in
     # near-zero gradients (~1e-9, from summing shards in another order) into 1e-6-sized steps.
