@@ -194,12 +194,12 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
         if resume is not None:
             trainer.load(resume)  # checked before anything in run_dir is touched
-        if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
-            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main) for s in stages]
         elif main:  # a fresh run never overwrites an older run's checkpoints
             for old in (last, last.with_name("best.pt")):
                 if old.exists():
                     old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+        if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
+            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main) for s in stages]
         logger = None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -617,8 +617,9 @@ def _blob_frames(n: int, red: bool, rng: np.random.Generator) -> dict[str, np.nd
 def test_frame_choice_learns_one_colour_from_single_frames():
     rng = np.random.default_rng(0)
     train_frames, heldout = _blob_frames(512, True, rng), _blob_frames(128, True, rng)
-    rows = frame_choice.train(train_frames, heldout, steps=60, batch_size=32, lr=1e-3, eval_every=30,
-                              log=lambda _: None)
+    net, rows = frame_choice.train(train_frames, heldout, steps=60, batch_size=32, lr=1e-3, eval_every=30,
+                                   log=lambda _: None)
+    assert isinstance(net, frame_choice.FramePolicy)
     assert [r["step"] for r in rows] == [30, 60] and rows[-1]["stage"] == "all"
     assert rows[-1]["colour_dependent"]["steps"] == 128 and rows[-1]["after_pickup"]["steps"] == 32
     assert rows[-1]["colour_dependent"]["prefers_chosen"] > 0.9 and rows[-1]["accuracy"] > 0.9
