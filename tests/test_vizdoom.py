@@ -646,9 +646,10 @@ def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_pat
     assert saved["info"]["script"] == "frame_choice.py" and saved["info"]["last_evaluation"] == rows[-1]
     # the sequence model starts from it, frozen: its encoder is the saved one after training
     runs = tmp_path / "runs"
-    train.main(shlex.split(README_LINES[1])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
-                                                   str(data.parent), "--ckpt_folder", "frozen", "--d_model", "64",
-                                                   "--init_encoder", str(enc), "--freeze_encoder"])
+    argv = shlex.split(README_LINES[1])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
+                                               str(data.parent), "--ckpt_folder", "frozen", "--d_model", "64",
+                                               "--init_encoder", str(enc), "--freeze_encoder"]
+    train.main(argv)
     run = runs / "vizdoom" / "frozen" / "seed_1"
     weights = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k, v in saved["obs_encoder"].items():
@@ -656,6 +657,9 @@ def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_pat
     losses = [json.loads(line)["losses/train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
               if "losses/train_loss" in line]
     assert losses and all(np.isfinite(losses))
+    before = (run / "checkpoints" / "last.pt").read_bytes()  # resuming the finished frozen run only evaluates
+    train.main([*argv, "--resume", "latest"])
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
     with pytest.raises(ConfigError, match="no episode files"):
         frame_choice.main(["--data_dir", str(tmp_path / "none"), "--heldout_dir", str(data)])
     (tmp_path / "bad").mkdir()
