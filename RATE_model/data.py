@@ -263,17 +263,16 @@ class WindowDataset(Windows):
 
 @torch.no_grad()
 def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int = 1024,
-             progress: bool = True) -> Windows:
+             progress: bool = True, device: torch.device | str = "cpu") -> Windows:
     """``data`` with every stored observation replaced by ``encode(obs_transform(obs))`` [d], computed once
     (float32, in RAM): training a model whose observation encoder is frozen then skips the encoder, whose
     outputs cannot change (the model takes [B, T, d] observations as encoded, ``Encoders.embed_obs``).
-    Only :class:`WindowDataset` without frame stacking (one encoding per stored frame)."""
+    Frames are encoded on ``device`` (the encoder's); the cache stays on the CPU. Only :class:`WindowDataset`
+    without frame stacking (one encoding per stored frame)."""
     if not isinstance(data, WindowDataset) or data.frame_stack != 1:
         raise DataError("a frozen encoder's cache needs windows over an episode store without frame stacking "
                         "(one encoding per stored frame)")
     s = data.store
-    param = next(iter(getattr(encode, "parameters", lambda: iter(()))()), None)
-    device = param.device if param is not None else torch.device("cpu")
     out = None
     for lo in tqdm(range(0, s.n_steps, batch_size), desc="encoding the frames once (frozen encoder)", unit="batch",
                    disable=not progress, leave=False):

@@ -199,7 +199,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
                 if old.exists():
                     old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
         if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
-            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main) for s in stages]
+            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main, device=device) for s in stages]
         logger = None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
