@@ -561,6 +561,13 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
                                "--batch_size", "2"])
     assert [e["target_return"] for e in evals] == [56.5, 5.0] and all(e["episodes_n"] == 2 for e in evals)
     assert all(e["length"] <= 10 and "right_pickups_red_0_90" in e for e in evals)
+    # greedy (the diagnosis): the action sampler's seed no longer matters, the episodes are the model's argmax
+    model = load_model(ckpt)[0]
+    greedy = [vizdoom_eval.evaluate(model, 2, 10, 2, sample=False, sample_seed=s, progress=False)["episodes"]
+              for s in (0, 1)]
+    assert greedy[0] == greedy[1]
+    (g,) = vizdoom_eval.main([str(ckpt), "--episodes", "2", "--timeout", "10", "--batch_size", "2", "--greedy"])
+    assert g["actions"] == "greedy" and evals[0]["actions"] == "sampled"
     with pytest.raises(ConfigError, match="--timeout"):
         vizdoom_eval.main([str(ckpt), "--timeout", "99999"])
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes

@@ -57,13 +57,15 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
 
 def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT, batch_size: int = 50,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
-             scenario: ScenarioConfig | None = None, split: str = "test", mark_colour: bool = False) -> dict[str, Any]:
+             scenario: ScenarioConfig | None = None, split: str = "test", mark_colour: bool = False,
+             sample: bool = True) -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
     "right_pickups_green" (share of the items picked up that were of the pillar's colour), the same per time
     bin ("right_pickups_red_0_90", "..._90_500", "..._500_"), "episodes": [...]}
     over ``n_episodes`` fixed seeds of the ``split``, at most ``batch_size`` worker processes at a time.
     ``scenario`` changes the rules (the benchmarks use a floor that does not hurt, so every episode runs to
-    the timeout). ``mark_colour``: frames show the pillar's colour in a corner (for data made that way)."""
+    the timeout). ``mark_colour``: frames show the pillar's colour in a corner (for data made that way).
+    ``sample`` False: the most likely action at every step (a diagnosis; the protocol samples)."""
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths = [np.zeros(0)], [np.zeros(0)]
@@ -72,7 +74,7 @@ def evaluate(model: RATE, n_episodes: int = 100, timeout: int = DEFAULT_TIMEOUT,
     for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
         with GymVectorEnv(partial(TwoColorsEnv, timeout=timeout, scenario=scenario, mark_colour=mark_colour),
                           seeds[i:i + batch_size], info_keys=PICKUP_KEYS) as env:
-            res = rollout(model, env, target_return, max_steps=timeout, sample=True, generator=gen,
+            res = rollout(model, env, target_return, max_steps=timeout, sample=sample, generator=gen,
                           progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)
         lengths.append(res.lengths)
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--target_return", type=float_list, default=(TARGET_RETURN,), help="e.g. 56.5,5")
     p.add_argument("--batch_size", type=int, default=50, help="episodes stepped together")
     p.add_argument("--mark_colour", action="store_true", help="for a model trained on --mark_colour data")
+    p.add_argument("--greedy", action="store_true",
+                   help="diagnosis: the most likely action at every step instead of sampled ones (the protocol's)")
     args = p.parse_args(argv)
     check_positive(args, ("episodes", "timeout", "batch_size"))
     if args.timeout > MAX_TIMEOUT:
@@ -130,9 +134,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = []
     for target in args.target_return:
         m = evaluate(model, args.episodes, args.timeout, args.batch_size, target, progress=False,
-                     mark_colour=args.mark_colour)
+                     mark_colour=args.mark_colour, sample=not args.greedy)
         m.pop("episodes")
-        out.append({"checkpoint": str(args.checkpoint), "timeout": args.timeout, "target_return": target, **m})
+        out.append({"checkpoint": str(args.checkpoint), "timeout": args.timeout, "target_return": target,
+                    "actions": "greedy" if args.greedy else "sampled", **m})
         print(json.dumps(out[-1]), flush=True)
     return out
 
