@@ -539,7 +539,8 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert json.loads(out.read_text())["accuracy"] == acc
     # the memory of the model's own episodes, segment by segment past the training window (smoke K = 5)
-    memory, red = probe_colour.rollout_memory(load_model(ckpt)[0], 4, 3, 2)
+    model = load_model(ckpt)[0]
+    memory, red = probe_colour.rollout_memory(model, 4, 3, 2)
     assert memory.shape == (4, 3, 5 * 32) and red.tolist() == [True, False, True, False]
     assert not torch.equal(memory[:, 0], memory[:, 2])  # each segment's write changed it
     acc = probe_colour.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "12",
@@ -562,7 +563,6 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert [e["target_return"] for e in evals] == [56.5, 5.0] and all(e["episodes_n"] == 2 for e in evals)
     assert all(e["length"] <= 10 and "right_pickups_red_0_90" in e for e in evals)
     # greedy (the diagnosis): the action sampler's seed no longer matters, the episodes are the model's argmax
-    model = load_model(ckpt)[0]
     greedy = [vizdoom_eval.evaluate(model, 2, 10, 2, sample=False, sample_seed=s, progress=False)["episodes"]
               for s in (0, 1)]
     assert greedy[0] == greedy[1]
