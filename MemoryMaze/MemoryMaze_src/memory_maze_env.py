@@ -36,7 +36,7 @@ OBS_SHAPE = (3, 64, 64)
 N_ACTIONS = 6
 NOOP, FORWARD, LEFT, RIGHT, FORWARD_LEFT, FORWARD_RIGHT = range(N_ACTIONS)
 MAX_STEPS = 1000  # the 9×9 task's limit: 250 s at 4 steps per second
-STATE_KEYS = ("agent_pos", "agent_dir", "target_pos", "maze_layout")
+STATE_KEYS = ("agent_pos", "agent_dir", "target_pos", "targets_pos", "maze_layout")
 # Worker processes start from a fork server, not by forking the caller: a process that has rendered holds
 # an EGL context, and a child forked from it deadlocks in its first render (measured: 100 % of tries).
 START_METHOD = "forkserver"
