@@ -18,7 +18,14 @@ pytest.importorskip("memory_maze")
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
 from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
-from MemoryMaze.MemoryMaze_src.expert import oracle_action, oracle_episode  # noqa: E402
+from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
+    VIEW_CELLS,
+    VisibleOracle,
+    oracle_action,
+    oracle_episode,
+    visible,
+    visible_cells,
+)
 from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
 from MemoryMaze.MemoryMaze_src.mem_maze_eval import default_batch_size, eval_seeds  # noqa: E402
 from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
@@ -112,8 +119,69 @@ def test_oracle_turns_towards_the_next_cell_of_the_shortest_path():
     assert {oracle_action(_state(0, (7.5, 4.5)), rng, epsilon=1.0) for _ in range(200)} == set(range(6))
 
 
-def test_oracle_reaches_targets_and_beats_random(env):
-    ep = oracle_episode(env, seed=5, n_steps=300, epsilon=0.0, noise_seed=0)
+def test_walls_block_the_view_and_the_field_of_view_is_80_degrees():
+    layout = np.ones((9, 9), np.uint8)
+    pos, east = np.array([1.5, 4.5]), np.array([1.0, 0.0])
+    ahead, left, behind = [5.5, 4.5], [1.5, 7.5], [0.5, 4.5]
+    assert visible(layout, pos, east, [ahead, left, behind]).tolist() == [True, False, False]
+    assert not visible(layout, pos, east, [[1.5 + VIEW_CELLS + 0.5, 4.5]])[0]  # too far to make out
+    walled = layout.copy()
+    walled[:, 3] = 0  # a wall across x = 3, open only at y = 0
+    walled[0, 3] = 1
+    assert not visible(walled, pos, east, [ahead])[0]  # behind the wall
+    assert visible(walled, np.array([2.5, 0.5]), east, [[5.5, 0.5]])[0]  # through the gap
+    cells = visible_cells(walled, pos, east)
+    assert cells[4, 2] and cells[4, 3] and cells[4, 1]  # open floor ahead, the wall's face, the agent's own cell
+    assert not cells[4, 4] and not cells[4, 0] and not cells[8, 1]  # behind the wall, behind the agent, to the side
+
+
+def _drive(layout, pos, heading_deg, targets, order, oracle, steps=600):
+    """A point robot on ``layout`` (forward 0.2 cells, turns 18°; a reach within 0.35 of the current target
+    assigns the next one of ``order``): the steps each assignment took, the actions taken and the step at
+    which the oracle first saw each target."""
+    pos, h = np.asarray(pos, float), np.radians(heading_deg)
+    targets = np.asarray(targets, float)
+    rng, k, trips, actions, t0, seen = np.random.default_rng(0), 0, [], [], 0, {}
+    for t in range(steps):
+        heading = np.array([np.cos(h), np.sin(h)])
+        state = {"agent_pos": pos.copy(), "agent_dir": heading, "target_pos": targets[order[k]],
+                 "targets_pos": targets, "maze_layout": layout}
+        a = oracle.act(state, rng)
+        actions.append(a)
+        for i in oracle.targets:
+            seen.setdefault(i, t)
+        h += np.radians({LEFT: 18, RIGHT: -18, FORWARD_LEFT: 9, FORWARD_RIGHT: -9}.get(a, 0))
+        if a in (FORWARD, FORWARD_LEFT, FORWARD_RIGHT):
+            nxt = pos + 0.2 * np.array([np.cos(h), np.sin(h)])
+            if layout[int(nxt[1]), int(nxt[0])]:
+                pos = nxt
+        if np.linalg.norm(pos - targets[order[k]]) < 0.35:
+            trips.append(t + 1 - t0)
+            t0, k = t + 1, k + 1
+            if k == len(order):
+                break
+    return trips, actions, seen
+
+
+def test_visible_oracle_explores_until_it_has_seen_the_target_then_goes_straight_back():
+    layout = np.ones((9, 9), np.uint8)
+    layout[4, :] = 0  # a wall across y = 4 with one door at x = 7: two rooms
+    layout[4, 7] = 1
+    start, below, above = (1.5, 1.5), (6.5, 1.5), (1.5, 7.5)
+    oracle = VisibleOracle()
+    trips, actions, seen = _drive(layout, start, 180.0, [above, below], [0, 1, 0], oracle)
+    assert len(trips) == 3 and oracle.seen_at_assignment == [False, True, True]
+    straight = 13 * 5 + 12  # the shortest way back through the door: 13 cells at 5 steps each, and turning
+    assert trips[2] <= straight < trips[0], trips  # the first trip searched; the third went straight there
+    # Until the target comes into view, where it is cannot change what the oracle does.
+    other = VisibleOracle()
+    _, other_actions, _ = _drive(layout, start, 180.0, [(4.5, 7.5), below], [0, 1, 0], other, steps=seen[0])
+    assert other_actions == actions[:seen[0]] and seen[0] > 10
+
+
+@pytest.mark.parametrize("oracle", ["visible", "privileged"])
+def test_oracle_reaches_targets_and_beats_random(env, oracle):
+    ep = oracle_episode(env, seed=5, n_steps=300, epsilon=0.0, noise_seed=0, oracle=oracle)
     assert ep["obs"].shape == (300, 64, 64, 3) and ep["obs"].dtype == np.uint8
     assert ep["action"].shape == (300, 6) and np.array_equal(ep["action"].sum(1), np.ones(300))
     assert ep["reward"].dtype == np.float32 and set(np.unique(ep["reward"])) <= {0.0, 1.0}
@@ -124,12 +192,39 @@ def test_oracle_reaches_targets_and_beats_random(env):
     assert random_return < ep["reward"].sum()
 
 
-def test_measure_expert_reports_oracle_and_random():
-    oracle, random = measure_expert.main(["--episodes", "2", "--max_steps", "60", "--epsilons", "0", "--workers", "2"])
-    assert (oracle["policy"], random["policy"], oracle["episodes"], oracle["max_steps"]) == ("oracle", "random", 2, 60)
-    assert oracle["return"] >= random["return"] and oracle["steps_per_s_per_process"] > 0
+def test_visible_oracle_sees_what_the_camera_renders_and_repeats_its_episode(env):
+    obs, info = env.reset(seed=7)
+    oracle, rng, agree = VisibleOracle(epsilon=0.3), np.random.default_rng(0), []
+    for _ in range(120):
+        state = info["state"]
+        seen = visible(state["maze_layout"], state["agent_pos"], state["agent_dir"], state["targets_pos"])
+        agree += [(s, p) for s, p in zip(seen, env.target_pixels(), strict=True)]
+        _, _, _, _, info = env.step(oracle.act(state, rng))
+    seen, pixels = np.array(agree).T
+    assert seen.sum() >= 10 and (pixels[seen > 0] >= 3).mean() >= 0.9  # what it counts as seen is on screen
+    assert (pixels[seen == 0] >= 3).sum() < (pixels >= 3).sum()  # (and it misses some: it is conservative)
+    a = oracle_episode(env, seed=11, n_steps=80, epsilon=0.1, noise_seed=3)
+    b = oracle_episode(env, seed=11, n_steps=80, epsilon=0.1, noise_seed=3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c = oracle_episode(env, seed=11, n_steps=80, epsilon=0.1, noise_seed=4)
+    assert not np.array_equal(a["action"], c["action"])
+
+
+def test_measure_expert_reports_each_policy_and_its_halves(capsys):
+    vis = measure_expert.main(["--oracle", "visible", "--episodes", "2", "--max_steps", "60", "--workers", "2",
+                               "--json"])
+    line = json.loads(capsys.readouterr().out.strip())  # --json: exactly one JSON line
+    assert line == json.loads(json.dumps(vis))
+    assert (vis["policy"], vis["episodes"], vis["max_steps"]) == ("visible", 2, 60)
+    assert vis["return"] == pytest.approx(vis["return_first_half"] + vis["return_second_half"])
+    assert 0.0 <= vis["seen_at_assignment"] <= 1.0 and vis["steps_per_s_per_process"] > 0
+    random = measure_expert.main(["--oracle", "random", "--episodes", "2", "--max_steps", "60", "--workers", "2"])
+    assert "random: return" in capsys.readouterr().out and "seen_at_assignment" not in random
+    assert vis["return"] >= random["return"]
     with pytest.raises(SystemExit):
-        measure_expert.main(["--epsilons", "0,1.5"])
+        measure_expert.main(["--oracle", "dreamer"])
+    with pytest.raises(ConfigError, match="epsilon"):
+        measure_expert.main(["--epsilon", "1.5"])
     with pytest.raises(ConfigError, match="max_steps"):
         measure_expert.main(["--max_steps", "1001"])
 
@@ -218,7 +313,14 @@ def test_collection_files_resume_and_seeds(tmp_path):
         collect(tmp_path, n_episodes=2, max_steps=16, workers=1, progress=False)
     ep = load_episode(episode_path(tmp_path, 1))
     assert ep["obs"].shape == (15, *OBS_SHAPE) and ep["action"].max() < 6
-    assert json.loads((tmp_path / "meta.json").read_text())["max_steps"] == 15
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert (meta["max_steps"], meta["oracle"], meta["expert"]) == (15, "visible", "visible_frontier_v1")
+    assert 0 <= stats["seen_at_assignment"] <= 1
+    assert set(np.load(episode_path(tmp_path, 0))) == {"obs", "action", "reward"}  # nothing but the reference's fields
+    with pytest.raises(ValueError, match="collected with"):  # the other oracle never extends a folder
+        collect(tmp_path, n_episodes=2, max_steps=15, workers=1, progress=False, oracle="privileged")
+    old = collect(tmp_path / "old", n_episodes=1, max_steps=15, workers=1, progress=False, oracle="privileged")
+    assert old["written"] == 1 and json.loads((tmp_path / "old" / "meta.json").read_text())["oracle"] == "privileged"
     maze_seeds = [episode_seeds(0, i)[0] for i in range(100)]
     assert min(maze_seeds) >= TRAIN_SEED_BASE > max(eval_seeds(100)) and len(set(maze_seeds)) == 100
     for bad in (["--max_steps", "0"], ["--epsilon", "2"], ["--n_episodes", "0"]):

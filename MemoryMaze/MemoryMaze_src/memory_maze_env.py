@@ -35,6 +35,7 @@ absl_logging.set_verbosity(absl_logging.ERROR)  # dm_control warns on every rese
 OBS_SHAPE = (3, 64, 64)
 N_ACTIONS = 6
 NOOP, FORWARD, LEFT, RIGHT, FORWARD_LEFT, FORWARD_RIGHT = range(N_ACTIONS)
+BORDER = 2  # pixels of the target-colour border drawn around the 64×64 image
 MAX_STEPS = 1000  # the 9×9 task's limit: 250 s at 4 steps per second
 STATE_KEYS = ("agent_pos", "agent_dir", "target_pos", "targets_pos", "maze_layout")
 # Worker processes start from a fork server, not by forking the caller: a process that has rendered holds
@@ -90,6 +91,19 @@ class MemoryMazeEnv(gym.Env):
         if self.privileged:
             info["state"] = {k: np.array(self._ts.observation[k]) for k in STATE_KEYS}
         return info
+
+    def target_pixels(self) -> np.ndarray:
+        """int [n_targets]: pixels of each target sphere in the camera image inside the colour border, from
+        the renderer's segmentation (ground truth for what the camera shows; for tests and diagnosis)."""
+        if self._ts is None:
+            raise RuntimeError("call reset() before target_pixels()")
+        inner = self._env
+        while hasattr(inner, "env"):  # the package's wrappers down to the composer environment
+            inner = inner.env
+        physics = inner.physics
+        seg = physics.render(OBS_SHAPE[1], OBS_SHAPE[2], camera_id="walker/egocentric", segmentation=True)[..., 0]
+        seg = seg[BORDER:-BORDER, BORDER:-BORDER]
+        return np.array([(seg == physics.bind(t.geom).element_id).sum() for t in inner.task._targets])
 
     def close(self) -> None:
         if self._env is not None:
