@@ -186,6 +186,7 @@ def test_oracle_reaches_targets_and_beats_random(env, oracle):
     assert ep["action"].shape == (300, 6) and np.array_equal(ep["action"].sum(1), np.ones(300))
     assert ep["reward"].dtype == np.float32 and set(np.unique(ep["reward"])) <= {0.0, 1.0}
     assert ep["reward"].sum() >= 3 and env.targets == ep["reward"].sum()  # the reward counts reached targets
+    assert env._info()["targets_first_half"] == ep["reward"][:150].sum()  # the first half of max_steps 300
     env.reset(seed=5)
     rng = np.random.default_rng(0)
     random_return = sum(env.step(int(rng.integers(6)))[1] for _ in range(300))
@@ -363,6 +364,8 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     m = res["runs"]["1"]["metrics"]
     assert m["episodes_n"] == 2 and [e["seed"] for e in m["episodes"]] == eval_seeds(2)
     assert m["return"] == pytest.approx(np.mean([e["return"] for e in m["episodes"]]))
+    assert m["return_first_half"] + m["return_second_half"] == pytest.approx(m["return"])
+    assert all(0 <= e["return_first_half"] <= e["return"] for e in m["episodes"])
     folder = argv_of(line)[argv_of(line).index("--ckpt_folder") + 1]
     saved = json.loads((runs / "memory_maze" / folder / "results.json").read_text())
     assert saved["model_config"]["env"] == "memory_maze" and (data / "smoke" / "episode_000003.npz").exists()

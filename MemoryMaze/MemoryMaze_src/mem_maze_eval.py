@@ -55,24 +55,27 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
 def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int | None = None,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              split: str = "test") -> dict[str, Any]:
-    """{"return", "return_sem", "episodes_n", "episodes": [{"seed", "return"}, ...]} over ``n_episodes``
-    fixed mazes of the ``split``, at most ``batch_size`` worker processes at a time (default:
-    :func:`default_batch_size`)."""
+    """{"return", "return_sem", "return_first_half", "return_second_half", "episodes_n", "episodes": [{"seed",
+    "return", "return_first_half"}, ...]} over ``n_episodes`` fixed mazes of the ``split`` (halves of
+    ``max_steps``), at most ``batch_size`` worker processes at a time (default: :func:`default_batch_size`)."""
     batch_size = batch_size or default_batch_size()
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns = [np.zeros(0)]
+    returns, first = [np.zeros(0)], [np.zeros(0)]
     show = progress and distributed.is_main()
     for i in tqdm(range(0, len(seeds), batch_size), desc="Memory Maze eval batches", disable=not show, leave=False):
         with GymVectorEnv(partial(MemoryMazeEnv, max_steps=max_steps), seeds[i:i + batch_size],
-                          context=START_METHOD) as env:
+                          info_keys=("targets_first_half",), context=START_METHOD) as env:
             res = rollout(model, env, target_return, max_steps=max_steps, sample=True, generator=gen,
                           progress="Memory Maze eval steps" if show else False)
         returns.append(res.returns)
-    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns)))
-    seed_all, ret = (np.concatenate([p[j] for p in parts]) for j in range(2))
-    return {"return": float(ret.mean()), "return_sem": sem(ret), "episodes_n": len(ret),
-            "episodes": [{"seed": int(s), "return": float(r)} for s, r in zip(seed_all, ret, strict=True)]}
+        first.append(res.infos["targets_first_half"].astype(float))
+    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(first)))
+    seed_all, ret, half = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    return {"return": float(ret.mean()), "return_sem": sem(ret), "return_first_half": float(half.mean()),
+            "return_second_half": float((ret - half).mean()), "episodes_n": len(ret),
+            "episodes": [{"seed": int(s), "return": float(r), "return_first_half": float(h)}
+                         for s, r, h in zip(seed_all, ret, half, strict=True)]}
 
 
 def selection_score(metrics: dict[str, Any]) -> float:

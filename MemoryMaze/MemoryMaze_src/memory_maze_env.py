@@ -44,7 +44,9 @@ START_METHOD = "forkserver"
 
 
 class MemoryMazeEnv(gym.Env):
-    """One Memory Maze 9×9 episode at a time; ``info["targets"]`` counts the targets reached so far."""
+    """One Memory Maze 9×9 episode at a time; ``info["targets"]`` counts the targets reached so far and
+    ``info["targets_first_half"]`` those reached in the first ``max_steps // 2`` steps (where a policy
+    that remembers the maze has not yet seen all of it)."""
 
     metadata = {"render_modes": []}
 
@@ -56,7 +58,7 @@ class MemoryMazeEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         self._env: Any = None
         self._ts: Any = None
-        self.t, self.targets = 0, 0
+        self.t, self.targets, self.first_half = 0, 0, 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -66,7 +68,7 @@ class MemoryMazeEnv(gym.Env):
             task_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
             self._env = tasks.memory_maze_9x9(seed=task_seed, global_observables=self.privileged)
         self._ts = self._env.reset()
-        self.t, self.targets = 0, 0
+        self.t, self.targets, self.first_half = 0, 0, 0
         return self._observe(), self._info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -80,6 +82,8 @@ class MemoryMazeEnv(gym.Env):
         self.t += 1
         reward = float(self._ts.reward)
         self.targets += reward > 0
+        if self.t <= self.max_steps // 2:
+            self.first_half = self.targets
         truncated = self.t >= self.max_steps or self._ts.last()
         return self._observe(), reward, False, truncated, self._info()
 
@@ -87,7 +91,7 @@ class MemoryMazeEnv(gym.Env):
         return np.ascontiguousarray(self._ts.observation["image"].transpose(2, 0, 1))
 
     def _info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"targets": float(self.targets)}
+        info: dict[str, Any] = {"targets": float(self.targets), "targets_first_half": float(self.first_half)}
         if self.privileged:
             info["state"] = {k: np.array(self._ts.observation[k]) for k in STATE_KEYS}
         return info
