@@ -5,6 +5,11 @@ per-seed files by their run folder and prints one row per run and model selectio
 "best_on_validation" when a seed evaluated during training)::
 
     python -m RATE_model.report 'runs/demo/tmaze/*' [--markdown] [--metrics 9,30] [--json table.json]
+
+``--paired return,return_second_half`` with exactly two run folders A and B prints A − B paired over the
+evaluation episodes both played (the same seeds: the same mazes, levels, ...): each episode's value is
+averaged over a run's training seeds, then mean ± SEM of the per-episode differences, which removes the
+spread between episodes that a difference of two independent means keeps.
 """
 
 from __future__ import annotations
@@ -176,6 +181,57 @@ def rows(groups: list[RunGroup], metrics: list[str] | None = None) -> tuple[list
     return metrics, out
 
 
+@dataclass
+class Paired:
+    """A − B over the ``n`` evaluation episodes (by seed) both run folders played."""
+
+    metric: str
+    mean: float
+    sem: float | None
+    n: int
+    a: float  # A's mean over those episodes
+    b: float
+
+
+def episode_values(group: RunGroup, metric: str, selection: str = "last") -> dict[int, float]:
+    """Evaluation-episode seed -> ``metric`` of that episode, averaged over the group's training seeds."""
+    values: dict[int, list[float]] = {}
+    for name, result in group.seeds.items():
+        block = result if selection == "last" else result.get(selection)
+        episodes = block.get("metrics", {}).get("episodes") if isinstance(block, dict) else None
+        if not isinstance(episodes, list) or not all(isinstance(e, dict) and "seed" in e for e in episodes):
+            raise ReportError(f"{group.root / name}: results.json lists no evaluation episodes with seeds")
+        for e in episodes:
+            if metric not in e:
+                raise ReportError(f"{group.root / name}: its episodes have no {metric!r} "
+                                  f"(they have {', '.join(k for k in e if k != 'seed')})")
+            values.setdefault(int(e["seed"]), []).append(float(e[metric]))
+    return {seed: float(np.mean(v)) for seed, v in values.items()}
+
+
+def paired(a: RunGroup, b: RunGroup, metric: str, selection: str = "last") -> Paired:
+    """``metric`` of run A minus run B, paired over the evaluation episodes both played."""
+    va, vb = episode_values(a, metric, selection), episode_values(b, metric, selection)
+    common = sorted(set(va) & set(vb))
+    if not common:
+        raise ReportError(f"{a.label} and {b.label} share no evaluation episode seeds")
+    xa, xb = np.array([va[s] for s in common]), np.array([vb[s] for s in common])
+    d = aggregate(list(xa - xb))
+    return Paired(metric, d.mean, d.sem, d.n, float(xa.mean()), float(xb.mean()))
+
+
+def paired_lines(a: RunGroup, b: RunGroup, metrics: list[str]) -> list[str]:
+    """One readable line per metric of :func:`paired`."""
+    out = []
+    for m in metrics:
+        p = paired(a, b, m)
+        diff = fmt_number(p.mean, p.a) + ("" if p.sem is None else f" ± {fmt_number(p.sem, p.a)}")
+        means = f"{fmt_number(p.a, p.a)} vs {fmt_number(p.b, p.a)}"
+        out.append(f"{a.label} − {b.label}, {m}: {diff} over {p.n} paired episodes "
+                   f"({means}; {len(a.seeds)} vs {len(b.seeds)} training seeds)")
+    return out
+
+
 def fmt_number(x: float, ref: float) -> str:
     """``x`` with decimals chosen by the magnitude of ``ref`` (the cell's mean): 3 below 10, 1 above."""
     if not math.isfinite(ref) or not math.isfinite(x):
@@ -248,12 +304,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", action="store_true", help="print a GitHub markdown table")
     parser.add_argument("--metrics", help="comma-separated metric columns (default: all numeric metrics)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the table's numbers as JSON")
+    parser.add_argument("--paired", metavar="METRICS",
+                        help="with two run folders A B: A − B of these per-episode metrics, paired by episode seed")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
         groups = load_runs(args.runs)
         text = table(groups, metrics, args.markdown)
+        if args.paired:
+            if len(groups) != 2:
+                raise ReportError(f"--paired compares two run folders, got {len(groups)}")
+            text += "\n\n" + "\n".join(paired_lines(*groups, [m.strip() for m in args.paired.split(",") if m.strip()]))
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"command": command_line("RATE_model.report", argv),

@@ -117,6 +117,32 @@ def test_bad_input_is_one_line_error(runs: Path, capsys, argv_extra, expect):
         assert str(runs / "tmaze" / "DT" / "seed_1" / "results.json") in err
 
 
+def test_paired_difference_over_the_episodes_both_runs_played(tmp_path: Path, capsys):
+    def episodes(returns, halves):
+        pairs = enumerate(zip(returns, halves, strict=True))
+        return {"return": float(np.mean(returns)),
+                "episodes": [{"seed": 100 + i, "return": r, "return_second_half": h} for i, (r, h) in pairs]}
+
+    write_seed(tmp_path / "A", 1, episodes([5.0, 9.0, 1.0], [3.0, 5.0, 1.0]))
+    write_seed(tmp_path / "A", 2, episodes([7.0, 11.0, 3.0], [3.0, 7.0, 1.0]))
+    b = episodes([4.0, 10.0, 0.0, 50.0], [2.0, 5.0, 0.0, 9.0])  # a fourth maze A never played: not paired
+    write_seed(tmp_path / "B", 1, b)
+    a_runs, b_runs = report.load_runs([str(tmp_path / "A"), str(tmp_path / "B")])
+    p = report.paired(a_runs, b_runs, "return")
+    diffs = [6.0 - 4.0, 10.0 - 10.0, 2.0 - 0.0]  # A averaged over its two training seeds, per maze
+    assert (p.n, p.mean, p.a, p.b) == (3, pytest.approx(np.mean(diffs)), pytest.approx(6.0), pytest.approx(14 / 3))
+    assert p.sem == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(3))
+    report.main([str(tmp_path / "A"), str(tmp_path / "B"), "--paired", "return,return_second_half"])
+    out = capsys.readouterr().out
+    assert "A − " in out and "B, return: 1.333 ± 0.667 over 3 paired episodes (6.000 vs 4.667; 2 vs 1" in out
+    assert "B, return_second_half: 1.000 ± 0.000 over 3" in out
+    for argv, expect in [([str(tmp_path / "A"), "--paired", "return"], "two run folders"),
+                         ([str(tmp_path / "A"), str(tmp_path / "B"), "--paired", "success"], "no 'success'")]:
+        with pytest.raises(SystemExit):
+            report.main(argv)
+        assert expect in capsys.readouterr().err
+
+
 def write_metrics(seed_dir: Path, loss_steps: list[int], val_steps: list[int], scale: float) -> None:
     """metrics.jsonl with train-loss rows and validation rows, and a last line cut short by a hard kill."""
     seed_dir.mkdir(parents=True)

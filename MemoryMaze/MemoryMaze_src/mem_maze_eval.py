@@ -56,7 +56,7 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              split: str = "test") -> dict[str, Any]:
     """{"return", "return_sem", "return_first_half", "return_second_half", "episodes_n", "episodes": [{"seed",
-    "return", "return_first_half"}, ...]} over ``n_episodes`` fixed mazes of the ``split`` (halves of
+    "return", "return_first_half", "return_second_half"}, ...]} over ``n_episodes`` fixed mazes of the ``split`` (halves of
     ``max_steps``), at most ``batch_size`` worker processes at a time (default: :func:`default_batch_size`)."""
     batch_size = batch_size or default_batch_size()
     seeds = distributed.shard(eval_seeds(n_episodes, split))
@@ -74,8 +74,8 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
     seed_all, ret, half = (np.concatenate([p[j] for p in parts]) for j in range(3))
     return {"return": float(ret.mean()), "return_sem": sem(ret), "return_first_half": float(half.mean()),
             "return_second_half": float((ret - half).mean()), "episodes_n": len(ret),
-            "episodes": [{"seed": int(s), "return": float(r), "return_first_half": float(h)}
-                         for s, r, h in zip(seed_all, ret, half, strict=True)]}
+            "episodes": [{"seed": int(s), "return": float(r), "return_first_half": float(h),
+                          "return_second_half": float(r - h)} for s, r, h in zip(seed_all, ret, half, strict=True)]}
 
 
 def selection_score(metrics: dict[str, Any]) -> float:
