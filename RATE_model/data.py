@@ -39,6 +39,7 @@ from RATE_model.datafiles import (
     RefusedGlobal,
     RestrictedUnpickler,
     check_array,
+    file_fields,
     load_hdf5,
     load_image_episode,
     load_npz,
@@ -51,7 +52,7 @@ __all__ = ["STORE", "DataError", "EpisodeStore", "RefusedGlobal", "RestrictedUnp
            "WindowDataset", "Windows", "batch_loader",
            "check_array", "consecutive", "dt_style", "embedded", "epoch_batches", "episode_files", "episode_store",
            "fixed_offsets",
-           "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
+           "file_fields", "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
            "uint8_to_float"]
 
 

@@ -50,6 +50,13 @@ def _unreadable(path: Path, e: BaseException) -> DataError:
     return DataError(f"{path} is corrupt or unreadable ({type(e).__name__}: {first})")
 
 
+def file_fields(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The fields ``names`` that the ``.npz`` episode file ``path`` has (the others, frames included, are
+    not read)."""
+    with np.load(path) as f:
+        return {k: f[k] for k in names if k in f}
+
+
 def load_npz(path: str | Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
     """The named arrays of an ``.npz`` file; any read failure or missing field is a DataError naming the file."""
     path = Path(path)

@@ -12,13 +12,14 @@ the expert would have done with the other cue): a model that uses the cue prefer
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from RATE_model.data import Windows
 from RATE_model.model import RATE
 
 
@@ -80,3 +81,26 @@ def split_means(ce: np.ndarray, hit: np.ndarray,
         out[name] = {"loss": float(ce[m].mean()) if n else None,
                      "accuracy": float(hit[m].mean()) if n else None, "steps": n}
     return out
+
+
+def dataset_losses(model: RATE, data: Windows, table: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """:func:`action_log_probs` over the windows ``table`` of ``data`` in batches of ``batch_size``: NumPy
+    ``logp`` [n, T, A], the data's ``action`` [n, T] (0 at padding), cross-entropy ``ce`` and argmax ``hit``
+    [n, T] (NaN / False at padding)."""
+    parts: dict[str, list[np.ndarray]] = {"logp": [], "action": [], "ce": [], "hit": []}
+    for i in range(0, len(table), batch_size):
+        batch = data.to_device(data[table[i:i + batch_size]])
+        logp = action_log_probs(model, batch)
+        ce, hit = losses_of(logp, batch["action"], batch["valid"])
+        for k, v in zip(parts, (logp, batch["action"].clamp(min=0), ce, hit), strict=True):
+            parts[k].append(v.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def window_fields(per_episode: Sequence[np.ndarray], table: np.ndarray, window: int) -> np.ndarray:
+    """A per-step field of each episode cut into the windows ``table`` [n, 2] of (episode, start): [n, window],
+    zero past an episode's end (padded steps, which the losses mark NaN)."""
+    def cut(x: np.ndarray, start: int) -> np.ndarray:
+        seg = x[start:start + window]
+        return np.pad(seg, (0, window - len(seg)))
+    return np.stack([cut(per_episode[e], s) for e, s in table])

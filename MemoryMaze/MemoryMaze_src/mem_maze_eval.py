@@ -55,9 +55,10 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
 def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int | None = None,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              split: str = "test") -> dict[str, Any]:
-    """{"return", "return_sem", "return_first_half", "return_second_half", "episodes_n", "episodes": [{"seed",
-    "return", "return_first_half", "return_second_half"}, ...]} over ``n_episodes`` fixed mazes of the ``split`` (halves of
-    ``max_steps``), at most ``batch_size`` worker processes at a time (default: :func:`default_batch_size`)."""
+    """{"return", "return_sem", "return_first_half", "return_second_half", "episodes_n", "episodes":
+    [{"seed", "return", "return_first_half", "return_second_half"}, ...]} over ``n_episodes`` fixed mazes of
+    the ``split`` (halves of ``max_steps``), at most ``batch_size`` worker processes at a time (default:
+    :func:`default_batch_size`)."""
     batch_size = batch_size or default_batch_size()
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
-from RATE_model.data import episode_files
+from RATE_model.data import episode_files, file_fields
 from RATE_model.diagnose import preference
 from RATE_model.encoders import image_encoder, save_encoder
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.step_loss import HELD_OUT, step_groups
-from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode, side_fields
+from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode
 
 FIELDS = ("obs", "action", "action_other_colour", "red", "after_pickup")
 
@@ -52,7 +52,7 @@ def colour_dependent_frames(data_dir: Path, n_episodes: int, colour: str | None 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
     for f in files:
         try:
-            side = side_fields(f, ("is_red", "colour_dependent", "action_other_colour"))
+            side = file_fields(f, ("is_red", "colour_dependent", "action_other_colour"))
         except Exception:  # an unreadable file: the loader's one-line error names it
             side = {}
         if "is_red" not in side:

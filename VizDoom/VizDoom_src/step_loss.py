@@ -26,11 +26,11 @@ import torch
 
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
-from RATE_model.data import episode_files
-from RATE_model.diagnose import action_log_probs, losses_of, preference, split_means
+from RATE_model.data import episode_files, file_fields
+from RATE_model.diagnose import dataset_losses, preference, split_means, window_fields
 from RATE_model.experiment import run_main
 from VizDoom.get_data.generate_iter_data import DATA_DIR
-from VizDoom.VizDoom_src.vizdoom_data import follows_pickup, side_fields, vizdoom_dataset
+from VizDoom.VizDoom_src.vizdoom_data import follows_pickup, vizdoom_dataset
 
 HELD_OUT = DATA_DIR.with_name("heldout")
 PILLAR_STEPS = 23  # the pillar stands 45 tics: on screen in steps 0..22
@@ -57,12 +57,6 @@ def step_groups(colour_dependent: np.ndarray, starts: np.ndarray, actions: np.nd
             "other_action_changed": ~dep & changed, "colour_dependent_after_pickup": dep & after}
 
 
-def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``x[start:start + length]``, zero-padded to ``length`` (padded steps are masked by the model's NaNs)."""
-    seg = x[start:start + length]
-    return np.pad(seg, (0, length - len(seg)))
-
-
 def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[str, Any]:
     """Per-group loss, accuracy and step counts of checkpoint ``path`` on the first ``episodes`` episodes."""
     model, _ = load_model(path)
@@ -70,7 +64,7 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     files = episode_files(data_dir)[:episodes]
     side: dict[str, list[np.ndarray]] = {k: [] for k in SIDE_FIELDS}
     for path_e in files:  # each file once; the windows below index into these
-        for k, v in side_fields(path_e, SIDE_FIELDS).items():
+        for k, v in file_fields(path_e, SIDE_FIELDS).items():
             side[k].append(v)
     if len(side["colour_dependent"]) < len(files):
         raise ConfigError(f"episodes of {data_dir} have no colour_dependent field: regenerate the folder with the "
@@ -78,19 +72,9 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    logps, ce, hit, acts = [], [], [], []
-    for i in range(0, len(table), batch_size):
-        rows = table[i:i + batch_size]
-        batch = data.to_device(data[rows])
-        logp = action_log_probs(model, batch)
-        c, h = losses_of(logp, batch["action"], batch["valid"])
-        logps.append(logp.numpy())
-        ce.append(c.numpy())
-        hit.append(h.numpy())
-        acts.append(batch["action"].clamp(min=0).numpy())
-    window_of = {k: np.stack([_window(v[e], start, window) for e, start in table])
-                 for k, v in side.items() if len(v) == len(files)}
-    logp, action, ce, hit = (np.concatenate(x) for x in (logps, acts, ce, hit))
+    res_ = dataset_losses(model, data, table, batch_size)
+    logp, action, ce, hit = (res_[k] for k in ("logp", "action", "ce", "hit"))
+    window_of = {k: window_fields(v, table, window) for k, v in side.items() if len(v) == len(files)}
     groups = step_groups(window_of["colour_dependent"], table[:, 1], action, window_of["reward"])
     res = split_means(ce, hit, groups)
     dep_loss, other_loss = res["colour_dependent"]["loss"], res["other"]["loss"]

@@ -17,6 +17,7 @@ from RATE_model.data import (
     WindowDataset,
     consecutive,
     episode_files,
+    file_fields,
     folder_store,
     load_image_episode,
     uint8_to_float,
@@ -58,12 +59,6 @@ def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None
     return consecutive(store, window, episodes, obs_transform=uint8_to_float, step_weight=weight)
 
 
-def side_fields(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The fields ``names`` that the episode file ``path`` has (the frames are not read)."""
-    with np.load(path) as f:
-        return {k: f[k] for k in names if k in f}
-
-
 def follows_pickup(rewards: np.ndarray) -> np.ndarray:
     """Whether each step comes right after a step whose reward shows a right item picked up (bool, the shape
     of ``rewards`` [..., T]; the first step of each row follows nothing)."""
@@ -79,7 +74,7 @@ def choice_steps(files: list[Path]) -> np.ndarray:
     the colour."""
     steps = []
     for f in files:
-        side = side_fields(f, ("colour_dependent", "reward"))
+        side = file_fields(f, ("colour_dependent", "reward"))
         if "colour_dependent" not in side:
             raise DataError(f"{f} has no colour_dependent field (needed by --choice_weight): regenerate it "
                             "with generate_iter_data.py")
@@ -89,4 +84,4 @@ def choice_steps(files: list[Path]) -> np.ndarray:
 
 def pillar_colours(files: list[Path]) -> np.ndarray:
     """Whether each episode file's pillar is red (bool [n]), read from its ``is_red`` field alone."""
-    return np.array([bool(side_fields(f, ("is_red",))["is_red"][0]) for f in files], bool)
+    return np.array([bool(file_fields(f, ("is_red",))["is_red"][0]) for f in files], bool)
