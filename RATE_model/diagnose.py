@@ -7,6 +7,8 @@ groups of steps (e.g. the steps whose expert action depends on a cue seen long b
 others): a gap near ln 2 between such groups, when the cue decides between two actions, means the model
 does not use the cue. ``preference`` is the sharper test where the counterfactual action is known (what
 the expert would have done with the other cue): a model that uses the cue prefers the data's action.
+``dataset_losses`` runs ``step_losses`` over a table of a dataset's windows in batches, and ``window_fields``
+cuts a per-step field of the episode files (e.g. what the expert was doing) into the same windows.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from RATE_model.diagnose import preference, split_means, step_losses
+from RATE_model.data import Trajectories
+from RATE_model.diagnose import dataset_losses, preference, split_means, step_losses, window_fields
 from RATE_model.trainer import SegmentLoss
 from tests.helpers import random_batch, run_segments, tiny_model
 
@@ -55,3 +56,23 @@ def test_preference_for_the_data_action_over_a_counterfactual():
     assert preference(blind, chosen, other, np.ones((1, 3), bool)) == {"margin": 0.0, "prefers_chosen": 0.0,
                                                                       "steps": 2}
     assert preference(logp, chosen, other, np.zeros((1, 3), bool))["steps"] == 0
+
+
+def test_dataset_losses_in_batches_equal_step_losses_of_the_whole_table():
+    torch.manual_seed(0)
+    model = tiny_model("RATE")
+    batch = random_batch(5, 12, valid_len=[12, 9, 3, 12, 6])
+    data = Trajectories(batch)
+    table = np.array([4, 0, 2, 1, 3])  # any order of windows; batches of 2 leave one window alone
+    out = dataset_losses(model, data, table, batch_size=2)
+    ce, hit = step_losses(model, {k: v[torch.as_tensor(table)] for k, v in batch.items()})
+    assert out["logp"].shape == (5, 12, 4)
+    np.testing.assert_allclose(out["ce"], ce.numpy(), rtol=1e-5, atol=1e-6)  # NaN at the same padded steps
+    assert np.array_equal(out["hit"], hit.numpy())
+    assert np.array_equal(out["action"], batch["action"][torch.as_tensor(table)].clamp(min=0).numpy())
+
+
+def test_window_fields_cut_each_episode_and_pad_past_its_end():
+    per_episode = [np.arange(10), np.arange(100, 104)]
+    table = np.array([[0, 0], [0, 7], [1, 1]])
+    assert window_fields(per_episode, table, 4).tolist() == [[0, 1, 2, 3], [7, 8, 9, 0], [101, 102, 103, 0]]

@@ -72,8 +72,8 @@ def measure(path: Path, data_dir: Path, episodes: int, batch_size: int) -> dict[
     window = cfg.context_length * cfg.sections
     data = vizdoom_dataset(data_dir, window, len(files), progress=False)
     table = data.epoch_windows(0, 0)  # every window of every episode, as in training
-    res_ = dataset_losses(model, data, table, batch_size)
-    logp, action, ce, hit = (res_[k] for k in ("logp", "action", "ce", "hit"))
+    losses = dataset_losses(model, data, table, batch_size)
+    logp, action, ce, hit = (losses[k] for k in ("logp", "action", "ce", "hit"))
     window_of = {k: window_fields(v, table, window) for k, v in side.items() if len(v) == len(files)}
     groups = step_groups(window_of["colour_dependent"], table[:, 1], action, window_of["reward"])
     res = split_means(ce, hit, groups)
