@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
-from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval  # noqa: E402
+from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval, pretrain_encoder  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     VIEW_CELLS,
@@ -369,3 +370,29 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     folder = argv_of(line)[argv_of(line).index("--ckpt_folder") + 1]
     saved = json.loads((runs / "memory_maze" / folder / "results.json").read_text())
     assert saved["model_config"]["env"] == "memory_maze" and (data / "smoke" / "episode_000003.npz").exists()
+
+
+def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
+    data = tmp_path_factory.getbasetemp() / "memory_maze_data" / "smoke"  # the smoke commands' data
+    collect(data, progress=False, **train.SMOKE_DATA)
+    enc, out = tmp_path / "encoder.pt", tmp_path / "rows.jsonl"
+    rows = pretrain_encoder.main(["--data_dir", str(data), "--heldout_episodes", "1", "--steps", "4", "--eval_every",
+                                  "2", "--batch_size", "8", "--d_model", "32", "--precision", "fp32",
+                                  "--save_encoder", str(enc), "--out", str(out)])
+    assert [r["step"] for r in rows] == [2, 4] and [json.loads(line) for line in out.read_text().splitlines()] == rows
+    assert 0 <= rows[-1]["heldout_accuracy"] <= 1 and rows[-1]["majority_accuracy"] > 0
+    saved = torch.load(enc, weights_only=True)
+    assert saved["info"]["script"] == "pretrain_encoder.py" and saved["info"]["last_evaluation"] == rows[-1]
+    runs = tmp_path / "runs"
+    train.main(argv_of(README_LINES[1]) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
+                                           str(data.parent), "--init_encoder", str(enc), "--freeze_encoder"])
+    last = runs / "memory_maze" / "DT" / "seed_1" / "checkpoints" / "last.pt"
+    weights = torch.load(last, weights_only=False)["model"]
+    for k, v in saved["obs_encoder"].items():  # trained on top of the pretrained encoder, which stayed fixed
+        assert torch.equal(weights[f"enc.obs.{k}"], v), k
+    for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
+                       (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
+        r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),
+                            "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
+        assert not (tmp_path / "x.pt").exists()

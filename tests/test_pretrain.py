@@ -1,0 +1,60 @@
+"""Encoder pretraining by single-frame behaviour cloning (RATE_model.pretrain): it learns an action that is a
+function of the frame, evaluates on held-out episodes only, and trains the encoder it was given in place."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from RATE_model.encoders import image_encoder
+from RATE_model.pretrain import evaluate, frame_bc, split_rows
+from RATE_model.store import EpisodeStore
+
+SHAPE = (3, 32, 32)
+
+
+def quadrant_store(n_episodes: int = 12, length: int = 40, seed: int = 0) -> EpisodeStore:
+    """Frames with one bright 16×16 quadrant on noise; the action is the quadrant's index (a frame-blind policy
+    gets ~1/4)."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(n_episodes):
+        action = rng.integers(4, size=length)
+        obs = rng.integers(0, 60, size=(length, *SHAPE), dtype=np.uint8)
+        for t, a in enumerate(action):
+            r, c = divmod(int(a), 2)
+            obs[t, :, 16 * r:16 * r + 16, 16 * c:16 * c + 16] = 255
+        episodes.append({"obs": obs, "action": action.astype(np.int8), "reward": np.zeros(length, np.float32)})
+    return EpisodeStore.from_episodes(episodes)
+
+
+def test_split_rows_holds_out_the_last_episodes():
+    store = quadrant_store(4, 10)
+    train, held = split_rows(store, 1)
+    assert train.tolist() == list(range(30)) and held.tolist() == list(range(30, 40))
+    assert len(split_rows(store, 0)[1]) == 0
+    with pytest.raises(ValueError, match="none of the store's 4"):
+        split_rows(store, 4)
+
+
+def test_frame_bc_learns_an_action_read_from_the_frame_and_trains_the_given_encoder():
+    store = quadrant_store()
+    encoder = image_encoder(SHAPE, 16, padding=2)
+    before = [p.detach().clone() for p in encoder.parameters()]
+    lines = []
+    policy, rows = frame_bc(store, encoder, 16, 4, steps=120, batch_size=32, lr=1e-3, heldout_episodes=2,
+                            eval_every=60, log=lines.append)
+    assert [r["step"] for r in rows] == [60, 120] and [json.loads(line) for line in lines] == rows
+    assert rows[-1]["heldout_accuracy"] >= 0.95 > 0.5 > rows[-1]["majority_accuracy"]
+    assert rows[-1]["heldout_loss"] < 0.3
+    assert policy.encoder is encoder
+    assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters(), strict=True))
+    held = split_rows(store, 2)[1]  # evaluate() is the plain computation on those steps
+    with torch.no_grad():
+        logits = policy(torch.from_numpy(store.take("obs", held)))
+    assert rows[-1]["heldout_accuracy"] == pytest.approx(
+        (logits.argmax(1).numpy() == store.take("action", held)).mean())
+    assert evaluate(policy, store, held, batch_size=7) == pytest.approx(evaluate(policy, store, held))
