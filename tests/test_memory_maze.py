@@ -17,7 +17,7 @@ import torch
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
-from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval, pretrain_encoder  # noqa: E402
+from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval, pretrain_encoder, step_loss  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     VIEW_CELLS,
@@ -390,9 +390,27 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     weights = torch.load(last, weights_only=False)["model"]
     for k, v in saved["obs_encoder"].items():  # trained on top of the pretrained encoder, which stayed fixed
         assert torch.equal(weights[f"enc.obs.{k}"], v), k
+    res = step_loss.main([str(last), "--data_dir", str(data), "--out", str(tmp_path / "steps.jsonl")])[0]
+    g = res["groups"]  # 4 episodes of 100 steps, every 10-step window (K 5 x N 2)
+    assert (res["episodes"], res["windows"], g["all"]["steps"]) == (4, 40, 400)
+    assert g["segment_1"]["steps"] + g["segment_2"]["steps"] == 400 == g["first_window"]["steps"] * 10
+    assert g["after_target_reached"]["steps"] + g["other"]["steps"] == 400
+    assert g["all"]["loss"] == pytest.approx((g["segment_1"]["loss"] + g["segment_2"]["loss"]) / 2)
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
         r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),
                             "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
         assert not (tmp_path / "x.pt").exists()
+
+
+def test_step_groups_split_a_hand_made_window():
+    rewards = np.zeros((2, 6), np.float32)
+    rewards[0, 1] = 1  # reached at step 1: steps 2.. follow a reached target
+    actions = np.array([[0, 0, 1, 1, 2, 2], [3, 3, 3, 3, 3, 3]])
+    g = step_loss.step_groups(np.array([0, 90]), actions, rewards, segment=3)
+    assert g["first_window"].tolist() == [[True] * 6, [False] * 6]
+    assert g["after_target_reached"].tolist() == [[False, False, True, True, True, True], [False] * 6]
+    assert g["action_changed"].tolist() == [[False, False, True, False, True, False], [False] * 6]
+    assert g["action_repeated"][1].tolist() == [False] + [True] * 5
+    assert g["segment_2"].tolist() == [[False] * 3 + [True] * 3] * 2
