@@ -280,6 +280,8 @@ def test_reference_window_rule_on_a_hand_made_episode(tmp_path):
     rtg = np.cumsum(ep["reward"][::-1])[::-1]  # return-to-go of the whole episode, rewards after 500 included
     assert b["rtg"][0, :, 0].tolist() == rtg[180:270].tolist() and b["rtg"][0, 0, 0] == 7.0
     assert len(mem_maze_dataset(tmp_path, window=90, min_window_reward=3, progress=False)) == 1
+    overlapping = mem_maze_dataset(tmp_path, window=90, min_window_reward=0, progress=False, stride=30)
+    assert overlapping.epoch_windows(0, 0).tolist() == [[0, s] for s in range(0, 410, 30)] + [[1, 0], [1, 30], [1, 60]]
     with pytest.raises(DataError, match="window_min_reward"):
         mem_maze_dataset(tmp_path, window=90, min_window_reward=9, progress=False)
 
@@ -352,6 +354,8 @@ def test_budget_overrides_and_bad_values(tmp_path):
         train.check_args(train.parse_args(["--eval_max_steps", "1001"])[0])
     with pytest.raises(ConfigError, match="eval_batch_size"):
         train.check_args(train.parse_args(["--eval_batch_size", "0"])[0])
+    with pytest.raises(ConfigError, match="window_stride"):
+        train.check_args(train.parse_args(["--window_stride", "0"])[0])
     r = subprocess.run([sys.executable, "-W", "ignore", "MemoryMaze/MemoryMaze_src/train_mem_maze.py", "--data_dir",
                         str(tmp_path / "none"), "--no_wandb"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "collect_data.py" in r.stderr

@@ -62,13 +62,15 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def mem_maze_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
-                     min_window_reward: float = MIN_WINDOW_REWARD, progress: bool = True) -> WindowDataset:
+                     min_window_reward: float = MIN_WINDOW_REWARD, progress: bool = True,
+                     stride: int | None = None) -> WindowDataset:
     """The reference's windows of ``window`` (= K·N) steps over the first ``max_episodes`` episodes of
-    ``data_dir``, read from its episode store (built on first use)."""
+    ``data_dir``, read from its episode store (built on first use); ``stride`` (default: ``window``, the
+    reference) is the step between window offsets (smaller: overlapping windows, more of them)."""
     store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress,
                          "Memory Maze episode store", PATTERN)
     try:
-        return fixed_offsets(store, window, stride=window, stop=READ_STEPS - window,
+        return fixed_offsets(store, window, stride=stride or window, stop=READ_STEPS - window,
                              keep=lambda d, w: d.window_sums(w) >= min_window_reward, obs_transform=uint8_to_float)
     except DataError:
         raise DataError(f"no window of {window} steps inside the first {READ_STEPS} steps of an episode in {data_dir} "

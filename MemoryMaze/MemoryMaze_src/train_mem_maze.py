@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
     g = add_episode_data_flags(p, "Memory Maze", DATA_DIR, "collect_data.py")
     g.add_argument("--window_min_reward", type=float, help="keep training windows holding at least this reward")
+    g.add_argument("--window_stride", type=int,
+                   help="steps between training window offsets (default: the window, K·N, as the reference; smaller: "
+                        "overlapping windows)")
     add_eval_flags(g, MAX_STEPS, episodes="fixed evaluation mazes",
                    batch="episodes stepped together (one worker process of ~1.4 GB each; default: 2 per core)")
     g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
 
 def check_args(args: argparse.Namespace) -> None:
     """Memory Maze flag values that cannot work."""
-    check_positive(args, ("max_episodes",))
+    check_positive(args, ("max_episodes", "window_stride"))
     check_eval_flags(args, MAX_STEPS, "the task's episode length")
 
 
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def build_stages():
         return [mem_maze_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes,
-                                 args.window_min_reward)]
+                                 args.window_min_reward, stride=args.window_stride)]
 
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
