@@ -400,6 +400,13 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     assert g["segment_1"]["steps"] + g["segment_2"]["steps"] == 400 == g["first_window"]["steps"] * 10
     assert g["after_target_reached"]["steps"] + g["other"]["steps"] == 400
     assert g["all"]["loss"] == pytest.approx((g["segment_1"]["loss"] + g["segment_2"]["loss"]) / 2)
+    lines = mem_maze_eval.main([str(last), "--episodes", "1", "--max_steps", "20", "--target_return", "18.1,5",
+                                "--batch_size", "1", "--out", str(tmp_path / "eval.jsonl")])
+    assert [r["target_return"] for r in lines] == [18.1, 5.0] and all("episodes" not in r for r in lines)
+    full = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [e["seed"] for e in full[0]["episodes"]] == eval_seeds(1) and full[0]["return"] == lines[0]["return"]
+    with pytest.raises(ConfigError, match="max_steps"):
+        mem_maze_eval.main([str(last), "--max_steps", "1001"])
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
         r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),

@@ -2,6 +2,9 @@
 actions from a seeded generator, 1 000-step episodes; mean return (targets reached) ± standard error and
 every episode's seed and return.
 
+    python3 MemoryMaze/MemoryMaze_src/mem_maze_eval.py runs/memory_maze/RATE/seed_1/checkpoints/last.pt \
+        --episodes 30 --target_return 18.1,12
+
 Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
 step together through the shared rollout engine, which encodes every frame once. Under torchrun each
 rank plays a contiguous slice of the seeds and the results are gathered.
@@ -9,8 +12,10 @@ rank plays a contiguous slice of the seeds and the results are gathered.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,9 @@ from tqdm.auto import tqdm
 
 from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, MemoryMazeEnv
 from RATE_model import distributed
+from RATE_model.attention import load_model
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
+from RATE_model.experiment import run_main
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
@@ -82,3 +90,34 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
 def selection_score(metrics: dict[str, Any]) -> float:
     """What best-on-validation maximises: the mean return."""
     return float(metrics["return"])
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """One JSON line per target return: the metrics of ``evaluate`` without the episode list (``--out``: with
+    it, one JSON line each)."""
+    p = OneLineErrorParser(description="Evaluate a Memory Maze checkpoint on the protocol mazes", allow_abbrev=False)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--episodes", type=int, default=100, help="protocol mazes (the first N test seeds)")
+    p.add_argument("--max_steps", type=int, default=MAX_STEPS, help="steps per episode")
+    p.add_argument("--target_return", type=float_list, default=(TARGET_RETURN,), help="e.g. 18.1,12")
+    p.add_argument("--batch_size", type=int, help="episodes stepped together (default: 2 per core)")
+    p.add_argument("--out", type=Path, help="also write every result with its episodes here, one JSON line each")
+    args = p.parse_args(argv)
+    check_positive(args, ("episodes", "max_steps", "batch_size"))
+    if args.max_steps > MAX_STEPS:
+        raise ConfigError(f"--max_steps must be <= {MAX_STEPS} (the task's episode length), got {args.max_steps}")
+    model, _ = load_model(args.checkpoint)
+    out, full = [], []
+    for target in args.target_return:
+        m = evaluate(model, args.episodes, args.max_steps, args.batch_size, target, progress=False)
+        full.append({"checkpoint": str(args.checkpoint), "max_steps": args.max_steps, "target_return": target, **m})
+        out.append({k: v for k, v in full[-1].items() if k != "episodes"})
+        print(json.dumps(out[-1]), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in full))
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)
