@@ -45,6 +45,13 @@ def load_defaults(path: Path) -> dict[str, Any]:
     return data
 
 
+def write_json_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as one JSON object per line in ``path`` (its folder made if missing): a command's ``--out``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
     """Call ``main``; report configuration and data problems on one line (exit 2), Ctrl-C as 130."""
     try:

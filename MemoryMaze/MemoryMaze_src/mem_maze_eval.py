@@ -26,7 +26,7 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, M
 from RATE_model import distributed
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
-from RATE_model.experiment import run_main
+from RATE_model.experiment import run_main, write_json_lines
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         out.append({k: v for k, v in full[-1].items() if k != "episodes"})
         print(json.dumps(out[-1]), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in full))
+        write_json_lines(args.out, full)
     return out
 
 

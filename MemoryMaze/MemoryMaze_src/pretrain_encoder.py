@@ -11,7 +11,6 @@ The encoder is built for ``--d_model`` (the sequence model's width: 64 in config
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from MemoryMaze.MemoryMaze_src.mem_maze_data import HOW, N_ACTIONS, PATTERN, loa
 from RATE_model.config import PRECISIONS, ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import folder_store
 from RATE_model.encoders import build_encoders, save_encoder
-from RATE_model.experiment import run_main
+from RATE_model.experiment import run_main, write_json_lines
 from RATE_model.precision import describe_precision, resolve_precision
 from RATE_model.pretrain import frame_bc
 
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                                       for k, v in vars(args).items()}, "last_evaluation": rows[-1]}
     save_encoder(encoder.cpu(), args.save_encoder, info)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_json_lines(args.out, rows)
     return rows
 
 

@@ -32,7 +32,7 @@ from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import episode_files, file_fields
 from RATE_model.diagnose import preference
 from RATE_model.encoders import image_encoder, save_encoder
-from RATE_model.experiment import run_main
+from RATE_model.experiment import run_main, write_json_lines
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.step_loss import HELD_OUT, step_groups
 from VizDoom.VizDoom_src.vizdoom_data import COLOURS, N_ACTIONS, OBS_SHAPE, load_episode
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         save_encoder(net.encoder, args.save_encoder, {"script": "frame_choice.py", "args": vars(args) | {
             k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}, "last_evaluation": rows[-1]})
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_json_lines(args.out, rows)
     return rows
 
 
