@@ -17,7 +17,13 @@ import torch
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
-from MemoryMaze.MemoryMaze_src import measure_expert, mem_maze_eval, pretrain_encoder, step_loss  # noqa: E402
+from MemoryMaze.MemoryMaze_src import (  # noqa: E402
+    closed_loop,
+    measure_expert,
+    mem_maze_eval,
+    pretrain_encoder,
+    step_loss,
+)
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     VIEW_CELLS,
@@ -407,6 +413,12 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     assert [e["seed"] for e in full[0]["episodes"]] == eval_seeds(1) and full[0]["return"] == lines[0]["return"]
     with pytest.raises(ConfigError, match="max_steps"):
         mem_maze_eval.main([str(last), "--max_steps", "1001"])
+    *episodes, total = closed_loop.main([str(last), "--episodes", "1", "--max_steps", "20"])
+    assert [e["seed"] for e in episodes] == eval_seeds(1) and total["episodes"] == 1
+    assert total["reached_after_sighting"] <= total["sightings"] and 0 <= total["target_in_view"] <= 1
+    assert sum(total["actions"]) == pytest.approx(1.0) and total["return"] == episodes[0]["return"]
+    with pytest.raises(ConfigError, match="checkpoint or --oracle"):
+        closed_loop.main([str(last), "--oracle"])
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
         r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),
@@ -425,3 +437,18 @@ def test_step_groups_split_a_hand_made_window():
     assert g["action_changed"].tolist() == [[False, False, True, False, True, False], [False] * 6]
     assert g["action_repeated"][1].tolist() == [False] + [True] * 5
     assert g["segment_2"].tolist() == [[False] * 3 + [True] * 3] * 2
+
+
+def test_closed_loop_counts_sightings_reaches_and_moves():
+    rec = closed_loop.Recorder(seed=0, max_steps=10)
+    rec.in_view = [False, True, True, False, True, False, False]  # the current target comes into view twice
+    rec.rewards = [0, 0, 1, 0, 0, 0, 0]  # the first sighting is reached, the second is not
+    rec.pos = [np.array([1.5, 1.5])] * 3 + [np.array([2.5, 1.5])] * 5  # one move, between steps 2 and 3
+    rec.actions = [1, 1, 2, 3, 1, 1, 0]
+    s = rec.stats()
+    rec.close()
+    assert (s["return"], s["sightings"], s["reached_after_sighting"], s["cells_visited"]) == (1.0, 2, 1, 2)
+    assert s["target_in_view"] == pytest.approx(3 / 7) and s["still"] == pytest.approx(6 / 7)
+    assert s["actions"] == pytest.approx([1 / 7, 4 / 7, 1 / 7, 1 / 7, 0, 0])
+    total = closed_loop.summary([s, {**s, "sightings": 0, "reached_after_sighting": 0}])
+    assert (total["sightings"], total["reached_after_sighting"], total["reached_share"]) == (2, 1, 0.5)
