@@ -7,7 +7,9 @@ simulator's segmentation says when the current target is on screen.
 
 Per episode and in total: return; the share of steps with the current target on screen (>= 3 of its pixels
 inside the colour border); its sightings (steps where it comes into view) and how many of them are followed by
-reaching it within 30 steps; distinct maze cells visited; steps without moving; the action shares. A policy that
+reaching it within 30 steps; distinct maze cells visited; steps without moving; the action shares; for each
+newly assigned target, how many steps before it was last on screen (in total: the share seen before, and
+seen within the last 90 steps, the window the models train on). A policy that
 sees its target rarely fails at finding it (where remembered targets and layout pay); one that sees it but does
 not reach it fails at the visual approach. Prints one JSON line per episode and one for all (``--out``: also
 written to a file, one JSON line each).
@@ -47,6 +49,9 @@ class Recorder:
         self.rewards: list[float] = []
         self.actions: list[int] = []
         self.state: dict[str, np.ndarray] = {}
+        self.current = -1  # index of the current target
+        self.last_seen: dict[int, int] = {}  # target index -> last step it was on screen
+        self.since_seen: list[float] = []  # per new target: steps since it was last on screen (inf: never)
 
     def _record(self, info: dict[str, Any]) -> None:
         self.state = info["state"]
@@ -55,13 +60,19 @@ class Recorder:
     def reset(self) -> np.ndarray:
         obs, info = self.env.reset(seed=self.seed)
         self._record(info)
+        self.current = current_target(self.state)
         return obs[None].astype(np.float32) / 255
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         a = int(np.asarray(actions).reshape(-1)[0])
         obs, r, terminated, truncated, info = self.env.step(a)
         self._record(info)
-        self.in_view.append(bool(self.env.target_pixels()[current_target(self.state)] >= IN_VIEW_PIXELS))
+        t, pixels, cur = len(self.rewards), self.env.target_pixels(), current_target(self.state)
+        self.last_seen.update({int(i): t for i in np.flatnonzero(pixels >= IN_VIEW_PIXELS)})
+        if cur != self.current:  # a target was reached and the next one assigned
+            self.since_seen.append(float(t - self.last_seen[cur]) if cur in self.last_seen else np.inf)
+            self.current = cur
+        self.in_view.append(bool(pixels[cur] >= IN_VIEW_PIXELS))
         self.rewards.append(float(r))
         self.actions.append(a)
         return obs[None].astype(np.float32) / 255, np.array([r], float), np.array([terminated or truncated]), {}
@@ -77,6 +88,7 @@ class Recorder:
                 "sightings": len(sightings),
                 "reached_after_sighting": int(sum(rew[s:s + REACH_STEPS].sum() > 0 for s in sightings)),
                 "cells_visited": len({(int(x), int(y)) for x, y in pos}), "still": float((moved < 0.01).mean()),
+                "since_seen_at_assignment": self.since_seen,
                 "actions": (np.bincount(self.actions, minlength=N_ACTIONS) / max(len(self.actions), 1)).tolist()}
 
 
@@ -84,11 +96,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over episodes; sightings and reaches summed, with the share reached."""
     sightings = sum(r["sightings"] for r in rows)
     reached = sum(r["reached_after_sighting"] for r in rows)
+    since = np.array([x for r in rows for x in r["since_seen_at_assignment"]], float)
+    seen = since[np.isfinite(since)]
     return {"episodes": len(rows), "return": float(np.mean([r["return"] for r in rows])),
             "target_in_view": float(np.mean([r["target_in_view"] for r in rows])), "sightings": sightings,
             "reached_after_sighting": reached, "reached_share": reached / sightings if sightings else None,
             "cells_visited": float(np.mean([r["cells_visited"] for r in rows])),
-            "still": float(np.mean([r["still"] for r in rows])),
+            "still": float(np.mean([r["still"] for r in rows])), "assigned": len(since),
+            "seen_before_assignment": float(len(seen) / len(since)) if len(since) else None,
+            "seen_within_90_steps": float((seen <= 90).sum() / len(since)) if len(since) else None,
+            "median_steps_since_seen": float(np.median(seen)) if len(seen) else None,
             "actions": np.mean([r["actions"] for r in rows], 0).round(3).tolist()}
 
 
