@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     model, _ = load_model(args.checkpoint)
     out, full = [], []
     for target in args.target_return:
-        m = evaluate(model, args.episodes, args.max_steps, args.batch_size, target, progress=False)
+        m = evaluate(model, args.episodes, args.max_steps, args.batch_size, target)  # progress bars on stderr
         full.append({"checkpoint": str(args.checkpoint), "max_steps": args.max_steps, "target_return": target, **m})
         out.append({k: v for k, v in full[-1].items() if k != "episodes"})
         print(json.dumps(out[-1]), flush=True)
