@@ -56,7 +56,7 @@ def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_s
     was_training = policy.training
     policy.eval()
     ce, hit = 0.0, 0
-    actions = store.take("action", rows).astype(np.int64)
+    actions = store.take("action", rows[None])[0].astype(np.int64)  # one contiguous read
     for i in range(0, len(rows), batch_size):
         frames = torch.from_numpy(store.take("obs", rows[None, i:i + batch_size])[0])  # one contiguous read
         with autocast(device, precision):

@@ -28,7 +28,7 @@ from MemoryMaze.MemoryMaze_src.mem_maze_data import mem_maze_dataset
 from RATE_model.attention import load_model
 from RATE_model.config import OneLineErrorParser, check_positive
 from RATE_model.diagnose import dataset_losses, split_means, window_fields
-from RATE_model.experiment import run_main
+from RATE_model.experiment import run_main, write_json_lines
 
 AFTER_TARGET = 30  # steps after a reached target counted as "a new target was just assigned"
 
@@ -38,11 +38,10 @@ def step_groups(starts: np.ndarray, actions: np.ndarray, rewards: np.ndarray, se
     and ``rewards`` [n, T] (T = N segments of ``segment`` steps)."""
     n, T = actions.shape
     first_window = np.broadcast_to((starts == 0)[:, None], (n, T))
-    reached = np.cumsum(rewards > 0, axis=1)  # targets reached in the window up to each step
     since = np.full((n, T), np.inf)
     for t in range(1, T):  # steps since the last reward inside the window (inf: none yet)
         since[:, t] = np.where(rewards[:, t - 1] > 0, 1, since[:, t - 1] + 1)
-    just_assigned = (since <= AFTER_TARGET) & (reached > 0)
+    just_assigned = since <= AFTER_TARGET
     changed = np.zeros((n, T), bool)
     changed[:, 1:] = actions[:, 1:] != actions[:, :-1]
     groups = {"all": np.ones((n, T), bool), "first_window": first_window, "later_windows": ~first_window,
@@ -63,8 +62,7 @@ def measure(path: Path, data_dir: Path, episodes: int | None, batch_size: int) -
     store = data.store
     rewards = [store.take("reward", np.arange(store.offsets[i], store.offsets[i + 1])) for i in range(store.n_episodes)]
     table = data.epoch_windows(0, 0)  # every window of every episode
-    with torch.no_grad():
-        losses = dataset_losses(model, data, table, batch_size)
+    losses = dataset_losses(model, data, table, batch_size)  # no_grad inside
     groups = step_groups(table[:, 1], losses["action"], window_fields(rewards, table, window), segment)
     return {"checkpoint": str(path), "model_mode": cfg.model_mode, "episodes": store.n_episodes, "windows": len(table),
             "window": window, "groups": split_means(losses["ce"], losses["hit"], groups)}
@@ -81,11 +79,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     check_positive(args, ("episodes", "batch_size"))
     torch.manual_seed(0)
     out = [measure(c, args.data_dir, args.episodes, args.batch_size) for c in args.checkpoints]
-    text = "\n".join(json.dumps(r) for r in out)
-    print(text)
+    print("\n".join(json.dumps(r) for r in out))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_json_lines(args.out, out)
     return out
 
 
