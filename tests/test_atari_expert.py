@@ -160,4 +160,4 @@ def test_scripted_beats_random(game, steps):
     out = measure_expert.measure(game, episodes=1, epsilons=[0.0], max_steps=steps, seed=0)
     assert set(out) == {"game", "episodes", "random", "0.0"}
     assert out["0.0"]["mean"] > out["random"]["mean"]
-    assert out["0.0"]["steps_per_s"] >= 500
+    assert out["0.0"]["steps_per_s"] > 0  # the speed itself is benchmarks/' business, not a test's
