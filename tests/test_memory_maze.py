@@ -420,6 +420,7 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     with pytest.raises(ConfigError, match="checkpoint or --oracle"):
         closed_loop.main([str(last), "--oracle"])
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
+                       (["--device", "gpu7"], "not a device name"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
         r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),
                             "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT, capture_output=True, text=True)

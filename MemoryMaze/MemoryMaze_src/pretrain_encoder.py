@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from MemoryMaze.get_data.collect_data import DATA_DIR
 from MemoryMaze.MemoryMaze_src.mem_maze_data import HOW, N_ACTIONS, PATTERN, load_episode
@@ -25,6 +24,7 @@ from RATE_model.encoders import build_encoders, save_encoder
 from RATE_model.experiment import run_main, write_json_lines
 from RATE_model.precision import describe_precision, resolve_precision
 from RATE_model.pretrain import frame_bc
+from RATE_model.trainer import resolve_device
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--eval_every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 autocast on a CPU with native bf16, else fp32")
     p.add_argument("--save_encoder", type=Path, required=True, help="write the trained encoder's weights here")
@@ -48,12 +49,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise ConfigError(f"--heldout_episodes must be >= 0, got {args.heldout_episodes}")
     if not (np.isfinite(args.lr) and args.lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+    device = resolve_device(args.device)
     store = folder_store(args.data_dir, load_episode, HOW.format(args.data_dir), args.max_episodes,
                          desc="Memory Maze episode store", pattern=PATTERN)
     if args.heldout_episodes >= store.n_episodes:
         raise ConfigError(f"--heldout_episodes {args.heldout_episodes} leaves none of the {store.n_episodes} "
                           "episodes to train on")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(args.precision, device)
     print(describe_precision(args.precision, device), flush=True)
     encoder = build_encoders("memory_maze", args.d_model).obs

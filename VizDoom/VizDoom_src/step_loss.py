@@ -28,7 +28,7 @@ from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
 from RATE_model.data import episode_files, file_fields
 from RATE_model.diagnose import dataset_losses, preference, split_means, window_fields
-from RATE_model.experiment import run_main
+from RATE_model.experiment import run_main, write_json_lines
 from VizDoom.get_data.generate_iter_data import DATA_DIR
 from VizDoom.VizDoom_src.vizdoom_data import follows_pickup, vizdoom_dataset
 
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                           f"--seed 1 --n_episodes {args.episodes} --out_dir {args.data_dir}")
     torch.manual_seed(0)
     out = [measure(c, args.data_dir, args.episodes, args.batch_size) for c in args.checkpoints]
-    text = "\n".join(json.dumps(r) for r in out)
-    print(text)
+    for r in out:
+        print(json.dumps(r))
     if args.out:
-        args.out.write_text(text + "\n")
+        write_json_lines(args.out, out)
     return out
 
 
