@@ -451,8 +451,9 @@ def test_closed_loop_counts_sightings_reaches_and_moves():
     assert (s["return"], s["sightings"], s["reached_after_sighting"], s["cells_visited"]) == (1.0, 2, 1, 2)
     assert s["target_in_view"] == pytest.approx(3 / 7) and s["still"] == pytest.approx(6 / 7)
     assert s["actions"] == pytest.approx([1 / 7, 4 / 7, 1 / 7, 1 / 7, 0, 0])
-    rec.since_seen = [0.0, 120.0, np.inf]  # three targets assigned: in view, seen 120 steps before, never seen
-    total = closed_loop.summary([s, {**rec.stats(), "sightings": 0, "reached_after_sighting": 0}])
+    rec.since_seen = [0, 120, None]  # three targets assigned: in view, seen 120 steps before, never seen
+    second = json.loads(json.dumps({**rec.stats(), "sightings": 0, "reached_after_sighting": 0}, allow_nan=False))
+    total = closed_loop.summary([s, second])  # what --out holds is strict JSON and sums the same
     assert (total["sightings"], total["reached_after_sighting"], total["reached_share"]) == (2, 1, 0.5)
     assert (total["assigned"], total["seen_before_assignment"], total["seen_within_90_steps"]) == (3, 2 / 3, 1 / 3)
     assert total["median_steps_since_seen"] == 60.0

@@ -8,9 +8,9 @@ simulator's segmentation says when the current target is on screen.
 Per episode and in total: return; the share of steps with the current target on screen (>= 3 of its pixels
 inside the colour border); its sightings (steps where it comes into view) and how many of them are followed by
 reaching it within 30 steps; distinct maze cells visited; steps without moving; the action shares; for each
-newly assigned target, how many steps before it was last on screen (in total: the share seen before, and
-seen within the last 90 steps, the window the models train on). A policy that
-sees its target rarely fails at finding it (where remembered targets and layout pay); one that sees it but does
+newly assigned target, how many steps before it was last on screen (null: never; in total: the share seen
+before, and seen within the last 90 steps, the window the models train on). A policy that sees its target
+rarely fails at finding it (where remembered targets and layout pay); one that sees it but does
 not reach it fails at the visual approach. Prints one JSON line per episode and one for all (``--out``: also
 written to a file, one JSON line each).
 """
@@ -51,7 +51,7 @@ class Recorder:
         self.state: dict[str, np.ndarray] = {}
         self.current = -1  # index of the current target
         self.last_seen: dict[int, int] = {}  # target index -> last step it was on screen
-        self.since_seen: list[float] = []  # per new target: steps since it was last on screen (inf: never)
+        self.since_seen: list[int | None] = []  # per new target: steps since it was last on screen (None: never)
 
     def _record(self, info: dict[str, Any]) -> None:
         self.state = info["state"]
@@ -70,7 +70,7 @@ class Recorder:
         t, pixels, cur = len(self.rewards), self.env.target_pixels(), current_target(self.state)
         self.last_seen.update({int(i): t for i in np.flatnonzero(pixels >= IN_VIEW_PIXELS)})
         if cur != self.current:  # a target was reached and the next one assigned
-            self.since_seen.append(float(t - self.last_seen[cur]) if cur in self.last_seen else np.inf)
+            self.since_seen.append(t - self.last_seen[cur] if cur in self.last_seen else None)
             self.current = cur
         self.in_view.append(bool(pixels[cur] >= IN_VIEW_PIXELS))
         self.rewards.append(float(r))
@@ -96,7 +96,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over episodes; sightings and reaches summed, with the share reached."""
     sightings = sum(r["sightings"] for r in rows)
     reached = sum(r["reached_after_sighting"] for r in rows)
-    since = np.array([x for r in rows for x in r["since_seen_at_assignment"]], float)
+    since = np.array([np.inf if x is None else x for r in rows for x in r["since_seen_at_assignment"]], float)
     seen = since[np.isfinite(since)]
     return {"episodes": len(rows), "return": float(np.mean([r["return"] for r in rows])),
             "target_in_view": float(np.mean([r["target_in_view"] for r in rows])), "sightings": sightings,
