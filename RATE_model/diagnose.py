@@ -1,7 +1,8 @@
 """Measure the chain: per-step action losses of a trained model, split by what each step depends on.
 
-``action_log_probs`` runs a model over whole training windows exactly as the trainer does (segment by
-segment, memory and cache carried, teacher-forced actions, eval mode); ``step_losses`` gives each step's
+``head_outputs`` runs a model over whole training windows exactly as the trainer does (segment by
+segment, memory and cache carried, teacher-forced actions, eval mode), ``action_log_probs`` turns a
+discrete head's outputs into log-probabilities; ``step_losses`` gives each step's
 cross-entropy and whether the most likely action is the data's. ``split_means`` averages them over named
 groups of steps (e.g. the steps whose expert action depends on a cue seen long before against the
 others): a gap near ln 2 between such groups, when the cue decides between two actions, means the model
@@ -26,9 +27,11 @@ from RATE_model.model import RATE
 
 
 @torch.no_grad()
-def action_log_probs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
-    """Log-probabilities [B, T, A] of every action at every step of ``batch`` (obs, rtg, action, valid over
-    T = K·N steps, observations already transformed), the data's actions teacher-forced; NaN at padded steps."""
+def head_outputs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
+    """The action head's output [B, T, A] (logits, or continuous actions) at every step of ``batch`` (obs,
+    rtg, action, valid over T steps, any multiple of K; observations already transformed), computed as in
+    training: segment by segment, memory and cache carried, the batch's actions teacher-forced, eval mode.
+    NaN at padded steps."""
     was_training = model.training
     model.eval()
     K, T = model.cfg.context_length, batch["action"].shape[1]
@@ -37,9 +40,15 @@ def action_log_probs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
         seg = slice(s, s + K)
         logits, state = model(batch["rtg"][:, seg], batch["obs"][:, seg], batch["action"][:, seg],
                               batch["valid"][:, seg], state)
-        out.append(F.log_softmax(logits.float(), -1))
+        out.append(logits.float())
     model.train(was_training)
     return torch.cat(out, 1).masked_fill(~batch["valid"].bool()[..., None], math.nan)
+
+
+def action_log_probs(model: RATE, batch: Mapping[str, Tensor]) -> Tensor:
+    """Log-probabilities [B, T, A] of every action at every step of ``batch`` (:func:`head_outputs` of a
+    discrete-action model); NaN at padded steps."""
+    return F.log_softmax(head_outputs(model, batch), -1)
 
 
 def step_losses(model: RATE, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:

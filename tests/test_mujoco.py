@@ -821,6 +821,30 @@ def test_evaluate_reports_both_modes_per_target_with_every_episode():
     assert {"return_reset_t100", "return_reset_t200"} <= set(custom) and "return_decreasing_t100" not in custom
 
 
+@pytest.mark.parametrize("mode", ("RATE", "DT"))
+def test_evaluation_feeds_a_replayed_episode_what_training_feeds_it(mode, tmp_path):
+    """The rollout engine playing back dataset episodes (target = each one's return) feeds the training
+    windows' return-to-go and states at every step, across segment and window boundaries, and the model run
+    as in training over the executed actions gives those actions."""
+    from MuJoCo.MuJoCo_src import diagnose_eval as diag
+
+    path = tmp_path / "hopper_medium-v2.hdf5"
+    write_d4rl_file(path, [9, 30, 17])
+    store = mujoco_store(path, "hopper", tmp_path / "store")
+    torch.manual_seed(0)
+    model = RATE(mujoco_config(mode, mean=np.zeros(11), std=np.full(11, 2.0), context_length=4,
+                               sections=3).validate()).eval()
+    with torch.no_grad():
+        model.enc.rtg.weight.mul_(30.0)  # the return-to-go moves the actions
+    episodes = np.arange(3)
+    got = diag.replay(model, store, episodes)
+    assert got["steps"] == 9 + 30 + 17 and got["episodes"] == 3
+    assert got["rtg_max_abs_diff"] < 1e-5 and got["obs_max_abs_diff"] == 0.0
+    assert got["action_max_abs_diff"] < 1e-5
+    errors = diag.teacher_forced(model, store, episodes)
+    assert {k: v["steps"] for k, v in errors.items()} == {"step_0": 3, "steps_1_19": 8 + 19 + 16, "steps_20_59": 10}
+
+
 # ------------------------------------------------------------------------------------------ command lines
 def argv_of(line: str) -> list[str]:
     words = shlex.split(line)
