@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("ale_py")
 
@@ -235,6 +236,43 @@ def test_frame_stack_repeats_the_first_frame_at_trajectory_starts_as_the_eval_en
     assert np.array_equal(nxt[:3], first[1:]) and nxt.shape == (4, 84, 84)
 
 
+class _Replay:
+    """A scripted-policy stand-in that plays a fixed list of actions."""
+
+    def __init__(self, actions):
+        self.actions = list(actions)
+
+    def reset(self):
+        self.t = 0
+
+    def __call__(self, _ram):
+        self.t += 1
+        return self.actions[self.t - 1]
+
+
+@pytest.mark.parametrize("game", ("Breakout", "Pong"))
+def test_data_frames_and_stacks_equal_the_eval_envs_on_the_same_emulator_frames(game, tmp_path):
+    """The generator's frames (its data env, sticky actions off for the comparison) and the evaluation env's
+    stacks, played from the same seed with the same actions: every evaluation stack is the store's stack of
+    the data frames, the first FIRE (which the evaluation env presses itself) aside."""
+    from Atari.Atari_src.expert import play_episode
+
+    rng = np.random.default_rng(1)
+    actions = [FIRE, *rng.integers(0, 4, 60).tolist()]
+    episode = play_episode(make_env(game, data=True, sticky=0.0), _Replay(actions), 0.0, 7, rng, len(actions))
+    assert episode["obs"].shape == (len(actions), 84, 84) and episode["action"].tolist() == actions
+    after_fire = {"obs": episode["obs"][1:], "action": episode["action"][1:], "reward": episode["reward"][1:]}
+    write_checkpoint(replay_logs(tmp_path, game), 0, **buffer_of_episodes([after_fire]))
+    data = atari_dataset(atari_store(tmp_path, game, progress=False), len(actions) - 1)
+    stacks = (data.to_device(data[np.array([[0, 0]])])["obs"][0] * 255).round().to(torch.uint8).numpy()
+    env = make_env(game, sticky=0.0, noop_max=0)
+    obs, _ = env.reset(seed=7)  # FIRE pressed by the env
+    for t, a in enumerate(actions[1:]):
+        np.testing.assert_array_equal(obs, stacks[t], err_msg=f"{game} step {t}")
+        obs, *_ = env.step(a)
+    assert len({stacks[t].tobytes() for t in range(len(stacks))}) > 10  # the frames do change
+
+
 # ------------------------------------------------------------------------------------------ evaluation env
 class _Recorder:
     """A stand-in env recording the actions it is stepped with."""
@@ -382,8 +420,6 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
 
 
 def test_rollout_encodes_each_frame_once_across_segments():
-    import torch
-
     from RATE_model.config import ModelConfig
     from RATE_model.model import RATE
     from RATE_model.rollout import rollout
