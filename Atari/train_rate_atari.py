@@ -32,7 +32,7 @@ from RATE_model.config import (
     parse_with_smoke,
     split_args,
 )
-from RATE_model.data import DataError
+from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP, DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 from RATE_model.logger import read_wandb_config
 
@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--trajectories_per_buffer", type=int, help="trajectories taken per checkpoint visit")
     g.add_argument("--data_seed", type=int, help="seed of the trajectory sample")
     g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
+    g.add_argument("--window_starts", choices=WINDOW_STARTS, help=WINDOW_STARTS_HELP)
     g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
     g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
     g.add_argument("--target_return", type=float,
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         store = atari_store(root, args.game, run, args.buffers, args.num_steps, args.trajectories_per_buffer,
                             seed=args.data_seed, store_dir=args.store_dir)
-        data = atari_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)
+        data = atari_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps,
+                             args.window_starts)
         return [data]
 
     def evaluate_model(model, split):

@@ -39,7 +39,7 @@ from RATE_model.config import (
     parse_with_smoke,
     split_args,
 )
-from RATE_model.data import DataError
+from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP, DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
 
 CONFIG = Path(__file__).with_name("MuJoCo_src") / "config.yaml"
@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--store_dir", type=Path,
                    help="where the episode store goes (default: <data folder>/stores/<dataset>)")
     g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
+    g.add_argument("--window_starts", choices=WINDOW_STARTS, help=WINDOW_STARTS_HELP)
     g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
     g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
     g.add_argument("--target_return", type=float_list,
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     modes = RTG_MODES if args.rtg_mode == "both" else (args.rtg_mode,)
 
     def build_stages():
-        return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps)]
+        return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps,
+                               args.window_starts)]
 
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES

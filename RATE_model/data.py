@@ -8,8 +8,8 @@ Three samplers, each a window table on top of the same gather:
 
 * :func:`consecutive` — windows covering each episode back to back, the last one padded (T-Maze,
   Minigrid-Memory, ViZDoom);
-* :func:`dt_style` — a fresh draw every epoch: episodes with probability ∝ length, start uniform inside
-  the episode (Atari, MuJoCo, as in Decision Transformer);
+* :func:`dt_style` — a fresh draw every epoch, as in Decision Transformer (Atari, MuJoCo), by default with
+  every step of an episode, its first ones included, in at least as many windows as a middle step;
 * :func:`fixed_offsets` — windows at offsets 0, s, 2s, … kept by a predicate (Memory Maze).
 
 With ``frame_stack`` S > 1 each step's observation is the stack of its S last stored frames, built at
@@ -48,12 +48,11 @@ from RATE_model.datafiles import (
 from RATE_model.encoders import ACTION_PAD
 from RATE_model.store import EpisodeStore, open_or_build
 
-__all__ = ["STORE", "DataError", "EpisodeStore", "RefusedGlobal", "RestrictedUnpickler", "Trajectories",
-           "WindowDataset", "Windows", "batch_loader",
-           "check_array", "consecutive", "dt_style", "embedded", "epoch_batches", "episode_files", "episode_store",
-           "fixed_offsets",
-           "file_fields", "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle", "returns_to_go",
-           "uint8_to_float"]
+__all__ = ["STORE", "WINDOW_STARTS", "WINDOW_STARTS_HELP", "DataError", "EpisodeStore", "RefusedGlobal",
+           "RestrictedUnpickler", "Trajectories", "WindowDataset", "Windows", "batch_loader", "check_array",
+           "consecutive", "dt_style", "embedded", "epoch_batches", "episode_files", "episode_store", "file_fields",
+           "fixed_offsets", "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle",
+           "returns_to_go", "uint8_to_float"]
 
 
 def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -300,17 +299,37 @@ def consecutive(store: EpisodeStore, window: int, episodes: np.ndarray | None = 
     return WindowDataset(store, window, np.stack([ep, (np.arange(len(ep)) - first) * window], 1), **kw)
 
 
-def dt_style(store: EpisodeStore, window: int, n_windows: int | None = None, **kw: Any) -> WindowDataset:
-    """Decision-Transformer sampling, redrawn every epoch: episode with probability ∝ its length, start
-    uniform over its steps (windows running past the end are padded). ``n_windows`` per epoch defaults
-    to n_steps / window, one pass over the data in expectation."""
+WINDOW_STARTS = ("covering", "uniform")
+WINDOW_STARTS_HELP = ("where training windows start: covering (default) puts every step of an episode, its first ones "
+                      "included, in at least as many windows as a middle step; uniform is Decision Transformer's draw "
+                      "(start uniform over the steps: an episode's first step in 1/window as many)")
+
+
+def dt_style(store: EpisodeStore, window: int, n_windows: int | None = None, starts: str = "covering",
+             **kw: Any) -> WindowDataset:
+    """Decision-Transformer sampling, redrawn every epoch; windows running past an episode's end are padded.
+    ``n_windows`` per epoch defaults to n_steps / window, one pass over the data in expectation.
+
+    ``starts="uniform"`` is the reference's draw: episode ∝ its length, start uniform over its steps. Step
+    t < window of an episode then lies in t + 1 possible windows against ``window`` for a middle step, so an
+    episode's first steps are trained on up to ``window`` times less often (hopper-medium, window 60: 0.2
+    windows per episode hold its first step, 11.5 a middle step), yet every evaluation episode starts there.
+    ``starts="covering"`` (the default): episode ∝ length + window − 1, start = max(0, u) with u uniform over
+    −(window − 1) … length − 1, so every step lies in at least as many windows as a middle step (step
+    t < window in window + t) and no window starts before its episode: a memory model begins each episode
+    from its initial memory, as in evaluation."""
+    if starts not in WINDOW_STARTS:
+        raise ValueError(f"window starts {starts!r} is not one of {', '.join(WINDOW_STARTS)}")
     n = n_windows or max(1, store.n_steps // window)
-    return WindowDataset(store, window, partial(_draw_dt_style, store.lengths, n), n, **kw)
+    before = window - 1 if starts == "covering" else 0
+    return WindowDataset(store, window, partial(_draw_dt_style, store.lengths, n, before), n, **kw)
 
 
-def _draw_dt_style(lengths: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    ep = rng.choice(len(lengths), size=n, p=lengths / lengths.sum())
-    return np.stack([ep, rng.integers(0, lengths[ep])], 1)
+def _draw_dt_style(lengths: np.ndarray, n: int, before: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows (episode, start): episode ∝ length + before, start max(0, u), u uniform over −before … length − 1."""
+    weight = lengths + before
+    ep = rng.choice(len(lengths), size=n, p=weight / weight.sum())
+    return np.stack([ep, np.maximum(rng.integers(-before, lengths[ep]), 0)], 1)
 
 
 def fixed_offsets(store: EpisodeStore, window: int, stride: int, stop: int,

@@ -410,7 +410,12 @@ def test_window_starts_are_drawn_in_proportion_to_episode_length(tmp_path):
     path = tmp_path / "hopper_medium-v2.hdf5"
     write_d4rl_file(path, [10, 30, 60])
     store = mujoco_store(path, "hopper", tmp_path / "store")
-    data = mujoco_dataset(store, window=20, n_windows=20_000)
+    covering = mujoco_dataset(store, window=20, n_windows=20_000).epoch_windows(3, 0)  # the default draw
+    share = np.bincount(covering[:, 0], minlength=3) / len(covering)
+    np.testing.assert_allclose(share, np.array([29, 49, 79]) / 157, atol=0.02)  # ∝ length + window - 1
+    assert (covering[covering[:, 0] == 2, 1] == 0).mean() == pytest.approx(20 / 79, abs=0.03)
+    assert train.parse_args(["--env_id", "6"])[0].window_starts == "covering"
+    data = mujoco_dataset(store, window=20, n_windows=20_000, starts="uniform")  # Decision Transformer's
     keys = data.epoch_windows(3, 0)
     assert keys.shape == (20_000, 2)
     np.testing.assert_array_equal(keys, data.epoch_windows(3, 0))  # a pure function of (seed, epoch)

@@ -116,9 +116,9 @@ def test_consecutive_windows_offsets_padding_and_return_to_go(make_store):
             np.testing.assert_allclose(b[k][i].numpy(), ref[k], rtol=1e-6, err_msg=f"window {i} {k}")
 
 
-def test_dt_style_draws_episodes_by_length_and_uniform_starts(make_store):
+def test_dt_style_uniform_draws_episodes_by_length_and_uniform_starts(make_store):
     store = make_store(episodes([10, 30, 60]))
-    data = dt_style(store, 8, n_windows=30_000)
+    data = dt_style(store, 8, n_windows=30_000, starts="uniform")
     a, b = data.epoch_windows(5, 0), data.epoch_windows(5, 1)
     assert len(data) == len(a) == 30_000 and np.array_equal(a, data.epoch_windows(5, 0))  # a function of (seed, epoch)
     assert not np.array_equal(a, b) and not np.array_equal(a, data.epoch_windows(6, 0))
@@ -130,6 +130,38 @@ def test_dt_style_draws_episodes_by_length_and_uniform_starts(make_store):
     assert dt_style(store, 8).__len__() == 100 // 8  # default: one pass over the steps per epoch
     batch = data[np.array([[1, 26]])]  # a draw near the end is padded, as every window
     assert batch["valid"][0].tolist() == [True] * 4 + [False] * 4
+
+
+def step_coverage(table: np.ndarray, lengths: list[int], window: int) -> list[np.ndarray]:
+    """How many windows of ``table`` hold each step of each episode."""
+    cover = [np.zeros(n) for n in lengths]
+    for ep, start in table:
+        cover[ep][start:start + window] += 1
+    return cover
+
+
+def test_dt_style_covering_puts_every_step_in_as_many_windows_as_a_middle_step(make_store):
+    """The default draw: every step, an episode's first one included, lies in at least as many windows as a
+    middle step (the reference's uniform starts leave the first step in 1/window as many), no window starts
+    before its episode, and episodes are drawn in proportion to length + window - 1."""
+    lengths, W = [10, 30, 60], 8
+    store = make_store(episodes(lengths))
+    cover = {}
+    for starts in ("covering", "uniform"):
+        table = dt_style(store, W, n_windows=60_000, starts=starts).epoch_windows(3, 0)
+        assert (table[:, 1] >= 0).all() and (table[:, 1] < np.array(lengths)[table[:, 0]]).all()
+        cover[starts] = step_coverage(table, lengths, W)
+    middle = cover["covering"][2][W:].mean()  # windows per middle step (the same in every episode)
+    for ep, c in enumerate(cover["covering"]):
+        assert (c / middle > 0.9).all(), ep
+        assert abs(c[-1] / middle - 1) < 0.1  # a last step: as many as a middle one
+        np.testing.assert_allclose(c[:W] / middle, (W + np.arange(W)) / W, atol=0.1)
+    uniform = cover["uniform"][2]
+    assert uniform[0] / uniform[W:].mean() < 2 / W  # the reference's: the first step about 1/W as often
+    freq = np.bincount(dt_style(store, W, n_windows=30_000).epoch_windows(0, 0)[:, 0], minlength=3) / 30_000
+    np.testing.assert_allclose(freq, (np.array(lengths) + W - 1) / (sum(lengths) + 3 * (W - 1)), atol=0.015)
+    with pytest.raises(ValueError, match="covering, uniform"):
+        dt_style(store, W, starts="left")
 
 
 def test_fixed_offsets_kept_by_reward_predicate(make_store):

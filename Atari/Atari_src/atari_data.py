@@ -335,7 +335,8 @@ def atari_store(root: Path, game: str, run: int | str = 1, buffers: Sequence[int
     return open_or_write(store_dir or logs.parent / f"store_{seed}", key, episodes)
 
 
-def atari_dataset(store: EpisodeStore, window: int, n_windows: int | None = None) -> WindowDataset:
-    """Decision-Transformer windows (a fresh draw of ``n_windows`` each epoch: trajectory ∝ length, start
-    uniform) of ``window`` steps, observations the 4 last frames as float in [0, 1]."""
-    return dt_style(store, window, n_windows, frame_stack=FRAME_STACK, obs_transform=uint8_to_float)
+def atari_dataset(store: EpisodeStore, window: int, n_windows: int | None = None,
+                  starts: str = "covering") -> WindowDataset:
+    """Decision-Transformer windows (a fresh draw of ``n_windows`` each epoch; ``starts``: see
+    :func:`RATE_model.data.dt_style`) of ``window`` steps, observations the 4 last frames as float in [0, 1]."""
+    return dt_style(store, window, n_windows, starts, frame_stack=FRAME_STACK, obs_transform=uint8_to_float)

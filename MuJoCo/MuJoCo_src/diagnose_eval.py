@@ -30,7 +30,15 @@ import numpy as np
 import torch
 
 from MuJoCo.MuJoCo_src.mujoco_data import data_folder, find_dataset, mujoco_store
-from MuJoCo.MuJoCo_src.mujoco_env import MAX_STEPS, RTG_SCALE, TARGET_RETURNS, dataset_of, make_env, split_name
+from MuJoCo.MuJoCo_src.mujoco_env import (
+    MAX_STEPS,
+    RTG_SCALE,
+    TARGET_RETURNS,
+    dataset_of,
+    make_env,
+    quiet_old_gym,
+    split_name,
+)
 from MuJoCo.MuJoCo_src.mujoco_eval import eval_seeds
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
@@ -144,7 +152,8 @@ def closed_loop(model: RATE, env: str, seeds: list[int], target: float, ranges: 
            "outside_data_share": float(outside[live].mean()), "first_step_outside_data": first_out,
            "first_action": act[0].round(3).tolist()}
     if behaviour is not None:
-        ref, _ = behaviour.predict(obs.reshape(-1, obs.shape[-1]), deterministic=True)
+        with torch.autocast("cpu", enabled=False):  # SB3 hands its outputs to NumPy, which has no bf16
+            ref, _ = behaviour.predict(obs.reshape(-1, obs.shape[-1]), deterministic=True)
         err = ((act - ref.reshape(act.shape)) ** 2).mean(-1)
         step = np.arange(T)[:, None].repeat(len(seeds), 1)
         out["behaviour_mse"] = {bucket_name(lo, hi): float(err[live & (step >= lo) & (step < hi)].mean())
@@ -202,4 +211,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    quiet_old_gym()
     run_main(main)

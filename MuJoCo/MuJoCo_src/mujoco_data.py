@@ -162,9 +162,10 @@ def state_stats(store: EpisodeStore, chunk: int = 1 << 18) -> tuple[np.ndarray, 
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def mujoco_dataset(store: EpisodeStore, window: int, n_windows: int) -> WindowDataset:
-    """Decision Transformer's windows over the store (padded windows kept), return-to-go / 1000."""
-    return dt_style(store, window, n_windows, rtg_scale=RTG_SCALE)
+def mujoco_dataset(store: EpisodeStore, window: int, n_windows: int, starts: str = "covering") -> WindowDataset:
+    """Decision Transformer's windows over the store (padded windows kept; ``starts``: see
+    :func:`RATE_model.data.dt_style`), return-to-go / 1000."""
+    return dt_style(store, window, n_windows, starts, rtg_scale=RTG_SCALE)
 
 
 def data_folder(data_dir: Path | None) -> Path:
