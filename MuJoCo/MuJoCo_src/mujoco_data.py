@@ -13,10 +13,12 @@ D4RL layout: ``observations`` [N, state_dim], ``actions`` [N, act_dim], ``reward
 1000 steps, as the reference's download script counts). A last episode cut by the end of the file is
 dropped, as the reference does.
 
-Training windows (SPEC §2): trajectories drawn ∝ length, start uniform inside the trajectory, return-to-go
-/ 1000. The reference discards every window that runs past its trajectory's end, so the last K·N − 1
-steps of a trajectory are seen only from earlier starts and its final steps almost never: we keep those
-windows, padded and masked. States are normalised by the dataset's mean and std inside the model (the
+Training windows (SPEC §2), return-to-go / 1000. The reference draws trajectories ∝ length and starts
+uniform inside them, and discards every window that runs past its trajectory's end, so a trajectory's
+first and last K·N − 1 steps are seen in fewer windows than its middle, its first and final steps almost
+never. We keep the windows past the end, padded and masked, and by default draw starts so that the first
+steps are covered too (:func:`RATE_model.data.dt_style`; ``--window_starts uniform`` is the reference's
+draw): every evaluation episode begins at the first step. States are normalised by the dataset's mean and std inside the model (the
 statistics travel with its checkpoints, see ``state_stats``).
 """
 
