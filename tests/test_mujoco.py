@@ -14,6 +14,7 @@ import pickle
 import shlex
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,8 @@ from MuJoCo.MuJoCo_src.mujoco_eval import evaluate  # noqa: E402
 from RATE_model import RATE  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
-from RATE_model.rollout import Decoder  # noqa: E402
+from RATE_model.rollout import Decoder, rollout  # noqa: E402
+from RATE_model.vector import GymVectorEnv  # noqa: E402
 from tests.helpers import MODES, run_segments, tiny_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -848,6 +850,33 @@ def test_evaluation_feeds_a_replayed_episode_what_training_feeds_it(mode, tmp_pa
     assert got["action_max_abs_diff"] < 1e-5
     errors = diag.teacher_forced(model, store, episodes)
     assert {k: v["steps"] for k, v in errors.items()} == {"step_0": 3, "steps_1_19": 8 + 19 + 16, "steps_20_59": 10}
+
+
+class _Zeros:
+    """A stand-in behaviour policy (SB3's predict) that always acts zero."""
+
+    def predict(self, obs, deterministic=True):
+        return np.zeros((len(obs), 3), np.float32), None
+
+
+def test_handover_plays_the_behaviour_policy_first_then_the_model():
+    from MuJoCo.MuJoCo_src import diagnose_eval as diag
+
+    torch.manual_seed(0)
+    model = RATE(mujoco_config("RATE", context_length=4, sections=3).validate()).eval()
+    seeds = [1_000_000, 1_000_001]
+    with GymVectorEnv(partial(make_env, "hopper"), seeds, obs_scale=1.0) as venv:
+        model_only = rollout(model, venv, 3.6, max_steps=15, reward_scale=1e-3)
+    got = diag.handover(model, "hopper", seeds, 3600.0, _Zeros(), 0, max_steps=15)
+    np.testing.assert_allclose(got["returns"], model_only.returns.round(1))
+    zeros = diag.handover(model, "hopper", seeds, 3600.0, _Zeros(), 15, max_steps=15)
+    by_hand = []
+    for seed in seeds:
+        env = make_env("hopper")
+        env.reset(seed=seed)
+        by_hand.append(sum(env.step(np.zeros(3))[1] for _ in range(15)))
+    np.testing.assert_allclose(zeros["returns"], np.round(by_hand, 1))
+    assert zeros["behaviour_steps"] == 15 and zeros["lengths"] == [15, 15]
 
 
 # ------------------------------------------------------------------------------------------ command lines

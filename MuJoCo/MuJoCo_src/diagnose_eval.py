@@ -17,6 +17,8 @@ Three measurements, printed as one JSON object (``--out``: also written to a fil
   steps whose state leaves the data's range (a coordinate beyond the data's 0.1–99.9 percentiles), and with
   ``--behaviour`` (the SAC policy that wrote the data) the squared error between the model's action and the
   behaviour policy's deterministic action at the same states, by step.
+* ``handover`` (``--handover N,...`` with ``--behaviour``) — the test episodes again with the behaviour
+  policy acting for the first N steps and the model after: whether a failing policy fails at the start.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
 )
 from MuJoCo.MuJoCo_src.mujoco_eval import eval_seeds
 from RATE_model.attention import load_model
-from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
+from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list, int_list
 from RATE_model.data import DataError, WindowDataset
 from RATE_model.diagnose import head_outputs
 from RATE_model.experiment import run_main
 from RATE_model.model import RATE
 from RATE_model.precision import autocast
-from RATE_model.rollout import rollout
+from RATE_model.rollout import Decoder, rollout
 from RATE_model.store import EpisodeStore
 from RATE_model.vector import GymVectorEnv
 
@@ -161,6 +163,34 @@ def closed_loop(model: RATE, env: str, seeds: list[int], target: float, ranges: 
     return out
 
 
+@torch.no_grad()
+def handover(model: RATE, env: str, seeds: list[int], target: float, behaviour: Any, steps: int,
+             max_steps: int = MAX_STEPS) -> dict[str, Any]:
+    """The test episodes with the behaviour policy acting for their first ``steps`` steps and the model after
+    (the model sees the executed actions, as in its data): if a policy that fails every episode succeeds
+    once its start is handed over, the start is where it fails."""
+    dec, dev = Decoder(model, len(seeds)), model.u.device
+    rtg = torch.full((len(seeds),), target * RTG_SCALE, device=dev)
+    returns, lengths, done = np.zeros(len(seeds)), np.zeros(len(seeds), np.int64), np.zeros(len(seeds), bool)
+    with GymVectorEnv(partial(make_env, env), seeds, obs_scale=1.0) as venv:
+        obs = venv.reset()
+        for t in range(max_steps):
+            action = dec.act_logits(rtg, torch.as_tensor(obs, device=dev)).float()
+            if t < steps:
+                with torch.autocast("cpu", enabled=False):
+                    action = torch.as_tensor(behaviour.predict(obs, deterministic=True)[0], device=dev)
+            dec.observe_action(action)
+            obs, reward, step_done, _ = venv.step(action.cpu().numpy())
+            returns[~done] += reward[~done]
+            lengths[~done] += 1
+            rtg = rtg - torch.as_tensor(reward * RTG_SCALE, dtype=torch.float32, device=dev)
+            done |= step_done
+            if done.all():
+                break
+    return {"behaviour_steps": steps, "return": float(returns.mean()), "returns": returns.round(1).tolist(),
+            "lengths": lengths.tolist()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = OneLineErrorParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
@@ -170,6 +200,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--episodes", type=int, default=10, help="closed-loop test episodes per target")
     p.add_argument("--targets", type=float_list, help="target returns (default: the protocol's)")
     p.add_argument("--behaviour", type=Path, help="the SAC policy that wrote the data (generator's medium.zip)")
+    p.add_argument("--handover", type=int_list, default=[],
+                   help="with --behaviour: also play the test episodes (first target) with the behaviour policy "
+                        "acting for the first N steps, for each N given, e.g. 20,60,150")
     p.add_argument("--precision", choices=("fp32", "bf16"),
                    help="numerics of every forward pass (default: the run's, as its evaluation ran)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
@@ -202,6 +235,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "replay": replay(model, store, episodes), "teacher_forced": teacher_forced(model, store, episodes),
                   "closed_loop": [closed_loop(model, env, eval_seeds(args.episodes), t, ranges, behaviour)
                                   for t in targets]}
+        if args.handover and behaviour is None:
+            raise ConfigError("--handover needs --behaviour")
+        report["handover"] = [handover(model, env, eval_seeds(args.episodes), targets[0], behaviour, n)
+                              for n in args.handover]
     text = json.dumps(report)
     print(text)
     if args.out:

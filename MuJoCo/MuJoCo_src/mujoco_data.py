@@ -18,8 +18,8 @@ uniform inside them, and discards every window that runs past its trajectory's e
 first and last K·N − 1 steps are seen in fewer windows than its middle, its first and final steps almost
 never. We keep the windows past the end, padded and masked, and by default draw starts so that the first
 steps are covered too (:func:`RATE_model.data.dt_style`; ``--window_starts uniform`` is the reference's
-draw): every evaluation episode begins at the first step. States are normalised by the dataset's mean and std inside the model (the
-statistics travel with its checkpoints, see ``state_stats``).
+draw): every evaluation episode begins at the first step. States are normalised by the dataset's mean and
+std inside the model (the statistics travel with its checkpoints, see ``state_stats``).
 """
 
 from __future__ import annotations
