@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, help="also write the JSON here")
     args = p.parse_args(argv)
     check_positive(args, ("data_episodes", "episodes"))
+    if args.handover and not args.behaviour:
+        raise ConfigError("--handover needs --behaviour")
     if not args.checkpoint.is_file():
         raise ConfigError(f"checkpoint {args.checkpoint} does not exist")
     model, config = load_model(args.checkpoint)
@@ -235,8 +237,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "replay": replay(model, store, episodes), "teacher_forced": teacher_forced(model, store, episodes),
                   "closed_loop": [closed_loop(model, env, eval_seeds(args.episodes), t, ranges, behaviour)
                                   for t in targets]}
-        if args.handover and behaviour is None:
-            raise ConfigError("--handover needs --behaviour")
         report["handover"] = [handover(model, env, eval_seeds(args.episodes), targets[0], behaviour, n)
                               for n in args.handover]
     text = json.dumps(report)
