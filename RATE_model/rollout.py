@@ -176,13 +176,16 @@ class Decoder:
 def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_steps: int,
             sample: bool = False, reward_scale: float = 1.0, reset_rtg_each_segment: bool = False,
             generator: torch.Generator | None = None, progress: bool | str = False,
-            keep_trajectory: bool = False) -> RolloutResult:
+            keep_trajectory: bool = False,
+            override: Callable[[int, np.ndarray], Tensor | None] | None = None) -> RolloutResult:
     """Run ``env.num_envs`` episodes to the end (or ``max_steps``) with the model as policy.
 
     The return-to-go starts at ``target_return`` and falls by ``reward * reward_scale`` each step;
     ``reset_rtg_each_segment`` restores it at every segment start (the paper's MuJoCo evaluation).
     Discrete actions are the argmax, or sampled when ``sample``; continuous actions are the head output.
     ``keep_trajectory``: the result also holds every step's return-to-go, observation and action.
+    ``override(t, obs)``: where it returns an action, that action is executed in place of the model's (and
+    observed by it, as in its data) — e.g. a behaviour policy playing an episode's first steps.
     """
     was_training = model.training
     model.eval()
@@ -210,6 +213,8 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
             action = torch.multinomial(torch.softmax(out, -1), 1, generator=generator).squeeze(1)
         else:
             action = out.argmax(-1)
+        if override is not None and (forced := override(t, obs)) is not None:
+            action = forced.to(action.device, action.dtype)
         dec.observe_action(action)
         if keep_trajectory:
             for k, v in (("rtg", rtg), ("obs", obs), ("action", action)):

@@ -49,7 +49,7 @@ from RATE_model.diagnose import head_outputs
 from RATE_model.experiment import run_main
 from RATE_model.model import RATE
 from RATE_model.precision import autocast
-from RATE_model.rollout import Decoder, rollout
+from RATE_model.rollout import rollout
 from RATE_model.store import EpisodeStore
 from RATE_model.vector import GymVectorEnv
 
@@ -163,32 +163,22 @@ def closed_loop(model: RATE, env: str, seeds: list[int], target: float, ranges: 
     return out
 
 
-@torch.no_grad()
 def handover(model: RATE, env: str, seeds: list[int], target: float, behaviour: Any, steps: int,
              max_steps: int = MAX_STEPS) -> dict[str, Any]:
     """The test episodes with the behaviour policy acting for their first ``steps`` steps and the model after
     (the model sees the executed actions, as in its data): if a policy that fails every episode succeeds
     once its start is handed over, the start is where it fails."""
-    dec, dev = Decoder(model, len(seeds)), model.u.device
-    rtg = torch.full((len(seeds),), target * RTG_SCALE, device=dev)
-    returns, lengths, done = np.zeros(len(seeds)), np.zeros(len(seeds), np.int64), np.zeros(len(seeds), bool)
+    def behaviour_first(t: int, obs: np.ndarray) -> torch.Tensor | None:
+        if t >= steps:
+            return None
+        with torch.autocast("cpu", enabled=False):  # SB3 hands its outputs to NumPy, which has no bf16
+            return torch.as_tensor(behaviour.predict(obs, deterministic=True)[0])
+
     with GymVectorEnv(partial(make_env, env), seeds, obs_scale=1.0) as venv:
-        obs = venv.reset()
-        for t in range(max_steps):
-            action = dec.act_logits(rtg, torch.as_tensor(obs, device=dev)).float()
-            if t < steps:
-                with torch.autocast("cpu", enabled=False):
-                    action = torch.as_tensor(behaviour.predict(obs, deterministic=True)[0], device=dev)
-            dec.observe_action(action)
-            obs, reward, step_done, _ = venv.step(action.cpu().numpy())
-            returns[~done] += reward[~done]
-            lengths[~done] += 1
-            rtg = rtg - torch.as_tensor(reward * RTG_SCALE, dtype=torch.float32, device=dev)
-            done |= step_done
-            if done.all():
-                break
-    return {"behaviour_steps": steps, "return": float(returns.mean()), "returns": returns.round(1).tolist(),
-            "lengths": lengths.tolist()}
+        res = rollout(model, venv, target * RTG_SCALE, max_steps=max_steps, reward_scale=RTG_SCALE,
+                      override=behaviour_first)
+    return {"behaviour_steps": steps, "return": float(res.returns.mean()), "returns": res.returns.round(1).tolist(),
+            "lengths": res.lengths.tolist()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
