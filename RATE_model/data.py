@@ -220,11 +220,7 @@ class WindowDataset(Windows):
         s = self.store
         ep, steps, valid = self._steps(keys)
         rows = s.offsets[ep][:, None] + steps  # padding repeats the last step
-        if self.frame_stack > 1:  # frames t-S+1 .. t, clamped at the episode's first frame
-            back = np.maximum(steps[..., None] - np.arange(self.frame_stack - 1, -1, -1), 0)
-            obs_rows = s.offsets[ep][:, None, None] + back
-        else:
-            obs_rows = rows
+        obs_rows = stacked(rows, s.offsets[ep][:, None], self.frame_stack) if self.frame_stack > 1 else rows
         shape, dtype = s.spec("obs")
         obs = torch.empty((*obs_rows.shape, *shape), dtype=_torch_dtype(dtype))
         if get_worker_info() is not None:  # in a DataLoader worker: gather straight into shared memory,
@@ -261,23 +257,51 @@ class WindowDataset(Windows):
         return (self.store.take(field, self.store.offsets[ep][:, None] + steps) * valid).sum(1)
 
 
+def stacked(rows: np.ndarray, first: np.ndarray, frame_stack: int) -> np.ndarray:
+    """Rows of the frames stacked at each of ``rows`` [...]: ``rows − S + 1 … rows`` [..., S], clamped at
+    ``first`` (the row of each one's episode start, broadcast against ``rows``): an episode's first steps
+    repeat its first frame."""
+    back = rows[..., None] - np.arange(frame_stack - 1, -1, -1)
+    return np.maximum(back, np.asarray(first)[..., None])
+
+
+def episode_starts(store: EpisodeStore, rows: np.ndarray) -> np.ndarray:
+    """The row of the first step of the episode each global step row belongs to."""
+    return store.offsets[np.searchsorted(store.offsets, rows, side="right") - 1]
+
+
+def frames_at(store: EpisodeStore, rows: np.ndarray, frame_stack: int = 1) -> np.ndarray:
+    """Observations at the global step rows ``rows`` [n] -> [n, *obs] (``frame_stack`` S > 1: [n, S, *frame], each
+    step's last S frames, clamped at its episode's start). Consecutive rows are one read (with the S − 1 frames
+    before them), others one read per step."""
+    rows = np.asarray(rows, np.int64)
+    if len(rows) and (np.diff(rows) == 1).all():
+        first = max(int(rows[0]) - frame_stack + 1, 0)
+        block = store.take("obs", np.arange(first, int(rows[-1]) + 1)[None])[0]
+        return block[stacked(rows, episode_starts(store, rows), frame_stack) - first] if frame_stack > 1 \
+            else block
+    if frame_stack == 1:
+        return store.take("obs", rows)
+    return store.take("obs", stacked(rows, episode_starts(store, rows), frame_stack))
+
+
 @torch.no_grad()
 def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int = 1024,
              progress: bool = True, device: torch.device | str = "cpu") -> Windows:
     """``data`` with every stored observation replaced by ``encode(obs_transform(obs))`` [d], computed once
     (float32, in RAM): training a model whose observation encoder is frozen then skips the encoder, whose
     outputs cannot change (the model takes [B, T, d] observations as encoded, ``Encoders.embed_obs``).
-    Frames are encoded on ``device`` (the encoder's); the cache stays on the CPU. Only :class:`WindowDataset`
-    without frame stacking (one encoding per stored frame)."""
-    if not isinstance(data, WindowDataset) or data.frame_stack != 1:
-        raise DataError("a frozen encoder's cache needs windows over an episode store without frame stacking "
-                        "(one encoding per stored frame)")
-    s = data.store
+    Frames are encoded on ``device`` (the encoder's); the cache stays on the CPU. With frame stacking (Atari)
+    each step's encoding is that of its stack, and the returned windows stack nothing. Only
+    :class:`WindowDataset`."""
+    if not isinstance(data, WindowDataset):
+        raise DataError("a frozen encoder's cache needs windows over an episode store")
+    s, S = data.store, data.frame_stack
     out = None
     for lo in tqdm(range(0, s.n_steps, batch_size), desc="encoding the frames once (frozen encoder)", unit="batch",
                    disable=not progress, leave=False):
         rows = np.arange(lo, min(lo + batch_size, s.n_steps))
-        obs = torch.from_numpy(s.take("obs", rows[None])[0]).to(device)
+        obs = torch.from_numpy(frames_at(s, rows, S)).to(device)
         if data.obs_transform is not None:
             obs = data.obs_transform(obs)
         z = encode(obs).float().cpu().numpy()
@@ -285,7 +309,9 @@ def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int 
             out = np.empty((s.n_steps, *z.shape[1:]), np.float32)
         out[rows] = z
     fields = {k: s.take(k, np.arange(s.n_steps)[None])[0] for k in s.fields if k != "obs"}
-    return data.with_store(EpisodeStore({**fields, "obs": out}, s.offsets), None)
+    cached = data.with_store(EpisodeStore({**fields, "obs": out}, s.offsets), None)
+    cached.frame_stack = 1
+    return cached
 
 
 # ---------------------------------------------------------------------------------------- samplers

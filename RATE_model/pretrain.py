@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from RATE_model.data import frames_at
 from RATE_model.precision import autocast
 from RATE_model.store import EpisodeStore
 
@@ -50,15 +51,16 @@ def split_rows(store: EpisodeStore, heldout_episodes: int) -> tuple[np.ndarray, 
 
 @torch.no_grad()
 def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_size: int = 1024,
-             precision: str = "fp32", device: torch.device = CPU) -> dict[str, float]:
-    """Cross-entropy and argmax accuracy of ``policy`` on the store's consecutive steps ``rows``, beside the
-    accuracy of always taking the most frequent action there (what a frame-blind policy gets)."""
+             precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1) -> dict[str, float]:
+    """Cross-entropy and argmax accuracy of ``policy`` on the store's consecutive steps ``rows`` (each step's
+    last ``frame_stack`` frames), beside the accuracy of always taking the most frequent action there (what a
+    frame-blind policy gets)."""
     was_training = policy.training
     policy.eval()
     ce, hit = 0.0, 0
     actions = store.take("action", rows[None])[0].astype(np.int64)  # one contiguous read
     for i in range(0, len(rows), batch_size):
-        frames = torch.from_numpy(store.take("obs", rows[None, i:i + batch_size])[0])  # one contiguous read
+        frames = torch.from_numpy(frames_at(store, rows[i:i + batch_size], frame_stack))  # one contiguous read
         with autocast(device, precision):
             logits = policy(frames.to(device)).float()
         target = torch.from_numpy(actions[i:i + batch_size]).to(device)
@@ -72,11 +74,12 @@ def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_s
 
 def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, steps: int, batch_size: int = 256,
              lr: float = 3e-4, heldout_episodes: int = 0, eval_every: int = 250, seed: int = 0,
-             precision: str = "fp32", device: torch.device = CPU,
+             precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1,
              log: Callable[[str], Any] = print) -> tuple[FramePolicy, list[dict[str, Any]]]:
     """Train ``encoder`` (in place) with a :class:`FramePolicy` head for ``steps`` AdamW steps on random
     minibatches of the store's frames and actions (fields ``obs`` uint8 and ``action`` index), all but the
-    last ``heldout_episodes`` episodes, on ``device`` with the forward pass in ``precision`` (fp32 or bf16,
+    last ``heldout_episodes`` episodes (``frame_stack`` S > 1: each step's last S frames, as Atari's
+    observations), on ``device`` with the forward pass in ``precision`` (fp32 or bf16,
     resolved); every ``eval_every`` steps (and at the end) one row of training loss and held-out metrics
     (:func:`evaluate`) goes to ``log`` as a JSON line. Returns the policy and the rows."""
     torch.manual_seed(seed)
@@ -89,15 +92,15 @@ def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, st
     for step in range(1, steps + 1):
         idx = np.sort(train_rows[rng.integers(len(train_rows), size=batch_size)])  # sorted: sequential reads
         with autocast(device, precision):
-            logits = policy(torch.from_numpy(store.take("obs", idx)).to(device))
+            logits = policy(torch.from_numpy(frames_at(store, idx, frame_stack)).to(device))
         actions = torch.from_numpy(store.take("action", idx).astype(np.int64)).to(device)
         loss = F.cross_entropy(logits.float(), actions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % eval_every == 0 or step == steps:
-            held = evaluate(policy, store, heldout_rows, precision=precision, device=device) if len(heldout_rows) \
-                else {}
+            held = evaluate(policy, store, heldout_rows, precision=precision, device=device,
+                            frame_stack=frame_stack) if len(heldout_rows) else {}
             rows.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": float(loss.detach()),
                          **held})
             log(json.dumps(rows[-1]))

@@ -10,7 +10,7 @@ import torch
 
 from RATE_model import RATE, ModelConfig
 from RATE_model.config import ConfigError, TrainConfig
-from RATE_model.data import DataError, EpisodeStore, consecutive, embedded, uint8_to_float, with_returns_to_go
+from RATE_model.data import EpisodeStore, consecutive, embedded, frames_at, uint8_to_float, with_returns_to_go
 from RATE_model.encoders import image_encoder, load_encoder, save_encoder
 from RATE_model.experiment import prepare_encoder
 from RATE_model.store import StoreWriter
@@ -60,11 +60,41 @@ def test_cached_encodings_are_the_encoders_outputs_and_give_the_same_logits(wher
     torch.testing.assert_close(logits_cached, logits_frames, rtol=1e-4, atol=1e-5)
 
 
-def test_cache_refuses_frame_stacking():
-    store = EpisodeStore.from_episodes(image_episodes([5]))
-    stacked = consecutive(store, 5, frame_stack=2, obs_transform=uint8_to_float)
-    with pytest.raises(DataError, match="frame stacking"):
-        embedded(stacked, vizdoom_model().enc.encode_frames, progress=False)
+@pytest.mark.parametrize("where", ["ram", "disk"])
+def test_cache_of_stacked_frames_holds_each_steps_stack_encoding(where, tmp_path):
+    """Atari: 84×84 frames stored singly, stacked 4 at batch time. The cache holds one encoding per step (of the
+    stack ending there, its episode's first frame repeated before its start) and the cached windows stack
+    nothing; the model gives the same logits from them as from the stacked frames."""
+    rng = np.random.default_rng(1)
+    eps = [with_returns_to_go({"obs": rng.integers(0, 256, (T, 84, 84), dtype=np.uint8),
+                               "action": rng.integers(0, 4, T), "reward": rng.random(T).astype(np.float32)})
+           for T in (5, 2, 6)]
+    if where == "ram":
+        store = EpisodeStore.from_episodes(eps)
+    else:
+        with StoreWriter(tmp_path / "store") as w:
+            for ep in eps:
+                w.append(ep)
+            store = w.close()
+    frames = consecutive(store, 3, frame_stack=4, obs_transform=uint8_to_float)
+    torch.manual_seed(0)
+    model = RATE(ModelConfig(env="atari", model_mode="DT", context_length=3, sections=1, n_layer=1, n_head=2,
+                             d_model=16, d_head=8, d_inner=16, num_mem_tokens=0, mem_len=0, n_head_ca=0,
+                             mrv_act="no_act", dropout=0.0, env_kwargs={"n_actions": 4}).validate()).eval()
+    cached = embedded(frames, model.enc.encode_frames, batch_size=4, progress=False)  # batches across episodes
+    assert cached.frame_stack == 1 and frames.frame_stack == 4
+    n = len(frames)
+    a, b = frames.batch(range(n)), cached.batch(range(n))
+    assert a["obs"].shape == (n, 3, 4, 84, 84) and b["obs"].shape == (n, 3, 16)
+    assert torch.equal(a["obs"][2, 0], a["obs"][2, 0, :1].expand(4, -1, -1))  # the second episode's first step
+    every = frames_at(store, np.arange(store.n_steps), 4)  # one read, and one per step, give the same stacks
+    assert every.shape == (13, 4, 84, 84) and np.array_equal(frames_at(store, [1, 5, 6, 12], 4), every[[1, 5, 6, 12]])
+    assert np.array_equal(every[6], store.take("obs", np.array([5, 5, 5, 6])))
+    with torch.no_grad():
+        torch.testing.assert_close(b["obs"], model.enc.embed_obs(a["obs"]), rtol=1e-5, atol=1e-5)
+        logits_frames, _ = model(a["rtg"], a["obs"], a["action"], a["valid"])
+        logits_cached, _ = model(b["rtg"], b["obs"], b["action"], b["valid"])
+    torch.testing.assert_close(logits_cached, logits_frames, rtol=1e-4, atol=1e-5)
 
 
 def test_init_encoder_loads_the_saved_weights_and_freeze_stops_their_training(tmp_path):

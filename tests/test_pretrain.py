@@ -58,3 +58,34 @@ def test_frame_bc_learns_an_action_read_from_the_frame_and_trains_the_given_enco
     assert rows[-1]["heldout_accuracy"] == pytest.approx(
         (logits.argmax(1).numpy() == store.take("action", held)).mean())
     assert evaluate(policy, store, held, batch_size=7) == pytest.approx(evaluate(policy, store, held))
+
+
+def motion_store(n_episodes: int = 12, length: int = 40, seed: int = 0, channel: bool = False) -> EpisodeStore:
+    """Single 32×32 frames (stored like Atari's, or [1, 32, 32] with ``channel``) of a bright bar moving 3 pixels
+    left or right each step; the action is the direction of the last move (step 0: 0). One frame cannot show it,
+    two frames can."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(n_episodes):
+        obs = rng.integers(0, 60, size=(length, 32, 32), dtype=np.uint8)
+        action = np.zeros(length, np.int8)
+        x = int(rng.integers(2, 26))
+        for t in range(length):
+            if t:
+                step = 3 if rng.random() < 0.5 else -3
+                step = step if 2 <= x + step <= 26 else -step
+                x, action[t] = x + step, step > 0
+            obs[t, :, x:x + 4] = 255
+        episodes.append({"obs": obs[:, None] if channel else obs, "action": action,
+                         "reward": np.zeros(length, np.float32)})
+    return EpisodeStore.from_episodes(episodes)
+
+
+def test_frame_bc_with_stacked_frames_learns_an_action_only_motion_shows():
+    accuracy = {}
+    for stack in (1, 2):
+        torch.manual_seed(0)
+        _, rows = frame_bc(motion_store(channel=stack == 1), image_encoder((stack, 32, 32), 16, padding=2), 16, 2, steps=150, batch_size=32,
+                           lr=1e-3, heldout_episodes=2, eval_every=150, frame_stack=stack, log=lambda _: None)
+        accuracy[stack] = rows[-1]["heldout_accuracy"]
+    assert accuracy[2] >= 0.9 and accuracy[1] <= 0.75, accuracy
