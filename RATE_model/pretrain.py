@@ -11,9 +11,11 @@ are); what needs memory stays for the sequence model.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from RATE_model.config import PRECISIONS, ConfigError, check_positive
 from RATE_model.data import frames_at
-from RATE_model.precision import autocast
+from RATE_model.encoders import build_encoders, save_encoder
+from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.store import EpisodeStore
 
 CPU = torch.device("cpu")
@@ -105,3 +109,57 @@ def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, st
                          **held})
             log(json.dumps(rows[-1]))
     return policy, rows
+
+
+# ---------------------------------------------------------------------------------------- command line
+def add_pretrain_flags(p: argparse.ArgumentParser, heldout_episodes: int, d_model: int) -> None:
+    """The flags every ``pretrain_encoder.py`` shares (its data flags are its own)."""
+    p.add_argument("--heldout_episodes", type=int, default=heldout_episodes, help="the last N episodes are held out")
+    p.add_argument("--d_model", type=int, default=d_model, help="encoder output width (the sequence model's d)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--eval_every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 autocast on a CPU with native bf16, else fp32")
+    p.add_argument("--save_encoder", type=Path, required=True, help="write the trained encoder's weights here")
+    p.add_argument("--out", type=Path, help="also write the evaluations here, one JSON line each")
+
+
+def check_pretrain_flags(args: argparse.Namespace) -> None:
+    """Values of :func:`add_pretrain_flags` that cannot work (before any data is read)."""
+    from RATE_model.trainer import resolve_device
+
+    check_positive(args, ("d_model", "steps", "batch_size", "eval_every"))
+    resolve_device(args.device)
+    if args.heldout_episodes < 0:
+        raise ConfigError(f"--heldout_episodes must be >= 0, got {args.heldout_episodes}")
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+
+
+def pretrain(args: argparse.Namespace, store: EpisodeStore, env: str, n_actions: int, script: str,
+             frame_stack: int = 1, env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A ``pretrain_encoder.py`` run: :func:`frame_bc` of ``env``'s image encoder (``env_kwargs``: its sizes)
+    on ``store`` with the flags of :func:`add_pretrain_flags`; the encoder saved to ``--save_encoder`` (with
+    the flags and the last evaluation), the evaluations to ``--out``. Returns the evaluation rows."""
+    from RATE_model.experiment import write_json_lines  # experiment imports the trainer; keep this module light
+    from RATE_model.trainer import resolve_device
+
+    if args.heldout_episodes >= store.n_episodes:
+        raise ConfigError(f"--heldout_episodes {args.heldout_episodes} leaves none of the {store.n_episodes} "
+                          "episodes to train on")
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    print(describe_precision(args.precision, device), flush=True)
+    encoder = build_encoders(env, args.d_model, **(env_kwargs or {})).obs
+    _, rows = frame_bc(store, encoder, args.d_model, n_actions, args.steps, args.batch_size, args.lr,
+                       args.heldout_episodes, args.eval_every, args.seed, precision, device, frame_stack)
+    info = {"script": script, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "last_evaluation": rows[-1]}
+    save_encoder(encoder.cpu(), args.save_encoder, info)
+    if args.out:
+        write_json_lines(args.out, rows)
+    return rows

@@ -451,3 +451,30 @@ def test_data_root_comes_from_the_flag_then_wandb_config(tmp_path, monkeypatch):
     assert train.data_root(args) == Path("/mnt/dqn_replay/")
     args, _ = train.parse_args(["--game", "Pong", "--data_dir_prefix", str(tmp_path / "mine")])
     assert train.data_root(args) == tmp_path / "mine"
+
+
+def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
+    from Atari.Atari_src import pretrain_encoder
+
+    data = tmp_path / "atari_data"
+    collect_replay.collect("Breakout", data / "smoke", progress=False, **train.SMOKE_DATA)  # what --smoke makes
+    enc = tmp_path / "encoder.pt"
+    rows = pretrain_encoder.main(["--game", "Breakout", "--data_dir", str(data / "smoke"), "--num_steps", "400",
+                                  "--heldout_episodes", "1", "--steps", "4", "--eval_every", "2", "--batch_size", "8",
+                                  "--d_model", "32", "--precision", "fp32", "--save_encoder", str(enc)])
+    assert [r["step"] for r in rows] == [2, 4] and 0 <= rows[-1]["heldout_accuracy"] <= 1
+    saved = torch.load(enc, weights_only=True)
+    assert saved["info"]["script"] == "pretrain_encoder.py" and saved["info"]["last_evaluation"] == rows[-1]
+    assert next(iter(saved["obs_encoder"].values())).shape[1] == 4  # the first convolution reads 4-frame stacks
+    runs = tmp_path / "runs"
+    res = train.main(argv_of(README_LINES[0]) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
+                                                 str(data), "--init_encoder", str(enc), "--freeze_encoder"])
+    assert np.isfinite(res["runs"]["123"]["metrics"]["return"])
+    weights = torch.load(runs / "atari" / "RATE" / "seed_123" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k, v in saved["obs_encoder"].items():  # trained on top of the pretrained encoder, which stayed fixed
+        assert torch.equal(weights[f"enc.obs.{k}"], v), k
+    r = subprocess.run([sys.executable, "Atari/Atari_src/pretrain_encoder.py", "--game", "Breakout", "--data_dir",
+                        str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99", "--save_encoder",
+                        str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "leaves none of the" in r.stderr
+    assert not (tmp_path / "x.pt").exists()

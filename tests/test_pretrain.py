@@ -85,7 +85,8 @@ def test_frame_bc_with_stacked_frames_learns_an_action_only_motion_shows():
     accuracy = {}
     for stack in (1, 2):
         torch.manual_seed(0)
-        _, rows = frame_bc(motion_store(channel=stack == 1), image_encoder((stack, 32, 32), 16, padding=2), 16, 2, steps=150, batch_size=32,
-                           lr=1e-3, heldout_episodes=2, eval_every=150, frame_stack=stack, log=lambda _: None)
+        encoder = image_encoder((stack, 32, 32), 16, padding=2)
+        _, rows = frame_bc(motion_store(channel=stack == 1), encoder, 16, 2, steps=150, batch_size=32, lr=1e-3,
+                           heldout_episodes=2, eval_every=150, frame_stack=stack, log=lambda _: None)
         accuracy[stack] = rows[-1]["heldout_accuracy"]
     assert accuracy[2] >= 0.9 and accuracy[1] <= 0.75, accuracy
