@@ -25,23 +25,27 @@ def vizdoom_model(seed: int = 0) -> RATE:
                             mrv_act="no_act", dropout=0.0)).eval()
 
 
-def image_episodes(lengths, seed=0):
+def image_episodes(lengths, seed=0, shape=OBS, n_actions=5):
     rng = np.random.default_rng(seed)
-    return [with_returns_to_go({"obs": rng.integers(0, 256, (T, *OBS), dtype=np.uint8),
-                                "action": rng.integers(0, 5, T), "reward": rng.random(T).astype(np.float32)})
+    return [with_returns_to_go({"obs": rng.integers(0, 256, (T, *shape), dtype=np.uint8),
+                                "action": rng.integers(0, n_actions, T), "reward": rng.random(T).astype(np.float32)})
             for T in lengths]
+
+
+def make_store(episodes, where, tmp_path) -> EpisodeStore:
+    """The episodes in a store in RAM (``where="ram"``) or written to disk."""
+    if where == "ram":
+        return EpisodeStore.from_episodes(episodes)
+    with StoreWriter(tmp_path / "store") as w:
+        for ep in episodes:
+            w.append(ep)
+        return w.close()
 
 
 @pytest.mark.parametrize("where", ["ram", "disk"])
 def test_cached_encodings_are_the_encoders_outputs_and_give_the_same_logits(where, tmp_path):
     eps = image_episodes([7, 4])
-    if where == "ram":
-        store = EpisodeStore.from_episodes(eps)
-    else:
-        with StoreWriter(tmp_path / "store") as w:
-            for ep in eps:
-                w.append(ep)
-            store = w.close()
+    store = make_store(eps, where, tmp_path)
     weight = np.linspace(0.5, 2.0, store.n_steps).astype(np.float32)
     frames = consecutive(store, 6, obs_transform=uint8_to_float, step_weight=weight)
     model = vizdoom_model()
@@ -65,17 +69,8 @@ def test_cache_of_stacked_frames_holds_each_steps_stack_encoding(where, tmp_path
     """Atari: 84×84 frames stored singly, stacked 4 at batch time. The cache holds one encoding per step (of the
     stack ending there, its episode's first frame repeated before its start) and the cached windows stack
     nothing; the model gives the same logits from them as from the stacked frames."""
-    rng = np.random.default_rng(1)
-    eps = [with_returns_to_go({"obs": rng.integers(0, 256, (T, 84, 84), dtype=np.uint8),
-                               "action": rng.integers(0, 4, T), "reward": rng.random(T).astype(np.float32)})
-           for T in (5, 2, 6)]
-    if where == "ram":
-        store = EpisodeStore.from_episodes(eps)
-    else:
-        with StoreWriter(tmp_path / "store") as w:
-            for ep in eps:
-                w.append(ep)
-            store = w.close()
+    eps = image_episodes([5, 2, 6], seed=1, shape=(84, 84), n_actions=4)
+    store = make_store(eps, where, tmp_path)
     frames = consecutive(store, 3, frame_stack=4, obs_transform=uint8_to_float)
     torch.manual_seed(0)
     model = RATE(ModelConfig(env="atari", model_mode="DT", context_length=3, sections=1, n_layer=1, n_head=2,
