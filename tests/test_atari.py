@@ -33,6 +33,7 @@ from Atari.Atari_src.atari_data import (  # noqa: E402
 from Atari.Atari_src.atari_env import FIRE, MAX_STEPS, FireReset, make_env  # noqa: E402
 from Atari.Atari_src.atari_eval import RANDOM_HUMAN, gamer_normalised  # noqa: E402
 from Atari.get_data import collect_replay  # noqa: E402
+from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -473,6 +474,21 @@ def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
     weights = torch.load(runs / "atari" / "RATE" / "seed_123" / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k, v in saved["obs_encoder"].items():  # trained on top of the pretrained encoder, which stayed fixed
         assert torch.equal(weights[f"enc.obs.{k}"], v), k
+    from Atari.Atari_src import atari_eval
+
+    last = runs / "atari" / "RATE" / "seed_123" / "checkpoints" / "last.pt"
+    out = tmp_path / "eval.jsonl"
+    lines = atari_eval.main([str(last), "--episodes", "2", "--max_steps", "30", "--target_return", "5,90", "--greedy",
+                             "--out", str(out)])
+    assert [(r["target_return"], r["greedy"], r["episodes_n"]) for r in lines] == [(5.0, True, 2), (90.0, True, 2)]
+    full = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["seed"] for e in full[0]["episodes"]] == [1_000_000, 1_000_001]
+    assert full[0]["return"] == lines[0]["return"]
+    assert all(0 < e["steps"] <= 30 for e in full[0]["episodes"])
+    assert atari_eval.main([str(last), "--episodes", "2", "--max_steps", "30", "--target_return", "5",
+                            "--greedy"]) == lines[:1]  # the most likely action: the same episodes again
+    with pytest.raises(ConfigError, match="max_steps"):
+        atari_eval.main([str(last), "--max_steps", "27001"])
     r = subprocess.run([sys.executable, "Atari/Atari_src/pretrain_encoder.py", "--game", "Breakout", "--data_dir",
                         str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99", "--save_encoder",
                         str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)
