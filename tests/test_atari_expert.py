@@ -161,3 +161,21 @@ def test_scripted_beats_random(game, steps):
     assert set(out) == {"game", "episodes", "random", "0.0"}
     assert out["0.0"]["mean"] > out["random"]["mean"]
     assert out["0.0"]["steps_per_s"] > 0  # the speed itself is benchmarks/' business, not a test's
+
+
+def test_diagnose_expert_records_what_the_breakout_rule_decides_on():
+    from Atari.Atari_src import diagnose_expert as diag
+    from Atari.Atari_src.expert import Breakout
+
+    ep = diag.record(1, 0.2, 400, seed=3)[0]
+    T = len(ep["action"])
+    assert T == 400 and ep["pos"].shape == (T, 3) and 0.7 < ep["expert"].mean() < 0.9
+    err = ep["goal"] - ep["set_point"]  # the expert's own actions follow from the recorded goal and set point
+    live = ep["pos"][:, 1] > 0
+    rule = np.where(~live, 1, np.where(err > Breakout.dead_zone, Breakout.plus,
+                                       np.where(err < -Breakout.dead_zone, Breakout.minus, 0)))
+    assert np.array_equal(ep["action"][ep["expert"]], rule[ep["expert"]])
+    x = diag.features(ep, set_point=True)
+    assert x.shape == (T, 3 * diag.HISTORY + 1 + diag.HISTORY * (diag.N_ACTIONS + 1) + 1)
+    assert x[0, -1 - diag.HISTORY * (diag.N_ACTIONS + 1):-1].reshape(diag.HISTORY, -1)[:, -1].all()  # no past actions
+    assert diag.features(ep, set_point=False).shape[1] == x.shape[1] - 1
