@@ -179,3 +179,4 @@ def test_diagnose_expert_records_what_the_breakout_rule_decides_on():
     assert x.shape == (T, 3 * diag.HISTORY + 1 + diag.HISTORY * (diag.N_ACTIONS + 1) + 1)
     assert x[0, -1 - diag.HISTORY * (diag.N_ACTIONS + 1):-1].reshape(diag.HISTORY, -1)[:, -1].all()  # no past actions
     assert diag.features(ep, set_point=False).shape[1] == x.shape[1] - 1
+    assert diag.features(ep, set_point=False, goal=False).shape[1] == x.shape[1] - 2

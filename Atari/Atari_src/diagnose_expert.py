@@ -11,8 +11,10 @@ the last 4 steps'); the set point is not on screen: it moves at once with a key 
 repeat, which the data does not record) and the paddle follows it over the next steps. An MLP probe
 predicts the action, on held-out episodes, from
 
-* ``visible``: ball and paddle positions of the last 4 steps, and the last 4 recorded actions — what a
-  sequence model with a 4-frame stack and its past actions has at best;
+* ``positions``: ball and paddle positions of the last 4 steps, and the last 4 recorded actions — what a
+  sequence model with a 4-frame stack and its past actions sees (the probe must learn the ball's flight);
+* ``visible``: the same and the rule's goal (where the ball will cross the paddle's line, computed from the
+  ball's last two positions: a function of what is on screen);
 * ``visible_and_set_point``: the same and the set point;
 * ``rule_with_paddle_velocity``: no learning, the expert's own rule with the set point replaced by the
   paddle's position plus its last step's motion (what the frames give).
@@ -83,10 +85,10 @@ def record(episodes: int, epsilon: float, max_steps: int, seed: int) -> list[dic
     return out
 
 
-def features(ep: dict[str, np.ndarray], set_point: bool) -> np.ndarray:
+def features(ep: dict[str, np.ndarray], set_point: bool, goal: bool = True) -> np.ndarray:
     """[T, F]: positions of steps t-3..t (the episode's first repeated before its start), the rule's goal at t
-    (a function of the ball's positions), one-hot actions of steps t-4..t-1 (none before the start), and with
-    ``set_point`` the set point at t; scaled to ~[0, 1]."""
+    (a function of the ball's positions; not without ``goal``), one-hot actions of steps t-4..t-1 (none before
+    the start), and with ``set_point`` the set point at t; scaled to ~[0, 1]."""
     T = len(ep["action"])
     back = np.maximum(np.arange(T)[:, None] - np.arange(HISTORY - 1, -1, -1), 0)
     pos = ep["pos"][back].reshape(T, -1) / 255.0
@@ -94,17 +96,17 @@ def features(ep: dict[str, np.ndarray], set_point: bool) -> np.ndarray:
     onehot = np.zeros((T, HISTORY, N_ACTIONS + 1), np.float32)  # the last slot: before the episode
     onehot[np.arange(T)[:, None], np.arange(HISTORY), np.where(prev >= 0, ep["action"][np.maximum(prev, 0)],
                                                                N_ACTIONS)] = 1
-    cols = [pos, ep["goal"][:, None] / 255.0, onehot.reshape(T, -1)]
+    cols = [pos, *([ep["goal"][:, None] / 255.0] if goal else []), onehot.reshape(T, -1)]
     if set_point:
         cols.append(ep["set_point"][:, None] / 255.0)
     return np.concatenate(cols, 1).astype(np.float32)
 
 
 def probe(train: list[dict[str, np.ndarray]], test: list[dict[str, np.ndarray]], set_point: bool, steps: int,
-          seed: int) -> float:
+          seed: int, goal: bool = True) -> float:
     """Held-out accuracy on the expert's own steps of an MLP trained on the training episodes' own steps."""
     def data(eps: list[dict[str, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.concatenate([features(e, set_point)[e["expert"]] for e in eps])
+        x = np.concatenate([features(e, set_point, goal)[e["expert"]] for e in eps])
         y = np.concatenate([e["action"][e["expert"]] for e in eps])
         return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps_recorded": int(sum(len(e["action"]) for e in eps)),
         "heldout_expert_steps": int(own.sum()),
         "majority": float(np.bincount(acts, minlength=N_ACTIONS).max() / len(acts)),
+        "positions": probe(train, test, False, args.steps, args.seed, goal=False),
         "visible": probe(train, test, False, args.steps, args.seed),
         "visible_and_set_point": probe(train, test, True, args.steps, args.seed),
         "rule_with_paddle_velocity": float((np.concatenate([e["rule_visible"] for e in test])[own] == acts).mean()),
