@@ -15,7 +15,6 @@ instead of a sampled one (``--greedy``: how much of a score the sampling costs):
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from Atari.Atari_src.atari_env import MAX_STEPS, make_env
 from RATE_model import distributed
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
-from RATE_model.experiment import run_main, write_json_lines
+from RATE_model.experiment import evaluate_targets, run_main
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
@@ -117,15 +116,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if config.get("env") != "atari" or run_args.get("game") not in TARGET_RETURNS:
         raise ConfigError(f"{args.checkpoint} is not an Atari checkpoint")
     game = run_args["game"]
-    out, full = [], []
-    for target in args.target_return or [run_args.get("target_return")]:
-        m = evaluate(model, game, args.episodes, args.max_steps, target, args.batch_size, greedy=args.greedy)
-        full.append({"checkpoint": str(args.checkpoint), "game": game, "greedy": args.greedy, **m})
-        out.append({k: v for k, v in full[-1].items() if k != "episodes"})
-        print(json.dumps(out[-1]), flush=True)
-    if args.out:
-        write_json_lines(args.out, full)
-    return out
+    return evaluate_targets(args.target_return or [run_args.get("target_return")], lambda target: {
+        "checkpoint": str(args.checkpoint), "game": game, "greedy": args.greedy,
+        **evaluate(model, game, args.episodes, args.max_steps, target, args.batch_size, greedy=args.greedy)}, args.out)
 
 
 if __name__ == "__main__":

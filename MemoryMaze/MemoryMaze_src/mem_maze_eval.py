@@ -12,7 +12,6 @@ rank plays a contiguous slice of the seeds and the results are gathered.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import partial
 from pathlib import Path
@@ -26,7 +25,7 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, M
 from RATE_model import distributed
 from RATE_model.attention import load_model
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive, float_list
-from RATE_model.experiment import run_main, write_json_lines
+from RATE_model.experiment import evaluate_targets, run_main
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout, sem, split_seeds
 from RATE_model.vector import GymVectorEnv
@@ -107,15 +106,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.max_steps > MAX_STEPS:
         raise ConfigError(f"--max_steps must be <= {MAX_STEPS} (the task's episode length), got {args.max_steps}")
     model, _ = load_model(args.checkpoint)
-    out, full = [], []
-    for target in args.target_return:
-        m = evaluate(model, args.episodes, args.max_steps, args.batch_size, target)  # progress bars on stderr
-        full.append({"checkpoint": str(args.checkpoint), "max_steps": args.max_steps, "target_return": target, **m})
-        out.append({k: v for k, v in full[-1].items() if k != "episodes"})
-        print(json.dumps(out[-1]), flush=True)
-    if args.out:
-        write_json_lines(args.out, full)
-    return out
+    return evaluate_targets(args.target_return, lambda target: {  # progress bars on stderr
+        "checkpoint": str(args.checkpoint), "max_steps": args.max_steps, "target_return": target,
+        **evaluate(model, args.episodes, args.max_steps, args.batch_size, target)}, args.out)
 
 
 if __name__ == "__main__":
