@@ -59,16 +59,10 @@ def record(episodes: int, epsilon: float, max_steps: int, seed: int) -> list[dic
         visible.reset()
         rows: dict[str, list[Any]] = {"pos": [], "goal": [], "set_point": [], "action": [], "expert": [],
                                       "rule_visible": []}
-        ball = None
         for _ in range(max_steps):
             r = ram(env)
-            a, c = int(r[Breakout.ball_axis]), int(r[Breakout.ball_cross])
-            live = r[Breakout.ball_y] > 0
-            goal = (Breakout.centre if not live else c + Breakout.offset if ball is None
-                    else expert.goal(a, c, a - ball[0], c - ball[1]))  # the rule's goal, as in Breakout.__call__
-            ball = (a, c) if live else None
-            rows["goal"].append(goal)
             action, guess = expert(r), visible(r)
+            rows["goal"].append(expert.last_goal if r[Breakout.ball_y] > 0 else Breakout.centre)
             own = rng.random() >= epsilon
             if not own:
                 action = int(rng.integers(N_ACTIONS))

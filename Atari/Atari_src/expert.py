@@ -86,6 +86,7 @@ class PaddlePolicy(Policy):
     def reset(self) -> None:
         self.ball: tuple[int, int] | None = None  # previous step's (ball_axis, ball_cross); None: no ball
         self.pad: int | None = None  # previous step's paddle coordinate
+        self.last_goal: float | None = None  # the goal of the last step with a ball in play
 
     def goal(self, a: int, c: int, va: int, vc: int) -> float:
         """Paddle coordinate to head for with the ball at (a, c) moving by (va, vc) per step."""
@@ -114,6 +115,7 @@ class PaddlePolicy(Policy):
             goal = c + self.offset
         else:
             goal = self.goal(a, c, a - ball[0], c - ball[1])
+        self.last_goal = goal  # what this step steered for (diagnose_expert.py records it)
         err = goal - self.settle(ram, p, vp)
         return self.plus if err > self.dead_zone else self.minus if err < -self.dead_zone else NOOP
 
