@@ -19,10 +19,11 @@ batch time; steps before the episode start repeat its first frame.
 from __future__ import annotations
 
 import copy
+import hashlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -52,7 +53,7 @@ __all__ = ["STORE", "WINDOW_STARTS", "WINDOW_STARTS_HELP", "DataError", "Episode
            "RestrictedUnpickler", "Trajectories", "WindowDataset", "Windows", "batch_loader", "check_array",
            "consecutive", "dt_style", "embedded", "epoch_batches", "episode_files", "episode_store", "file_fields",
            "fixed_offsets", "folder_store", "load_hdf5", "load_image_episode", "load_npz", "load_pickle",
-           "returns_to_go", "uint8_to_float"]
+           "returns_to_go", "uint8_to_float", "weights_key"]
 
 
 def returns_to_go(rewards: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -287,15 +288,77 @@ def frames_at(store: EpisodeStore, rows: np.ndarray, frame_stack: int = 1) -> np
 
 @torch.no_grad()
 def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int = 1024,
-             progress: bool = True, device: torch.device | str = "cpu") -> Windows:
+             progress: bool = True, device: torch.device | str = "cpu", key: str | None = None) -> Windows:
     """``data`` with every stored observation replaced by ``encode(obs_transform(obs))`` [d], computed once
     (float32, in RAM): training a model whose observation encoder is frozen then skips the encoder, whose
     outputs cannot change (the model takes [B, T, d] observations as encoded, ``Encoders.embed_obs``).
     Frames are encoded on ``device`` (the encoder's); the cache stays on the CPU. With frame stacking (Atari)
     each step's encoding is that of its stack, and the returned windows stack nothing. Only
-    :class:`WindowDataset`."""
+    :class:`WindowDataset`.
+
+    ``key`` (the encoder's :func:`weights_key`) keeps the encodings of a store on disk beside it, in
+    ``<store>/encodings/<key>-<steps>.npy``, and reads them back on the next call with the same encoder, frame
+    stack, transform and steps: runs that share a frozen encoder encode the store once."""
     if not isinstance(data, WindowDataset):
         raise DataError("a frozen encoder's cache needs windows over an episode store")
+    s, S = data.store, data.frame_stack
+    file = None
+    if key is not None and s.path is not None:
+        steps = weights_key([torch.from_numpy(s.offsets)], S, getattr(data.obs_transform, "__qualname__", None),
+                            torch.device(device).type)
+        file = Path(s.path) / "encodings" / f"{key}-{steps}.npy"
+    out = _read_encodings(file, s.n_steps) if file is not None and file.exists() else None
+    if out is None:
+        out = _encode_store(data, encode, batch_size, progress, device)
+        if file is not None:
+            _write_encodings(file, out)
+    fields = {k: s.take(k, np.arange(s.n_steps)[None])[0] for k in s.fields if k != "obs"}
+    cached = data.with_store(EpisodeStore({**fields, "obs": out}, s.offsets), None)
+    cached.frame_stack = 1
+    return cached
+
+
+def weights_key(tensors: Iterable[Tensor] | torch.nn.Module, *extra: Any) -> str:
+    """A short digest of a module's parameters and buffers (or of ``tensors``) and ``extra`` values: equal
+    exactly when the values, shapes and dtypes are."""
+    if isinstance(tensors, torch.nn.Module):
+        tensors = tensors.state_dict().values()
+    h = hashlib.sha256(repr(extra).encode())
+    for x in tensors:
+        x = x.detach().cpu().contiguous()
+        h.update(f"{x.dtype}{tuple(x.shape)}".encode())
+        h.update(x.view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _read_encodings(file: Path, n_steps: int) -> np.ndarray | None:
+    """The cached encodings in ``file``, or None (and the file removed) when it is unreadable or of the wrong
+    length: the cache is rebuilt, never trusted."""
+    try:
+        out = np.load(file)
+        if out.ndim == 2 and len(out) == n_steps and out.dtype == np.float32:
+            return out
+    except (OSError, ValueError):
+        pass
+    file.unlink(missing_ok=True)
+    return None
+
+
+def _write_encodings(file: Path, out: np.ndarray) -> None:
+    """Write the encodings atomically (a partial file never takes the cache's name); a read-only store folder
+    only costs the cache."""
+    try:
+        file.parent.mkdir(exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.save(f, out)
+        tmp.replace(file)
+    except OSError:
+        pass
+
+
+def _encode_store(data: WindowDataset, encode: Callable[[Tensor], Tensor], batch_size: int, progress: bool,
+                  device: torch.device | str) -> np.ndarray:
     s, S = data.store, data.frame_stack
     out = None
     for lo in tqdm(range(0, s.n_steps, batch_size), desc="encoding the frames once (frozen encoder)", unit="batch",
@@ -308,10 +371,7 @@ def embedded(data: Windows, encode: Callable[[Tensor], Tensor], batch_size: int 
         if out is None:
             out = np.empty((s.n_steps, *z.shape[1:]), np.float32)
         out[rows] = z
-    fields = {k: s.take(k, np.arange(s.n_steps)[None])[0] for k in s.fields if k != "obs"}
-    cached = data.with_store(EpisodeStore({**fields, "obs": out}, s.offsets), None)
-    cached.frame_stack = 1
-    return cached
+    return out
 
 
 # ---------------------------------------------------------------------------------------- samplers

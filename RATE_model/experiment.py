@@ -22,7 +22,7 @@ from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import ConfigError, ModelConfig, TrainConfig
-from RATE_model.data import DataError, Windows, embedded
+from RATE_model.data import DataError, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
@@ -220,7 +220,9 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
                 if old.exists():
                     old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
         if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
-            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main, device=device) for s in stages]
+            key = weights_key(model.enc.obs)  # what encode_frames computes with
+            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main, device=device, key=key)
+                              for s in stages]
         logger = None
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)

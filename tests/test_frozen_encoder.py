@@ -10,7 +10,15 @@ import torch
 
 from RATE_model import RATE, ModelConfig
 from RATE_model.config import ConfigError, TrainConfig
-from RATE_model.data import EpisodeStore, consecutive, embedded, frames_at, uint8_to_float, with_returns_to_go
+from RATE_model.data import (
+    EpisodeStore,
+    consecutive,
+    embedded,
+    frames_at,
+    uint8_to_float,
+    weights_key,
+    with_returns_to_go,
+)
 from RATE_model.encoders import image_encoder, load_encoder, save_encoder
 from RATE_model.experiment import prepare_encoder
 from RATE_model.store import StoreWriter
@@ -90,6 +98,41 @@ def test_cache_of_stacked_frames_holds_each_steps_stack_encoding(where, tmp_path
         logits_frames, _ = model(a["rtg"], a["obs"], a["action"], a["valid"])
         logits_cached, _ = model(b["rtg"], b["obs"], b["action"], b["valid"])
     torch.testing.assert_close(logits_cached, logits_frames, rtol=1e-4, atol=1e-5)
+
+
+def test_encodings_kept_beside_a_disk_store_are_reused_only_for_the_same_encoder_and_steps(tmp_path):
+    """``key``: the first call writes ``<store>/encodings/<key>-<steps>.npy``; a second call with the same encoder
+    reads it (the encoder is not called) and gives the same windows; another encoder, frame stack or subset
+    of episodes gets its own file; a damaged file is recomputed, not trusted."""
+    store = make_store(image_episodes([5, 3, 4], seed=2, shape=(84, 84), n_actions=4), "disk", tmp_path)
+    frames = consecutive(store, 4, frame_stack=4, obs_transform=uint8_to_float)
+    enc = image_encoder((4, 84, 84), 8)
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        return enc(x)
+
+    key = weights_key(enc)
+    first = embedded(frames, encode, progress=False, key=key)
+    files = sorted((tmp_path / "store" / "encodings").glob("*.npy"))
+    assert len(files) == 1 and files[0].name.startswith(key) and sum(calls) == 12
+    again = embedded(frames, encode, progress=False, key=key)
+    assert sum(calls) == 12 and torch.equal(again.batch(range(3))["obs"], first.batch(range(3))["obs"])
+    embedded(consecutive(store.head(2), 4, frame_stack=4, obs_transform=uint8_to_float), encode, progress=False,
+             key=key)  # other steps
+    embedded(consecutive(store, 4, frame_stack=3, obs_transform=uint8_to_float),
+             lambda x: enc(torch.cat([x, x[:, -1:]], 1)), progress=False, key=key)  # another stack
+    torch.manual_seed(9)
+    other = image_encoder((4, 84, 84), 8)
+    assert weights_key(other) != key and weights_key(enc) == key
+    embedded(frames, other, progress=False, key=weights_key(other))
+    assert len(list((tmp_path / "store" / "encodings").glob("*.npy"))) == 4 and sum(calls) == 12 + 8
+    files[0].write_bytes(b"not an array")
+    calls.clear()
+    repaired = embedded(frames, encode, progress=False, key=key)
+    assert sum(calls) == 12 and torch.equal(repaired.batch(range(3))["obs"], first.batch(range(3))["obs"])
+    assert np.load(files[0]).shape == (12, 8)
 
 
 def test_init_encoder_loads_the_saved_weights_and_freeze_stops_their_training(tmp_path):
