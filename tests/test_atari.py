@@ -30,8 +30,9 @@ from Atari.Atari_src.atari_data import (  # noqa: E402
     replay_logs,
     write_checkpoint,
 )
-from Atari.Atari_src.atari_env import FIRE, MAX_STEPS, FireReset, make_env  # noqa: E402
+from Atari.Atari_src.atari_env import FIRE, MAX_STEPS, ROM_FRAME_LIMIT, FireReset, make_env  # noqa: E402
 from Atari.Atari_src.atari_eval import RANDOM_HUMAN, gamer_normalised  # noqa: E402
+from Atari.Atari_src.expert import make_policy, play_episode  # noqa: E402
 from Atari.get_data import collect_replay  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
@@ -314,7 +315,18 @@ def test_eval_env_preprocessing_noops_and_no_terminal_on_life_loss():
         if info["lives"] < lives:
             break
     assert info["lives"] == lives - 1 and not terminated
-    assert make_env("Pong").unwrapped.ale.getInt("max_num_frames_per_episode") == MAX_STEPS * 4
+    assert make_env("Breakout").unwrapped.ale.getInt("max_num_frames_per_episode") == MAX_STEPS * 4
+
+
+def test_pong_ends_before_its_rom_resets_the_score():
+    """Pong's ROM resets its score 65 212 frames into an episode, and ALE paid the jump as one reward (+19 on
+    this seed) before the game stalled for the rest of the episode: the scripted policy rallies that long.
+    Pong episodes now end (truncated) at 65 000 frames, every reward a point; the evaluation env too."""
+    env = make_env("Pong", data=True)
+    ep = play_episode(env, make_policy("Pong"), 0.05, 3, np.random.default_rng(0), MAX_STEPS, keep=False)
+    assert len(ep["reward"]) == 16_250 and env.unwrapped.ale.getEpisodeFrameNumber() == ROM_FRAME_LIMIT["Pong"]
+    assert set(ep["reward"].tolist()) == {-1.0, 0.0, 1.0}
+    assert make_env("Pong").unwrapped.ale.getInt("max_num_frames_per_episode") == ROM_FRAME_LIMIT["Pong"]
 
 
 def test_rewards_are_not_clipped():

@@ -1,5 +1,5 @@
 """Atari evaluation protocol (SPEC §3): the DQN-preprocessed env of ``atari_env.make_env`` (no-op starts,
-FIRE at reset, 4-frame stack, rewards not clipped, no terminal on life loss, 108 000 frames at most),
+FIRE at reset, 4-frame stack, rewards not clipped, no terminal on life loss, 108 000 frames at most; Pong 65 000),
 actions sampled from the policy with a seeded generator, 10 episodes stepped together; raw return and
 gamer-normalised score (mean ± standard error) and every episode's seed and return.
 
