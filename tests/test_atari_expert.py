@@ -163,20 +163,22 @@ def test_scripted_beats_random(game, steps):
     assert out["0.0"]["steps_per_s"] > 0  # the speed itself is benchmarks/' business, not a test's
 
 
-def test_diagnose_expert_records_what_the_breakout_rule_decides_on():
+@pytest.mark.parametrize("game", ["Breakout", "Pong"])
+def test_diagnose_expert_records_what_the_paddle_rule_decides_on(game):
     from Atari.Atari_src import diagnose_expert as diag
-    from Atari.Atari_src.expert import Breakout
+    from Atari.Atari_src.atari_env import N_ACTIONS
 
-    ep = diag.record(1, 0.2, 400, seed=3)[0]
-    T = len(ep["action"])
+    ep = diag.record(1, 0.2, 400, seed=3, game=game)[0]
+    T, k, cls = len(ep["action"]), N_ACTIONS[game], diag.PADDLE_GAMES[game]
     assert T == 400 and ep["pos"].shape == (T, 3) and 0.7 < ep["expert"].mean() < 0.9
     err = ep["goal"] - ep["set_point"]  # the expert's own actions follow from the recorded goal and set point
-    live = ep["pos"][:, 1] > 0
-    rule = np.where(~live, 1, np.where(err > Breakout.dead_zone, Breakout.plus,
-                                       np.where(err < -Breakout.dead_zone, Breakout.minus, 0)))
+    live = ep["pos"][:, 0 if game == "Pong" else 1] > 0  # the ball's y is 0 while none is in play
+    moved = np.where(err > cls.dead_zone, cls.plus, np.where(err < -cls.dead_zone, cls.minus, 0))
+    rule = np.where(~live, 1, moved) if game == "Breakout" else moved  # Breakout serves with FIRE
     assert np.array_equal(ep["action"][ep["expert"]], rule[ep["expert"]])
-    x = diag.features(ep, set_point=True)
-    assert x.shape == (T, 3 * diag.HISTORY + 1 + diag.HISTORY * (diag.N_ACTIONS + 1) + 1)
-    assert x[0, -1 - diag.HISTORY * (diag.N_ACTIONS + 1):-1].reshape(diag.HISTORY, -1)[:, -1].all()  # no past actions
-    assert diag.features(ep, set_point=False).shape[1] == x.shape[1] - 1
-    assert diag.features(ep, set_point=False, goal=False).shape[1] == x.shape[1] - 2
+    assert {0, cls.plus, cls.minus} <= set(rule.tolist())  # the rule moved both ways and rested
+    x = diag.features(ep, set_point=True, n_actions=k)
+    assert x.shape == (T, 3 * diag.HISTORY + 1 + diag.HISTORY * (k + 1) + 1)
+    assert x[0, -1 - diag.HISTORY * (k + 1):-1].reshape(diag.HISTORY, -1)[:, -1].all()  # no past actions
+    assert diag.features(ep, set_point=False, n_actions=k).shape[1] == x.shape[1] - 1
+    assert diag.features(ep, set_point=False, goal=False, n_actions=k).shape[1] == x.shape[1] - 2
