@@ -86,8 +86,50 @@ def conv_stack(in_ch: int, padding: int = 0) -> nn.Sequential:
     ).to(memory_format=torch.channels_last)
 
 
-def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bool = True) -> nn.Sequential:
-    """conv stack -> Linear(-> d) [-> Tanh]; the flattened width is inferred from ``obs_shape``.
+PIXEL_STD_FLOOR = 0.02  # of the [0, 1] pixel range (5 of 255 levels): pixels that never change stay near 0
+
+
+class ImageEncoder(nn.Sequential):
+    """The layers of :func:`image_encoder` after a per-pixel standardisation of the frames (scaled to [0, 1]):
+    ``(x − pixel_mean) / pixel_std``, the identity (buffers 0 and 1) until :meth:`set_pixel_stats` fits it
+    to data (``pretrain_encoder.py --pixel_norm``). On Pong's gray screen the ball and paddles move a few
+    pixels of a nearly constant frame: frames differ from each other 4× less per pixel than Breakout's and the
+    fresh encoder's outputs 12× less relative to their mean, and frame BC stayed at the frame-blind floor for
+    5 000 steps; standardised, the moving pixels stand out and it left the floor within 250
+    (Atari/RESULTS_atari.md). The two buffers travel in the weights (``save_encoder``, checkpoints); weight
+    files written before they existed load as the identity."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        self.register_buffer("pixel_mean", torch.zeros(1))
+        self.register_buffer("pixel_std", torch.ones(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pixel_mean.numel() > 1:  # fitted (the identity's scalars skip the two passes)
+            x = (x - self.pixel_mean) / self.pixel_std
+        return super().forward(x)
+
+    @torch.no_grad()
+    def set_pixel_stats(self, frames: Tensor, floor: float = PIXEL_STD_FLOOR) -> None:
+        """Fit the standardisation to ``frames`` [N, *obs_shape] in [0, 1]: per-pixel mean and standard
+        deviation (at least ``floor``)."""
+        x = frames.float()
+        dev = self.pixel_mean.device
+        self.pixel_mean = x.mean(0).to(dev)
+        self.pixel_std = x.std(0).clamp_min(floor).to(dev)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name, identity in (("pixel_mean", 0.0), ("pixel_std", 1.0)):
+            key, own = prefix + name, getattr(self, name)
+            if key not in state_dict:  # written before the standardisation existed
+                state_dict[key] = torch.full((1,), identity)
+            setattr(self, name, torch.empty(state_dict[key].shape, dtype=own.dtype, device=own.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bool = True) -> ImageEncoder:
+    """conv stack -> Linear(-> d) [-> Tanh] (an :class:`ImageEncoder`: its input standardisation is the
+    identity until fitted); the flattened width is inferred from ``obs_shape``.
 
     He initialisation (zero biases): every layer keeps the scale of its input, so an image token starts
     as large as the return and action tokens beside it. PyTorch's default (variance 1/(3·fan_in)) shrinks
@@ -107,7 +149,7 @@ def image_encoder(obs_shape: tuple[int, ...], d: int, padding: int = 0, tanh: bo
     nn.init.zeros_(layers[1].bias)
     if tanh:
         layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
+    return ImageEncoder(*layers)
 
 
 ENCODER_FILE_KEY = "obs_encoder"

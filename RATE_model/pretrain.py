@@ -25,11 +25,12 @@ from torch import Tensor, nn
 
 from RATE_model.config import PRECISIONS, ConfigError, check_positive
 from RATE_model.data import frames_at
-from RATE_model.encoders import build_encoders, save_encoder
+from RATE_model.encoders import ImageEncoder, build_encoders, save_encoder
 from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.store import EpisodeStore
 
 CPU = torch.device("cpu")
+PIXEL_STATS_FRAMES = 4096  # observations the per-pixel standardisation is fitted to (--pixel_norm)
 
 
 class FramePolicy(nn.Module):
@@ -79,16 +80,23 @@ def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_s
 def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, steps: int, batch_size: int = 256,
              lr: float = 3e-4, heldout_episodes: int = 0, eval_every: int = 250, seed: int = 0,
              precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1,
-             log: Callable[[str], Any] = print) -> tuple[FramePolicy, list[dict[str, Any]]]:
+             log: Callable[[str], Any] = print, pixel_norm: bool = False) -> tuple[FramePolicy, list[dict[str, Any]]]:
     """Train ``encoder`` (in place) with a :class:`FramePolicy` head for ``steps`` AdamW steps on random
     minibatches of the store's frames and actions (fields ``obs`` uint8 and ``action`` index), all but the
     last ``heldout_episodes`` episodes (``frame_stack`` S > 1: each step's last S frames, as Atari's
     observations), on ``device`` with the forward pass in ``precision`` (fp32 or bf16,
     resolved); every ``eval_every`` steps (and at the end) one row of training loss and held-out metrics
-    (:func:`evaluate`) goes to ``log`` as a JSON line. Returns the policy and the rows."""
+    (:func:`evaluate`) goes to ``log`` as a JSON line. ``pixel_norm``: first fit the encoder's (an
+    :class:`~RATE_model.encoders.ImageEncoder`) per-pixel standardisation to ``PIXEL_STATS_FRAMES`` training
+    observations. Returns the policy and the rows."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_rows, heldout_rows = split_rows(store, heldout_episodes)
+    if pixel_norm:
+        if not isinstance(encoder, ImageEncoder):
+            raise ValueError("pixel_norm needs an ImageEncoder (RATE_model.encoders.image_encoder)")
+        sample = np.sort(rng.choice(train_rows, min(PIXEL_STATS_FRAMES, len(train_rows)), replace=False))
+        encoder.set_pixel_stats(torch.from_numpy(frames_at(store, sample, frame_stack)).float() / 255.0)
     policy = FramePolicy(encoder, d, n_actions).to(device)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.1)
     rows: list[dict[str, Any]] = []
@@ -124,6 +132,10 @@ def add_pretrain_flags(p: argparse.ArgumentParser, heldout_episodes: int, d_mode
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 autocast on a CPU with native bf16, else fp32")
+    p.add_argument("--pixel_norm", action="store_true",
+                   help="standardise each pixel by its mean and spread in the training frames (fitted once, saved "
+                        "with the encoder): for screens whose moving objects are a few pixels of a constant "
+                        "background, e.g. Pong")
     p.add_argument("--save_encoder", type=Path, required=True, help="write the trained encoder's weights here")
     p.add_argument("--out", type=Path, help="also write the evaluations here, one JSON line each")
 
@@ -156,7 +168,8 @@ def pretrain(args: argparse.Namespace, store: EpisodeStore, env: str, n_actions:
     print(describe_precision(args.precision, device), flush=True)
     encoder = build_encoders(env, args.d_model, **(env_kwargs or {})).obs
     _, rows = frame_bc(store, encoder, args.d_model, n_actions, args.steps, args.batch_size, args.lr,
-                       args.heldout_episodes, args.eval_every, args.seed, precision, device, frame_stack)
+                       args.heldout_episodes, args.eval_every, args.seed, precision, device, frame_stack,
+                       pixel_norm=args.pixel_norm)
     info = {"script": script, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "last_evaluation": rows[-1]}
     save_encoder(encoder.cpu(), args.save_encoder, info)

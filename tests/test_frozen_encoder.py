@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from RATE_model import RATE, ModelConfig
 from RATE_model.config import ConfigError, TrainConfig
@@ -19,7 +20,7 @@ from RATE_model.data import (
     weights_key,
     with_returns_to_go,
 )
-from RATE_model.encoders import image_encoder, load_encoder, save_encoder
+from RATE_model.encoders import ENCODER_FILE_KEY, PIXEL_STD_FLOOR, image_encoder, load_encoder, save_encoder
 from RATE_model.experiment import prepare_encoder
 from RATE_model.store import StoreWriter
 
@@ -150,6 +151,41 @@ def test_init_encoder_loads_the_saved_weights_and_freeze_stops_their_training(tm
     thawed = vizdoom_model(seed=1)
     prepare_encoder(thawed, TrainConfig(init_encoder=str(tmp_path / "enc.pt")))
     assert all(p.requires_grad for p in thawed.parameters())  # initialised, still trained
+
+
+def test_pixel_standardisation_is_the_identity_until_fitted_and_travels_with_the_weights(tmp_path):
+    """``ImageEncoder``: a fresh encoder computes exactly its layers; fitted, it computes them on
+    ``(x − mean) / std`` (per pixel, std at least the floor); the statistics are saved with the weights, reach a
+    model through ``--init_encoder`` and change the frozen cache's key; weights written before the
+    standardisation existed load as the identity."""
+    torch.manual_seed(3)
+    enc = image_encoder(OBS, 16)
+    x = torch.rand(5, *OBS)
+    with torch.no_grad():
+        plain = nn.Sequential(*enc)(x)
+        assert torch.equal(enc(x), plain)
+        key = weights_key(enc)
+        frames = torch.rand(64, *OBS) * 0.5 + 0.2
+        frames[:, :, :8] = 0.3  # constant rows: their spread is the floor
+        enc.set_pixel_stats(frames)
+        assert enc.pixel_mean.shape == OBS and torch.allclose(enc.pixel_mean, frames.mean(0))
+        assert torch.all(enc.pixel_std[:, :8] == PIXEL_STD_FLOOR) and torch.allclose(enc.pixel_std[:, 8:],
+                                                                                     frames.std(0)[:, 8:])
+        torch.testing.assert_close(enc(x), nn.Sequential(*enc)((x - frames.mean(0)) / enc.pixel_std))
+        assert weights_key(enc) != key
+    save_encoder(enc, tmp_path / "enc.pt")
+    model = vizdoom_model(seed=1)
+    prepare_encoder(model, TrainConfig(init_encoder=str(tmp_path / "enc.pt"), freeze_encoder=True))
+    assert torch.equal(model.enc.obs.pixel_std, enc.pixel_std)
+    with torch.no_grad():
+        assert torch.equal(model.enc.encode_frames(x), enc(x))
+    old = {k: v for k, v in enc.state_dict().items() if not k.startswith("pixel_")}
+    torch.save({ENCODER_FILE_KEY: old}, tmp_path / "old.pt")
+    fresh = image_encoder(OBS, 16)
+    load_encoder(fresh, tmp_path / "old.pt")
+    assert fresh.pixel_mean.numel() == 1
+    with torch.no_grad():
+        assert torch.equal(fresh(x), plain)
 
 
 def test_bad_encoder_files_are_one_line_config_errors(tmp_path):

@@ -90,3 +90,33 @@ def test_frame_bc_with_stacked_frames_learns_an_action_only_motion_shows():
                            heldout_episodes=2, eval_every=150, frame_stack=stack, log=lambda _: None)
         accuracy[stack] = rows[-1]["heldout_accuracy"]
     assert accuracy[2] >= 0.9 and accuracy[1] <= 0.75, accuracy
+
+
+def faint_dot_store(n_episodes: int = 12, length: int = 40, seed: int = 0) -> EpisodeStore:
+    """Pong in miniature: a constant gray screen (90) with one faint 2×2 dot (110) anywhere; the action is
+    whether the dot is in the top half."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(n_episodes):
+        obs = np.full((length, 1, 32, 32), 90, np.uint8)
+        rows, cols = rng.integers(0, 31, length), rng.integers(0, 31, length)
+        for t in range(length):
+            obs[t, 0, rows[t]:rows[t] + 2, cols[t]:cols[t] + 2] = 110
+        episodes.append({"obs": obs, "action": (rows < 15).astype(np.int8), "reward": np.zeros(length, np.float32)})
+    return EpisodeStore.from_episodes(episodes)
+
+
+def test_pixel_norm_learns_a_faint_object_on_a_constant_screen_which_plain_frames_do_not():
+    """Measured on seeds 0–2: plain frames 0.45–0.59 held out after 150 steps (chance), standardised 1.00 from
+    step 50 — Pong's frame BC at the floor, and off it, in the test suite."""
+    accuracy = {}
+    for norm in (False, True):
+        torch.manual_seed(0)
+        encoder = image_encoder((1, 32, 32), 16, padding=2)
+        _, rows = frame_bc(faint_dot_store(), encoder, 16, 2, steps=150, batch_size=32, lr=1e-3, heldout_episodes=2,
+                           eval_every=150, log=lambda _: None, pixel_norm=norm)
+        accuracy[norm] = rows[-1]["heldout_accuracy"]
+        assert (encoder.pixel_mean.numel() > 1) == norm
+    assert accuracy[True] >= 0.95 and accuracy[False] <= 0.7, accuracy
+    with pytest.raises(ValueError, match="ImageEncoder"):
+        frame_bc(faint_dot_store(2, 4), torch.nn.Flatten(), 16, 2, steps=1, pixel_norm=True)
