@@ -474,11 +474,12 @@ def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
     enc = tmp_path / "encoder.pt"
     rows = pretrain_encoder.main(["--game", "Breakout", "--data_dir", str(data / "smoke"), "--num_steps", "400",
                                   "--heldout_episodes", "1", "--steps", "4", "--eval_every", "2", "--batch_size", "8",
-                                  "--d_model", "32", "--precision", "fp32", "--save_encoder", str(enc)])
+                                  "--d_model", "32", "--precision", "fp32", "--pixel_norm", "--save_encoder", str(enc)])
     assert [r["step"] for r in rows] == [2, 4] and 0 <= rows[-1]["heldout_accuracy"] <= 1
     saved = torch.load(enc, weights_only=True)
     assert saved["info"]["script"] == "pretrain_encoder.py" and saved["info"]["last_evaluation"] == rows[-1]
-    assert next(iter(saved["obs_encoder"].values())).shape[1] == 4  # the first convolution reads 4-frame stacks
+    assert saved["obs_encoder"]["0.1.weight"].shape[1] == 4  # the first convolution reads 4-frame stacks
+    assert saved["obs_encoder"]["pixel_mean"].shape == (4, 84, 84)  # --pixel_norm: fitted, saved with the weights
     runs = tmp_path / "runs"
     res = train.main(argv_of(README_LINES[0]) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
                                                  str(data), "--init_encoder", str(enc), "--freeze_encoder"])
