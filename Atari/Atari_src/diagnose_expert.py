@@ -66,14 +66,13 @@ def record(episodes: int, epsilon: float, max_steps: int, seed: int, game: str =
                                       "rule_visible": []}
         for _ in range(max_steps):
             r = ram(env)
-            p, pad = int(r[cls.paddle]), expert.pad  # the paddle now and one step before (None at the start)
             action, guess = expert(r), visible(r)
             rows["goal"].append(expert.last_goal if r[cls.ball_y] > 0 else cls.centre)
             own = rng.random() >= epsilon
             if not own:
                 action = int(rng.integers(n_actions))
-            rows["pos"].append((int(r[cls.ball_cross]), int(r[cls.ball_axis]), p))
-            rows["set_point"].append(expert.settle(r, p, 0 if pad is None else p - pad))
+            rows["pos"].append((int(r[cls.ball_cross]), int(r[cls.ball_axis]), int(r[cls.paddle])))
+            rows["set_point"].append(expert.last_rest)
             rows["action"].append(action)
             rows["expert"].append(own)
             rows["rule_visible"].append(guess)

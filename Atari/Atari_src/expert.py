@@ -87,6 +87,7 @@ class PaddlePolicy(Policy):
         self.ball: tuple[int, int] | None = None  # previous step's (ball_axis, ball_cross); None: no ball
         self.pad: int | None = None  # previous step's paddle coordinate
         self.last_goal: float | None = None  # the goal of the last step with a ball in play
+        self.last_rest: float | None = None  # where the last step expected the paddle to rest
 
     def goal(self, a: int, c: int, va: int, vc: int) -> float:
         """Paddle coordinate to head for with the ball at (a, c) moving by (va, vc) per step."""
@@ -107,6 +108,7 @@ class PaddlePolicy(Policy):
         live = ram[self.ball_y] > 0
         ball, self.ball = self.ball, ((a, c) if live else None)
         vp, self.pad = (0 if self.pad is None else p - self.pad), p
+        self.last_rest = self.settle(ram, p, vp)  # diagnose_expert.py records it
         if not live:
             if self.idle() is not None:
                 return self.idle()
@@ -116,7 +118,7 @@ class PaddlePolicy(Policy):
         else:
             goal = self.goal(a, c, a - ball[0], c - ball[1])
         self.last_goal = goal  # what this step steered for (diagnose_expert.py records it)
-        err = goal - self.settle(ram, p, vp)
+        err = goal - self.last_rest
         return self.plus if err > self.dead_zone else self.minus if err < -self.dead_zone else NOOP
 
 
