@@ -119,6 +119,7 @@ class TrainConfig:
     keyframe_weight: float = 1.0  # loss weight of steps whose (discrete) action differs from the step before
     init_encoder: str | None = None  # observation encoder weights to start from (RATE_model.encoders.save_encoder)
     freeze_encoder: bool = False  # keep the observation encoder fixed; its outputs are computed once per run
+    pixel_norm: bool = False  # fit a fresh image encoder's per-pixel standardisation to the training frames
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag for a value that cannot work; return self."""
@@ -132,6 +133,9 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.pixel_norm and self.init_encoder:
+            raise ConfigError("--pixel_norm fits a fresh encoder; one from --init_encoder keeps the standardisation "
+                              "it was pretrained with (pretrain_encoder.py --pixel_norm)")
         if not (math.isfinite(self.keyframe_weight) and self.keyframe_weight > 0):
             raise ConfigError(f"--keyframe_weight must be a positive number, got {self.keyframe_weight}")
         for name in ("lr_end_factor", "weight_decay", "grad_clip"):
@@ -233,6 +237,11 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--freeze_encoder", action="store_true", default=None,
                    help="do not train the observation encoder (image environments): every stored frame is encoded "
                         "once per run and training skips the encoder (with --init_encoder: a pretrained one)")
+    t.add_argument("--pixel_norm", action="store_true", default=None,
+                   help="standardise each pixel of the frames (image environments) by its mean and spread over "
+                        "4 096 training observations before the encoder, fitted before training and saved with "
+                        "the weights: a faint object on a constant screen (Pong) stands out. A pretrained "
+                        "encoder (--init_encoder) keeps the standardisation it was pretrained with")
     t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed where the script has "
                                            "them): seeds Python, NumPy, torch, the data order and dropout")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")

@@ -22,11 +22,12 @@ from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import ConfigError, ModelConfig, TrainConfig
-from RATE_model.data import DataError, Windows, embedded, weights_key
+from RATE_model.data import DataError, WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
+from RATE_model.pretrain import fit_pixel_norm
 from RATE_model.rollout import memory_noise
 from RATE_model.trainer import NonFiniteLossError, Trainer, describe_device, resolve_device
 
@@ -204,7 +205,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         run_dir = root / f"seed_{seed}"
         tc = TrainConfig(**{**asdict(train_config), "seed": seed})
         model = RATE(model_config).to(device)
-        prepare_encoder(model, tc)
+        prepare_encoder(model, tc, stages[0])
         if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
             ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
         run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
@@ -265,15 +266,22 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
     return results
 
 
-def prepare_encoder(model: RATE, tc: TrainConfig) -> None:
-    """``--init_encoder``: load the observation encoder's weights; ``--freeze_encoder``: stop training it."""
-    if (tc.init_encoder or tc.freeze_encoder) and not model.enc.images:
-        raise ConfigError("--init_encoder / --freeze_encoder apply to image observations only")
+def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -> None:
+    """``--init_encoder``: load the observation encoder's weights; ``--pixel_norm``: fit its per-pixel
+    standardisation to frames of ``data`` (the first training stage), drawn with the run's seed;
+    ``--freeze_encoder``: stop training it."""
+    if (tc.init_encoder or tc.freeze_encoder or tc.pixel_norm) and not model.enc.images:
+        raise ConfigError("--init_encoder / --freeze_encoder / --pixel_norm apply to image observations only")
     if tc.init_encoder:
         try:
             load_encoder(model.enc.obs, tc.init_encoder)
         except ValueError as e:
             raise ConfigError(f"--init_encoder: {e}") from None
+    if tc.pixel_norm:
+        if not isinstance(data, WindowDataset):
+            raise ConfigError("--pixel_norm needs training windows over an episode store")
+        fit_pixel_norm(model.enc.obs, data.store, np.arange(data.store.n_steps), data.frame_stack,
+                       np.random.default_rng(tc.seed))
     if tc.freeze_encoder:
         model.enc.obs.requires_grad_(False)
 

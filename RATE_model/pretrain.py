@@ -77,6 +77,17 @@ def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_s
             "majority_accuracy": float(np.bincount(actions).max() / n) if len(rows) else 0.0}
 
 
+def fit_pixel_norm(encoder: nn.Module, store: EpisodeStore, rows: np.ndarray, frame_stack: int,
+                   rng: np.random.Generator) -> None:
+    """Fit ``encoder``'s (an :class:`~RATE_model.encoders.ImageEncoder`) per-pixel standardisation to
+    ``PIXEL_STATS_FRAMES`` observations drawn by ``rng`` from the store's global step ``rows`` (uint8 pixels
+    scaled to [0, 1], each step's last ``frame_stack`` frames)."""
+    if not isinstance(encoder, ImageEncoder):
+        raise ValueError("pixel_norm needs an ImageEncoder (RATE_model.encoders.image_encoder)")
+    sample = np.sort(rng.choice(rows, min(PIXEL_STATS_FRAMES, len(rows)), replace=False))
+    encoder.set_pixel_stats(torch.from_numpy(frames_at(store, sample, frame_stack)).float() / 255.0)
+
+
 def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, steps: int, batch_size: int = 256,
              lr: float = 3e-4, heldout_episodes: int = 0, eval_every: int = 250, seed: int = 0,
              precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1,
@@ -93,10 +104,7 @@ def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, st
     rng = np.random.default_rng(seed)
     train_rows, heldout_rows = split_rows(store, heldout_episodes)
     if pixel_norm:
-        if not isinstance(encoder, ImageEncoder):
-            raise ValueError("pixel_norm needs an ImageEncoder (RATE_model.encoders.image_encoder)")
-        sample = np.sort(rng.choice(train_rows, min(PIXEL_STATS_FRAMES, len(train_rows)), replace=False))
-        encoder.set_pixel_stats(torch.from_numpy(frames_at(store, sample, frame_stack)).float() / 255.0)
+        fit_pixel_norm(encoder, store, train_rows, frame_stack, rng)
     policy = FramePolicy(encoder, d, n_actions).to(device)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.1)
     rows: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from RATE_model import RATE, ModelConfig
-from RATE_model.config import ConfigError, TrainConfig
+from RATE_model.config import ConfigError, TrainConfig, build_parser, split_args
 from RATE_model.data import (
     EpisodeStore,
     consecutive,
@@ -186,6 +186,33 @@ def test_pixel_standardisation_is_the_identity_until_fitted_and_travels_with_the
     assert fresh.pixel_mean.numel() == 1
     with torch.no_grad():
         assert torch.equal(fresh(x), plain)
+
+
+def test_pixel_norm_fits_a_fresh_encoder_to_the_training_frames(tmp_path):
+    """``--pixel_norm`` on a train script: before training, a fresh encoder's standardisation is fitted to
+    the first stage's frames (a store smaller than the sample: every step, so exactly their per-pixel mean
+    and spread), the encoder still trains, and the flag is a one-line error with a pretrained encoder
+    (whose standardisation is its own) or without images."""
+    store = make_store(image_episodes([30, 20], seed=4), "disk", tmp_path)
+    frames = torch.from_numpy(frames_at(store, np.arange(store.n_steps))).float() / 255
+    _, tc = split_args(build_parser("train", {}).parse_args(["--pixel_norm"]), "vizdoom")
+    model = vizdoom_model()
+    prepare_encoder(model, tc, consecutive(store, 6, obs_transform=uint8_to_float))
+    enc = model.enc.obs
+    torch.testing.assert_close(enc.pixel_mean, frames.mean(0))
+    torch.testing.assert_close(enc.pixel_std, frames.std(0).clamp_min(PIXEL_STD_FLOOR))
+    assert all(p.requires_grad for p in model.parameters())
+    x = torch.rand(3, *OBS)
+    with torch.no_grad():
+        standardised = (x - frames.mean(0)) / enc.pixel_std
+        torch.testing.assert_close(model.enc.encode_frames(x), nn.Sequential(*enc)(standardised))
+    with pytest.raises(ConfigError, match="--pixel_norm fits a fresh encoder") as e:
+        TrainConfig(pixel_norm=True, init_encoder="enc.pt").validate()
+    assert "\n" not in str(e.value)
+    tmaze = RATE(ModelConfig(env="tmaze", model_mode="DT", num_mem_tokens=0, mem_len=0, n_head_ca=0,
+                             mrv_act="no_act"))
+    with pytest.raises(ConfigError, match="image observations"):
+        prepare_encoder(tmaze, TrainConfig(pixel_norm=True))
 
 
 def test_bad_encoder_files_are_one_line_config_errors(tmp_path):
