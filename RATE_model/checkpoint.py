@@ -8,6 +8,7 @@ that, and only that, is admitted besides (see ``_OLD_NUMPY_GLOBALS``), so they s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pickle
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from RATE_model.config import TrainConfig
 
 FORMAT_VERSION = 1
 
@@ -163,6 +166,10 @@ RESUME_FREE_ARGS = frozenset({"resume", "no_wandb", "runs_dir", "data_dir", "dev
                               "end_seed", "target_return", "val_episodes"})  # like every eval_* flag: evaluation only
 
 
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                  if f.default is not dataclasses.MISSING}
+
+
 def check_resumable(ckpt_config: dict[str, Any], run_config: dict[str, Any], path: Path) -> None:
     """Fail clearly when a checkpoint's run settings (env, training, data flags) differ from this run's,
     so the resumed run could not continue the same computation. Evaluation flags may differ."""
@@ -173,6 +180,8 @@ def check_resumable(ckpt_config: dict[str, Any], run_config: dict[str, Any], pat
         old, new = ckpt_config.get(section), run_config.get(section)
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue
+        if section == "train":  # a setting added since the checkpoint was written: it trained at the default
+            old = {**TRAIN_DEFAULTS, **old}
         for k in sorted(set(old) | set(new)):
             if k in free or k.startswith("eval_") or _same(old.get(k), new.get(k)):
                 continue

@@ -112,6 +112,20 @@ def test_resume_with_other_model_config_fails_clearly(tmp_path):
         trainer.load(t.run_dir / "checkpoints" / "last.pt")
 
 
+def test_a_checkpoint_from_before_a_training_setting_existed_resumes_at_its_default(tmp_path):
+    """A checkpoint written before a TrainConfig field was added (here ``pixel_norm``) trained at that field's
+    default: resuming at the default continues it, resuming with another value is refused naming the field."""
+    from dataclasses import asdict, replace
+
+    from RATE_model.checkpoint import CheckpointError, check_resumable
+
+    t = _fit(tmp_path, "a")
+    old = {k: v for k, v in asdict(t.cfg).items() if k != "pixel_norm"}
+    check_resumable({"train": old}, {"train": asdict(t.cfg)}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="pixel_norm: checkpoint False vs run True"):
+        check_resumable({"train": old}, {"train": asdict(replace(t.cfg, pixel_norm=True))}, tmp_path / "last.pt")
+
+
 def test_rate_learns_two_segment_tmaze_and_segment_limited_dt_cannot(tmp_path):
     """Corridor of 2 segments: only memory can carry the hint from segment 1 to the junction in segment 2."""
     common = ["--no_wandb", "--runs_dir", str(tmp_path), "--data_dir", str(tmp_path / "data"), "--context_length", "5",
