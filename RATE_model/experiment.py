@@ -205,15 +205,15 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         run_dir = root / f"seed_{seed}"
         tc = TrainConfig(**{**asdict(train_config), "seed": seed})
         model = RATE(model_config).to(device)
-        prepare_encoder(model, tc, stages[0])
+        last = run_dir / "checkpoints" / "last.pt"
+        resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
+        prepare_encoder(model, tc, None if resume else stages[0])  # a resumed run's checkpoint holds its statistics
         if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
             ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
         run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
                       "text": args.text, "precision": precision, **record}
         trainer = Trainer(model, tc, run_dir, None, run_config, stages)
         trainer.validate = validate if score is not None else None
-        last = run_dir / "checkpoints" / "last.pt"
-        resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
         if resume is not None:
             trainer.load(resume)  # checked before anything in run_dir is touched
         elif main:  # a fresh run never overwrites an older run's checkpoints
@@ -268,8 +268,8 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
 
 def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -> None:
     """``--init_encoder``: load the observation encoder's weights; ``--pixel_norm``: fit its per-pixel
-    standardisation to frames of ``data`` (the first training stage), drawn with the run's seed;
-    ``--freeze_encoder``: stop training it."""
+    standardisation to frames of ``data`` (the first training stage; None when resuming: the checkpoint
+    holds the statistics), drawn with the run's seed; ``--freeze_encoder``: stop training it."""
     if (tc.init_encoder or tc.freeze_encoder or tc.pixel_norm) and not model.enc.images:
         raise ConfigError("--init_encoder / --freeze_encoder / --pixel_norm apply to image observations only")
     if tc.init_encoder:
@@ -277,7 +277,7 @@ def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -
             load_encoder(model.enc.obs, tc.init_encoder)
         except ValueError as e:
             raise ConfigError(f"--init_encoder: {e}") from None
-    if tc.pixel_norm:
+    if tc.pixel_norm and data is not None:
         if not isinstance(data, WindowDataset):
             raise ConfigError("--pixel_norm needs training windows over an episode store")
         fit_pixel_norm(model.enc.obs, data.store, np.arange(data.store.n_steps), data.frame_stack,

@@ -119,11 +119,11 @@ def test_a_checkpoint_from_before_a_training_setting_existed_resumes_at_its_defa
 
     from RATE_model.checkpoint import CheckpointError, check_resumable
 
-    t = _fit(tmp_path, "a")
-    old = {k: v for k, v in asdict(t.cfg).items() if k != "pixel_norm"}
-    check_resumable({"train": old}, {"train": asdict(t.cfg)}, tmp_path / "last.pt")
+    cfg = TrainConfig()
+    old = {k: v for k, v in asdict(cfg).items() if k != "pixel_norm"}
+    check_resumable({"train": old}, {"train": asdict(cfg)}, tmp_path / "last.pt")
     with pytest.raises(CheckpointError, match="pixel_norm: checkpoint False vs run True"):
-        check_resumable({"train": old}, {"train": asdict(replace(t.cfg, pixel_norm=True))}, tmp_path / "last.pt")
+        check_resumable({"train": old}, {"train": asdict(replace(cfg, pixel_norm=True))}, tmp_path / "last.pt")
 
 
 def test_rate_learns_two_segment_tmaze_and_segment_limited_dt_cannot(tmp_path):
