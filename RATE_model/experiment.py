@@ -220,6 +220,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
             for old in (last, last.with_name("best.pt")):
                 if old.exists():
                     old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+        resumed_from = trainer.step  # train_seconds below covers only the steps after it
         if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
             key = weights_key(model.enc.obs)  # what encode_frames computes with
             trainer.stages = [embedded(s, model.enc.encode_frames, progress=main, device=device, key=key)
@@ -248,7 +249,7 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
                 logger.close()
         run_result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": noise,
                       "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
-                      "optimizer_steps": trainer.step}
+                      "optimizer_steps": trainer.step, "resumed_from_step": resumed_from}
         results["runs"][str(seed)] = run_result
         if main:
             (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))

@@ -69,6 +69,7 @@ def test_kill_9_then_resume_latest_ends_bit_exact(tmp_path):
     a = json.loads((tmp_path / "runs/tmaze/full/seed_4/results.json").read_text())
     b = json.loads((run / "results.json").read_text())
     assert a["metrics"] == b["metrics"] and a["optimizer_steps"] == b["optimizer_steps"] == total
+    assert a["resumed_from_step"] == 0 and b["resumed_from_step"] == killed_at["step"]  # what train_seconds covers
     # the log reads as one run: the rows the killed process wrote after its checkpoint were replaced
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(x)["step"] for x in (tmp_path / "runs/tmaze/full/seed_4/metrics.jsonl").read_text().splitlines()]
@@ -79,7 +80,8 @@ def test_kill_9_then_resume_latest_ends_bit_exact(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
-    assert json.loads((run / "results.json").read_text())["metrics"] == a["metrics"]
+    again = json.loads((run / "results.json").read_text())
+    assert again["metrics"] == a["metrics"] and again["resumed_from_step"] == total
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
