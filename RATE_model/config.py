@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
+MODEL_MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt", "BC_MLP", "BC_LSTM")
+BC_MODES = ("BC_MLP", "BC_LSTM")  # behaviour cloning without return-to-go: RATE_model.bc
 ARCH_MODES = ("TrXL", "TrXL-I", "GTrXL")
 MRV_ACTS = ("no_act", "relu", "leaky_relu", "elu", "tanh")
 MEMORY_GRADS = ("bptt", "detach")
@@ -32,7 +33,7 @@ class ModelConfig:
     """The RATE network. Baselines are the same network with parts switched off (see ``model_mode``)."""
 
     env: str = "tmaze"  # key of the encoder/head registry (RATE_model.encoders)
-    model_mode: str = "RATE"  # RATE | DT | DTXL | RATEM | RATE_wo_nmt
+    model_mode: str = "RATE"  # RATE | DT | DTXL | RATEM | RATE_wo_nmt | BC_MLP | BC_LSTM
     arch_mode: str = "TrXL"  # TrXL | TrXL-I | GTrXL
     context_length: int = 30  # K: env steps per segment
     sections: int = 3  # N: segments per training trajectory window
@@ -64,6 +65,8 @@ class ModelConfig:
             c.mem_len = 0
         elif c.model_mode == "RATE_wo_nmt":
             c.num_mem_tokens, c.n_head_ca = 0, 0
+        elif c.model_mode in BC_MODES:  # no transformer: no memory tokens, no cache (RATE_model.bc)
+            c.num_mem_tokens, c.n_head_ca, c.mem_len = 0, 0, 0
         return c
 
     def validate(self) -> ModelConfig:
@@ -190,7 +193,10 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     """The flags every train script shares; ``defaults`` come from the environment's config.yaml."""
     p = OneLineErrorParser(description=description, allow_abbrev=False)
     g = p.add_argument_group("model")
-    g.add_argument("--model_mode", choices=MODEL_MODES, help="RATE | DT | DTXL | RATEM | RATE_wo_nmt")
+    g.add_argument("--model_mode", choices=MODEL_MODES,
+                   help="RATE | DT | DTXL | RATEM | RATE_wo_nmt, or the behaviour-cloning baselines BC_MLP (each step "
+                        "from its observation alone) and BC_LSTM (an LSTM over observations and past actions, its "
+                        "state carried across segments); both use --n_layer, --d_model, --d_inner, --dropout")
     g.add_argument("--arch_mode", choices=ARCH_MODES, help="decoder layer variant")
     g.add_argument("--nmt", "--num_mem_tokens", dest="num_mem_tokens", type=int, help="memory tokens m")
     g.add_argument("--mem_len", type=int, help="Transformer-XL hidden-state cache length")

@@ -237,6 +237,58 @@ def _mujoco(d: int, state_dim: int = 17, act_dim: int = 6, state_mean: Sequence[
     return Encoders(spec, nn.Linear(1, d), nn.Sequential(norm, nn.Linear(state_dim, d)), nn.Linear(act_dim, d), head)
 
 
+class OneHotComponents(nn.Module):
+    """Observation components [N, D] (floats) -> [N, width]: each categorical component (``nvec[i]`` > 0
+    categories) one-hot, each real one (``nvec[i]`` = 0) as it is; width = sum of categories + reals."""
+
+    def __init__(self, nvec: Sequence[int]):
+        super().__init__()
+        nvec = [int(n) for n in nvec]
+        cat = [i for i, n in enumerate(nvec) if n > 0]
+        sizes = torch.tensor([nvec[i] for i in cat], dtype=torch.long)
+        self.register_buffer("cat", torch.tensor(cat, dtype=torch.long), persistent=False)
+        self.register_buffer("real", torch.tensor([i for i, n in enumerate(nvec) if n == 0], dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("sizes", sizes, persistent=False)
+        self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
+        self.n_onehot = int(sizes.sum())
+        self.width = self.n_onehot + len(self.real)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x.new_zeros(x.shape[0], self.width)
+        if len(self.cat):  # out-of-range values (never in POPGym's spaces) are clamped, not an index error
+            idx = torch.minimum(x[:, self.cat].long().clamp_min(0), self.sizes - 1) + self.offsets
+            out.scatter_(1, idx, 1.0)
+        if len(self.real):
+            out[:, self.n_onehot:] = x[:, self.real]
+        return out
+
+
+class Scale(nn.Module):
+    """x · factor: continuous actions between the env's units and the model's [-1, 1]."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+def _popgym(d: int, obs_nvec: Sequence[int] = (4,), n_actions: int = 4, discrete: bool = True,
+            action_high: float = 1.0, **_: object) -> Encoders:
+    """POPGym (SPEC §4): flat components one-hot / real -> Linear; discrete (MultiDiscrete flattened) or
+    continuous actions in [-action_high, action_high]."""
+    spec = EnvSpec((len(obs_nvec),), n_actions, discrete)
+    comp = OneHotComponents(obs_nvec)
+    obs = nn.Sequential(comp, nn.Linear(comp.width, d))
+    if discrete:
+        return _discrete(spec, d, obs, tanh=False)
+    act = nn.Sequential(Scale(1 / action_high), nn.Linear(n_actions, d))
+    head = nn.Sequential(nn.Linear(d, n_actions), nn.Tanh(), Scale(action_high))
+    return Encoders(spec, nn.Linear(1, d), obs, act, head)
+
+
 ENCODERS: dict[str, Callable[..., Encoders]] = {
     "tmaze": _tmaze,
     "vizdoom": _vizdoom,
@@ -244,6 +296,7 @@ ENCODERS: dict[str, Callable[..., Encoders]] = {
     "memory_maze": _memory_maze,
     "atari": _atari,
     "mujoco": _mujoco,
+    "popgym": _popgym,
 }
 
 

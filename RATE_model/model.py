@@ -1,4 +1,5 @@
-"""The RATE network (SPEC §1): one class serves RATE, DT, DTXL, RATEM, RATE_wo_nmt, RMT and TrXL.
+"""The RATE network (SPEC §1): one class serves RATE, DT, DTXL, RATEM, RATE_wo_nmt, RMT and TrXL, and
+the behaviour-cloning baselines BC_MLP and BC_LSTM (the transformer replaced by :mod:`RATE_model.bc`).
 
 Segment token layout: ``[read M_1..M_m] R_0 o_0 a_0 … R_{K-1} o_{K-1} a_{K-1} [write M_1..M_m]``.
 The action a_t is predicted from the output at o_t.
@@ -18,8 +19,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from RATE_model.config import ModelConfig
-from RATE_model.encoders import build_encoders
+from RATE_model.bc import BCCore
+from RATE_model.config import BC_MODES, ModelConfig
+from RATE_model.encoders import ACTION_PAD, build_encoders
 from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, sincos
 from RATE_model.memory import Memory
 
@@ -75,9 +77,11 @@ class RATE(nn.Module):
         c = self.cfg = config.effective()
         self.enc = build_encoders(c.env, c.d_model, **c.env_kwargs)
         self.enc.hide_actions = not c.action_inputs
+        self.bc = c.model_mode in BC_MODES
+        self.core = BCCore(c.model_mode, c.d_model, c.d_inner, c.n_layer, c.dropout) if self.bc else None
         self.layers = nn.ModuleList(
             DecoderLayer(c.arch_mode, c.d_model, c.n_head, c.d_head, c.d_inner, c.dropout, c.dropatt, c.skip_dec_ffn)
-            for _ in range(c.n_layer)
+            for _ in range(0 if self.bc else c.n_layer)
         )
         # Transformer-XL position biases, shared by all layers, initialised here (not left to trainers).
         self.u = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.n_head, c.d_head)))
@@ -155,6 +159,8 @@ class RATE(nn.Module):
         each o_t) and the state for the next segment. ``grad_checkpoint`` trades one extra forward
         pass for keeping only each layer's input for the backward pass.
         """
+        if self.bc:
+            return self._bc_forward(obs, actions, state)
         B, K = obs.shape[:2]
         dev = obs.device
         state = state if state is not None else self.initial_state(B)
@@ -179,6 +185,20 @@ class RATE(nn.Module):
         logits = self.enc.head(out[:, m + 1: m + 3 * K: 3])
         written = out[:, -m:] if m else None
         return logits, self._next_state(state, written, inputs, seg_valid)
+
+    def no_action(self, batch_size: int) -> Tensor:
+        """The embedding of "no action yet" [B, 1, d] (padding: a discrete env's extra row, zeros otherwise)."""
+        spec, dev = self.enc.spec, self.u.device
+        pad = (torch.full((batch_size, 1), ACTION_PAD, device=dev) if spec.discrete
+               else torch.zeros(batch_size, 1, spec.n_actions, device=dev))
+        return self.enc.embed_actions(pad)
+
+    def _bc_forward(self, obs: Tensor, actions: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """BC_MLP / BC_LSTM on one segment (no return-to-go); the LSTM's state is ``State.memory``."""
+        a = self.enc.embed_actions(actions)
+        out, memory = self.core(self.drop(self.enc.embed_obs(obs)), a, self.no_action(obs.shape[0]),
+                                None if state is None else state.memory)
+        return self.enc.head(self.drop(out)), State(memory, None, None)
 
     # ------------------------------------------------------------------------ incremental decoding
     def start(self, batch_size: int, state: State | None = None) -> Decoding:

@@ -123,14 +123,17 @@ class Decoder:
     """Incremental policy over a batch of episodes: feed (R_t, o_t), get logits for a_t.
 
     Inside a :func:`memory_noise` scope each segment starts from a noised state (seeded: the ablation
-    is reproducible)."""
+    is reproducible). The BC baselines run one step at a time through ``model.forward`` (an MLP has no
+    past; an LSTM's state is carried step to step, the executed action written into it by
+    :meth:`observe_action`) and ignore memory noise."""
 
     def __init__(self, model: RATE, batch_size: int):
         self.model, self.K, self.batch_size = model, model.cfg.context_length, batch_size
         self.t = 0  # steps consumed in this episode
         self.noise = _NOISE.get()
         self.gen = torch.Generator(device=model.u.device).manual_seed(0) if self.noise != "none" else None
-        self.dec: Decoding = self._start(None)
+        self.bc_state: State | None = None
+        self.dec: Decoding | None = None if model.bc else self._start(None)
         self.prev_action: Tensor | None = None
 
     def _start(self, state: State | None) -> Decoding:
@@ -142,6 +145,15 @@ class Decoder:
     def act_logits(self, rtg: Tensor, obs: Tensor) -> Tensor:
         """rtg [B], obs [B, *obs_shape] -> logits (or continuous action) for the current step [B, A]."""
         enc, model = self.model.enc, self.model
+        if model.bc:
+            B, dev = obs.shape[0], obs.device
+            # the step's own action is not known yet; observe_action writes it into the LSTM's state
+            own = (torch.zeros(B, 1, dtype=torch.long, device=dev) if enc.spec.discrete
+                   else torch.zeros(B, 1, enc.spec.n_actions, device=dev))
+            valid = torch.ones(B, 1, dtype=torch.bool, device=dev)
+            logits, self.bc_state = model(rtg.view(-1, 1, 1).float(), obs.unsqueeze(1), own, valid, self.bc_state)
+            self.t += 1
+            return logits[:, 0]
         r = enc.rtg(rtg.view(-1, 1, 1).float())
         o = enc.embed_obs(obs.unsqueeze(1))
         if self.t > 0 and self.t % self.K == 0:  # segment complete: its last action, then write slots
@@ -158,6 +170,9 @@ class Decoder:
     def observe_action(self, action: Tensor) -> None:
         """Record the action actually executed for the last observation."""
         self.prev_action = action
+        if self.bc_state is not None:
+            a = self.model.enc.embed_actions(action.unsqueeze(1))
+            self.bc_state = State(self.model.core.with_last_action(self.bc_state.memory, a), None, None)
 
     def _embed_prev(self) -> Tensor:
         assert self.prev_action is not None, "observe_action must follow every act_logits"

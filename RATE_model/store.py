@@ -192,6 +192,14 @@ class EpisodeStore:
                 o[...] = block[r - lo]
         return out
 
+    def in_memory(self) -> EpisodeStore:
+        """The same episodes with every field read into RAM (a small dataset: batches need no disk reads, so
+        the trainer needs no DataLoader workers)."""
+        if self.path is None:
+            return self
+        rows = np.arange(self.n_steps)[None]
+        return EpisodeStore({k: self.take(k, rows)[0] for k in self.fields}, self.offsets)
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """All fields of episode ``i``."""
         rows = np.arange(self.offsets[i], self.offsets[i + 1])[None]
