@@ -24,6 +24,7 @@ SCRIPTS = {
     "train_mem_maze": ("MemoryMaze.MemoryMaze_src.train_mem_maze", TRAIN),
     "train_atari": ("Atari.train_rate_atari", TRAIN),
     "train_mujoco": ("MuJoCo.train_rate_mujoco_ca", TRAIN),
+    "train_popgym": ("POPGym.train_popgym", TRAIN),
     "gen_vizdoom": ("VizDoom.get_data.generate_iter_data", ["--out_dir", "{t}/out"]),
     "gen_minigrid": ("MinigridMemory.get_data.collect_traj", ["--out_dir", "{t}/out"]),
     "gen_mem_maze": ("MemoryMaze.get_data.collect_data", ["--out_dir", "{t}/out"]),
@@ -38,6 +39,9 @@ SCRIPTS = {
     "diagnose_expert": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["expert", "--out", "{t}/o.json"]),
     "diagnose_image": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["image", "--out", "{t}/o.json"]),
     "download_d4rl": ("download_d4rl_datasets", ["--out_dir", "{t}/out", "--source", "{t}"]),
+    "popgym_data": ("POPGym.get_data.gen_popgym_data", ["--out_dir", "{t}/out", "--tasks", "easy"]),
+    "measure_popgym": ("POPGym.POPGym_src.measure_experts", ["--tasks", "easy", "--out", "{t}/o.json"]),
+    "popgym_grid": ("POPGym.run_grid", ["--runs_dir", "{t}/runs", "--data_dir", "{t}/data"]),
 }
 FLOAT_TYPES = (float, float_list, unit_floats)
 
@@ -70,6 +74,11 @@ RANGES = [
     ("diagnose_image", ["--epochs", "0"], "--epochs"),
     ("probe_colour", ["--episodes", "0"], "--episodes"),
     ("download_d4rl", ["--source", "{t}/no_such_folder"], "--source"),
+    ("popgym_data", ["--seed_offset", "-1"], "--seed_offset"),
+    ("popgym_data", ["--n_episodes", "0"], "--n_episodes"),
+    ("measure_popgym", ["--episodes", "0"], "--episodes"),
+    ("popgym_grid", ["--seeds", "1,-2"], "--seeds"),
+    ("popgym_grid", ["--n_episodes", "0"], "--n_episodes"),
 ]
 
 
