@@ -21,7 +21,7 @@ import yaml
 from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
-from RATE_model.config import ConfigError, ModelConfig, TrainConfig
+from RATE_model.config import BC_MODES, ConfigError, ModelConfig, TrainConfig
 from RATE_model.data import DataError, WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.logger import RunLogger
@@ -163,6 +163,9 @@ def run_experiment(
     device = resolve_device(train_config.device)
     if train_config.eval_every and score is None:
         raise ConfigError(f"--eval_every: the {env} protocol has no validation score")
+    if getattr(args, "eval_memory_noise", "none") != "none" and model_config.model_mode in BC_MODES:
+        raise ConfigError(f"--eval_memory_noise replaces memory tokens and the hidden-state cache, which "
+                          f"--model_mode {model_config.model_mode} does not have")
     root = Path(runs_dir) / env / (args.ckpt_folder or model_config.model_mode)
     if args.resume not in (None, "latest") and len(seeds) > 1:
         raise ConfigError("--resume PATH needs a single seed (--seed S, or --start_seed = --end_seed); "

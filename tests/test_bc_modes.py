@@ -118,3 +118,14 @@ def test_lstm_learns_a_tiny_memory_task_the_mlp_cannot():
     lstm, mlp = _accuracy_after_training("BC_LSTM"), _accuracy_after_training("BC_MLP")
     assert lstm > 0.95  # remembers the first card across the segment boundary
     assert mlp < 0.55  # sees only the current card: right at step 0 and by chance (1/4) after
+
+
+def test_memory_noise_is_refused_for_bc_modes(tmp_path, capsys):
+    from RATE_model.experiment import run_main
+    from TMaze_new.TMaze_new_src import train_tmaze
+
+    with pytest.raises(SystemExit) as e:
+        run_main(train_tmaze.main, ["--model_mode", "BC_LSTM", "--eval_memory_noise", "tokens", "--smoke",
+                                    "--no_wandb", "--runs_dir", str(tmp_path), "--data_dir", str(tmp_path / "data")])
+    assert e.value.code == 2 and "does not have" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any data or run folder is made
