@@ -13,7 +13,7 @@ import torch
 from POPGym.POPGym_src.popgym_env import ARGMAX_FAMILIES, PopgymVecEnv, family_of
 from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout, sem, split_seeds
+from RATE_model.rollout import rollout, sem, split_seeds
 
 TARGET_RETURN = 1.0
 EVAL_EPISODES = 100
@@ -45,12 +45,6 @@ def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size
     r = np.concatenate([p[0] for p in parts])
     n = np.concatenate([p[1] for p in parts])
     return {"return": float(r.mean()), "return_sem": sem(r), "length": float(n.mean()), "episodes": r.tolist()}
-
-
-def attention_episode(seed: int, length: int | None, args: dict) -> Episode:
-    """One test-protocol episode for the attention tool (``length`` is ignored: episodes end naturally)."""
-    task = args["task"]
-    return Episode(PopgymVecEnv(task, [seed]), TARGET_RETURN, MAX_STEPS, sample=family_of(task) not in ARGMAX_FAMILIES)
 
 
 def selection_score(metrics: dict[str, object]) -> float:
