@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from POPGym.get_data.gen_popgym_data import DATA_DIR, generate
-from POPGym.POPGym_src.popgym_data import popgym_dataset, popgym_store
+from POPGym.POPGym_src.popgym_data import popgym_dataset, popgym_store, real_stats
 from POPGym.POPGym_src.popgym_env import TASKS, parse_task, task_spec
 from POPGym.POPGym_src.popgym_eval import VALIDATION_EPISODES, evaluate, selection_score
 from RATE_model.config import (
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     store = popgym_store(root / args.task, spec, args.max_episodes)
     if auto_k:
         mc.context_length = args.context_length = math.ceil(int(store.lengths.max()) / mc.sections)
-    mc.env_kwargs = spec.env_kwargs()
+    mc.env_kwargs = {**spec.env_kwargs(), **real_stats(store, spec)}  # reals standardised with the data's stats
     mc.validate()
 
     def evaluate_model(model, split):

@@ -239,20 +239,27 @@ def _mujoco(d: int, state_dim: int = 17, act_dim: int = 6, state_mean: Sequence[
 
 class OneHotComponents(nn.Module):
     """Observation components [N, D] (floats) -> [N, width]: each categorical component (``nvec[i]`` > 0
-    categories) one-hot, each real one (``nvec[i]`` = 0) as it is; width = sum of categories + reals."""
+    categories) one-hot, each real one (``nvec[i]`` = 0) standardised, (x − mean) / std with one ``mean`` /
+    ``std`` per real component (the training data's; default 0 / 1, as it is); width = sum of categories +
+    reals. Standardising matters: PositionOnlyCartPole's pole angle moves by ~0.004 a step, invisible to a
+    freshly initialised Linear until divided by its spread."""
 
-    def __init__(self, nvec: Sequence[int]):
+    def __init__(self, nvec: Sequence[int], mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         super().__init__()
         nvec = [int(n) for n in nvec]
         cat = [i for i, n in enumerate(nvec) if n > 0]
+        real = [i for i, n in enumerate(nvec) if n == 0]
         sizes = torch.tensor([nvec[i] for i in cat], dtype=torch.long)
         self.register_buffer("cat", torch.tensor(cat, dtype=torch.long), persistent=False)
-        self.register_buffer("real", torch.tensor([i for i, n in enumerate(nvec) if n == 0], dtype=torch.long),
-                             persistent=False)
+        self.register_buffer("real", torch.tensor(real, dtype=torch.long), persistent=False)
         self.register_buffer("sizes", sizes, persistent=False)
         self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
+        self.norm = Standardise([0.0] * len(real) if mean is None else mean, [1.0] * len(real) if std is None else std)
+        if self.norm.mean.shape != (len(real),) or self.norm.std.shape != (len(real),):
+            raise ValueError(f"mean and std need one value per real component ({len(real)}), got "
+                             f"{tuple(self.norm.mean.shape)} and {tuple(self.norm.std.shape)}")
         self.n_onehot = int(sizes.sum())
-        self.width = self.n_onehot + len(self.real)
+        self.width = self.n_onehot + len(real)
 
     def forward(self, x: Tensor) -> Tensor:
         out = x.new_zeros(x.shape[0], self.width)
@@ -260,7 +267,7 @@ class OneHotComponents(nn.Module):
             idx = torch.minimum(x[:, self.cat].long().clamp_min(0), self.sizes - 1) + self.offsets
             out.scatter_(1, idx, 1.0)
         if len(self.real):
-            out[:, self.n_onehot:] = x[:, self.real]
+            out[:, self.n_onehot:] = self.norm(x[:, self.real])
         return out
 
 
@@ -276,11 +283,12 @@ class Scale(nn.Module):
 
 
 def _popgym(d: int, obs_nvec: Sequence[int] = (4,), n_actions: int = 4, discrete: bool = True,
-            action_high: float = 1.0, **_: object) -> Encoders:
-    """POPGym (SPEC §4): flat components one-hot / real -> Linear; discrete (MultiDiscrete flattened) or
-    continuous actions in [-action_high, action_high]."""
+            action_high: float = 1.0, obs_mean: Sequence[float] | None = None, obs_std: Sequence[float] | None = None,
+            **_: object) -> Encoders:
+    """POPGym (SPEC §4): flat components one-hot / standardised real -> Linear (``obs_mean`` / ``obs_std``: one per
+    real component); discrete (MultiDiscrete flattened) or continuous actions in [-action_high, action_high]."""
     spec = EnvSpec((len(obs_nvec),), n_actions, discrete)
-    comp = OneHotComponents(obs_nvec)
+    comp = OneHotComponents(obs_nvec, obs_mean, obs_std)
     obs = nn.Sequential(comp, nn.Linear(comp.width, d))
     if discrete:
         return _discrete(spec, d, obs, tanh=False)

@@ -200,6 +200,19 @@ class EpisodeStore:
         rows = np.arange(self.n_steps)[None]
         return EpisodeStore({k: self.take(k, rows)[0] for k in self.fields}, self.offsets)
 
+    def moments(self, name: str, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (float32, per element of the step's shape) of field ``name`` over every
+        step, read ``chunk`` steps at a time in float64 (a store on disk is never loaded whole)."""
+        total = np.zeros(self.spec(name)[0], np.float64)
+        total_sq = np.zeros_like(total)
+        for lo in range(0, self.n_steps, chunk):
+            x = self.take(name, np.arange(lo, min(lo + chunk, self.n_steps))[None])[0].astype(np.float64)
+            total += x.sum(0)
+            total_sq += (x * x).sum(0)
+        mean = total / max(self.n_steps, 1)
+        std = np.sqrt(np.maximum(total_sq / max(self.n_steps, 1) - mean * mean, 0.0))
+        return mean.astype(np.float32), std.astype(np.float32)
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """All fields of episode ``i``."""
         rows = np.arange(self.offsets[i], self.offsets[i + 1])[None]

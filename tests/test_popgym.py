@@ -68,7 +68,12 @@ def test_observation_and_action_encoding(task):
             assert block.sum() == 1 and block[int(x[j])] == 1
             offset += n
     reals = [j for j, n in enumerate(spec.obs_nvec) if n == 0]
-    assert torch.equal(onehot[0, offset:], torch.as_tensor(x[reals]))
+    assert torch.equal(onehot[0, offset:], torch.as_tensor(x[reals]))  # no statistics given: as they are
+    mean, std = np.linspace(-1, 1, len(reals)), np.linspace(0.5, 2, len(reals))
+    std_enc = build_encoders("popgym", 16, **spec.env_kwargs(), obs_mean=mean.tolist(), obs_std=std.tolist())
+    scaled = std_enc.obs[0](torch.as_tensor(x)[None])
+    assert torch.equal(scaled[0, :offset], onehot[0, :offset])  # categorical parts untouched, reals standardised
+    torch.testing.assert_close(scaled[0, offset:], torch.as_tensor((x[reals] - mean) / std, dtype=torch.float32))
     env.action_space.seed(0)
     for _ in range(20):
         a = env.action_space.sample()
@@ -213,6 +218,13 @@ def test_smoke_runs_every_kind_of_space(tmp_path, task, mode):
     store = popgym_store(tmp_path / "data" / "smoke" / task, spec_of(make(task)), progress=False)
     assert cfg["context_length"] == -(-int(store.lengths.max()) // 2)  # auto K: N = 2 segments hold the longest
     assert cfg["env_kwargs"]["n_actions"] == spec_of(make(task)).n_actions
+    reals = [j for j, n in enumerate(spec_of(make(task)).obs_nvec) if n == 0]
+    if reals:  # the encoder standardises real components with the training data's statistics
+        obs = np.concatenate([store.episode(i)["obs"] for i in range(store.n_episodes)])[:, reals]
+        np.testing.assert_allclose(cfg["env_kwargs"]["obs_mean"], obs.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(cfg["env_kwargs"]["obs_std"], obs.std(0), rtol=1e-4, atol=1e-5)
+    else:
+        assert "obs_mean" not in cfg["env_kwargs"]
 
 
 def test_readme_smoke_lines_run(tmp_path):
@@ -240,3 +252,18 @@ def test_grid_skips_finished_runs_and_aggregates(tmp_path, capsys):
     capsys.readouterr()
     run_grid.main(argv)
     assert results.stat().st_mtime_ns == stamp and "[grid]" not in capsys.readouterr().out  # nothing retrained
+
+
+@pytest.mark.parametrize("records, models", [("grid_results", "RATE,DT,BC_LSTM,BC_MLP")])
+def test_published_tables_regenerate_from_the_committed_run_records(tmp_path, records, models):
+    """Every row of the grid tables in RESULTS_popgym.md is what ``--table_only`` prints from the committed
+    ``results.json`` files (copied: the table is also written under the runs dir)."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(ROOT / "POPGym" / records / "popgym", runs / "popgym")
+    text = run_grid.main(["--tasks", "easy", "--models", models, "--table_only", "--runs_dir", str(runs),
+                          "--data_dir", str(ROOT / "POPGym" / "grid_results" / "data")])
+    doc = (ROOT / "POPGym" / "RESULTS_popgym.md").read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert len(rows) >= 4 and all(ln in doc for ln in rows), [ln for ln in rows if ln not in doc]

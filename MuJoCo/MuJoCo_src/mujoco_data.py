@@ -153,15 +153,8 @@ def mujoco_store(source: Path, env: str, store_dir: Path) -> EpisodeStore:
 
 def state_stats(store: EpisodeStore, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (+1e-6, as the reference) of the states over every step of the store, read in chunks."""
-    total = np.zeros(store.spec("obs")[0], np.float64)
-    total_sq = np.zeros_like(total)
-    for lo in range(0, store.n_steps, chunk):
-        obs = store.take("obs", np.arange(lo, min(lo + chunk, store.n_steps))[None])[0].astype(np.float64)
-        total += obs.sum(0)
-        total_sq += (obs * obs).sum(0)
-    mean = total / store.n_steps
-    std = np.sqrt(np.maximum(total_sq / store.n_steps - mean * mean, 0.0)) + 1e-6
-    return mean.astype(np.float32), std.astype(np.float32)
+    mean, std = store.moments("obs", chunk)
+    return mean, std + np.float32(1e-6)
 
 
 def mujoco_dataset(store: EpisodeStore, window: int, n_windows: int, starts: str = "covering") -> WindowDataset:

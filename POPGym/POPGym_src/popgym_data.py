@@ -61,6 +61,17 @@ def popgym_store(folder: Path, spec: TaskSpec, max_episodes: int | None = None, 
                          f"{Path(folder).name} episode store").in_memory()
 
 
+def real_stats(store: EpisodeStore, spec: TaskSpec) -> dict[str, list[float]]:
+    """``obs_mean`` / ``obs_std`` of the real (Box) observation components over every training step: the
+    ``popgym`` encoder standardises them (a component that never varies keeps std 1). Empty without reals."""
+    real = [i for i, n in enumerate(spec.obs_nvec) if n == 0]
+    if not real:
+        return {}
+    mean, std = store.moments("obs")
+    std = np.where(std[real] > 1e-6, std[real], 1.0)
+    return {"obs_mean": mean[real].tolist(), "obs_std": std.tolist()}
+
+
 def popgym_dataset(store: EpisodeStore, window: int) -> WindowDataset:
     """Consecutive windows of ``window`` (= K·N) steps covering every episode, the last one padded."""
     return consecutive(store, window)
