@@ -254,15 +254,24 @@ def test_grid_skips_finished_runs_and_aggregates(tmp_path, capsys):
     assert results.stat().st_mtime_ns == stamp and "[grid]" not in capsys.readouterr().out  # nothing retrained
 
 
-@pytest.mark.parametrize("records, models", [("grid_results", "RATE,DT,BC_LSTM,BC_MLP")])
-def test_published_tables_regenerate_from_the_committed_run_records(tmp_path, records, models):
+REACTIVE_EASY = ",".join(t for t in EASY if family_of(t) in REACTIVE)
+UNSOLVED_EASY = ",".join(task_id(f, "Easy") for f in ("Autoencode", "Battleship", "CountRecall"))
+
+
+@pytest.mark.parametrize("records, models, tasks", [
+    ("grid_results", "RATE,DT,BC_LSTM,BC_MLP", "easy"),  # the Easy grid
+    ("grid_results/raw_obs", "RATE,DT,BC_LSTM,BC_MLP", REACTIVE_EASY),  # before real components were standardised
+    ("grid_results/steps1000", "BC_LSTM", "easy"),  # BC_LSTM at about RATE's compute
+    ("grid_results/steps1000", "RATE,BC_LSTM", UNSOLVED_EASY),  # RATE on the three tasks unsolved at 200 steps
+])
+def test_published_tables_regenerate_from_the_committed_run_records(tmp_path, records, models, tasks):
     """Every row of the grid tables in RESULTS_popgym.md is what ``--table_only`` prints from the committed
     ``results.json`` files (copied: the table is also written under the runs dir)."""
     import shutil
 
     runs = tmp_path / "runs"
     shutil.copytree(ROOT / "POPGym" / records / "popgym", runs / "popgym")
-    text = run_grid.main(["--tasks", "easy", "--models", models, "--table_only", "--runs_dir", str(runs),
+    text = run_grid.main(["--tasks", tasks, "--models", models, "--table_only", "--runs_dir", str(runs),
                           "--data_dir", str(ROOT / "POPGym" / "grid_results" / "data")])
     doc = (ROOT / "POPGym" / "RESULTS_popgym.md").read_text()
     rows = [ln for ln in text.splitlines() if ln.startswith("| ")]
