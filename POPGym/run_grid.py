@@ -11,13 +11,15 @@ flags and whatever follows ``--`` (e.g. ``-- --lr 3e-4``). ``--size cpu`` (the d
 model for ``--steps`` optimizer steps on ``--n_episodes`` episodes, each batch about 3 200 env steps (64
 windows of a 50-step task, 16 of a 200-step one), so every run costs minutes; ``--size paper`` keeps
 config.yaml's sizes and 50 epochs. Aggregates are sums over the tasks run of the
-per-task mean return over seeds (the paper's convention); its columns are summed over the same tasks.
+per-task mean return over seeds (the paper's convention; ± the SEM of the sum, from the per-task SEMs); its columns are
+summed over the same tasks.
 Writes the table to ``<runs_dir>/popgym/grid.md`` and ``grid.json``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import traceback
@@ -113,11 +115,14 @@ def table(tasks: list[str], models: list[str], runs: Path, data_dir: Path) -> tu
         if not done:
             continue
         s = {f"{m} (ours)": sum(rows[t]["ours"][m] for t in done) for m in models}
+        # SEM of a sum of independent per-task means: the root of the summed squared SEMs
+        sem = {f"{m} (ours)": math.sqrt(sum((rows[t]["sem"][m] or 0.0) ** 2 for t in done)) for m in models}
         s["data (ours)"] = sum(rows[t]["data"] or 0.0 for t in done)
         s.update({f"{m} (paper)": sum(rows[t]["paper"][m] or 0.0 for t in done) for m in [*models, "data"]})
-        sums[subset] = {"tasks": len(done), **s}
+        sums[subset] = {"tasks": len(done), **s, "sem": sem}
         lines.append(f"| **{subset}** ({len(done)} of {len(chosen)} tasks, sum) | "
-                     + " | ".join(f"{v:+.2f}" for v in s.values()) + " |")
+                     + " | ".join(f"{v:+.2f}" + (f" ± {sem[k]:.2f}" if k in sem else "") for k, v in s.items())
+                     + " |")
     return "\n".join(lines), {"tasks": rows, "aggregates": sums}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -247,6 +248,8 @@ def test_grid_skips_finished_runs_and_aggregates(tmp_path, capsys):
     assert set(row["ours"]) == {"RATE", "BC_MLP"} and row["paper"]["RATE"] == 1.0
     total = data["aggregates"]["all"]
     assert total["RATE (ours)"] == pytest.approx(sum(r["ours"]["RATE"] for r in data["tasks"].values()))
+    sems = [r["sem"]["RATE"] or 0.0 for r in data["tasks"].values()]  # SEM of a sum of independent means
+    assert total["sem"]["RATE (ours)"] == pytest.approx(float(np.sqrt(np.sum(np.square(sems)))))
     results = tmp_path / "runs" / "popgym" / "popgym-RepeatFirstEasy-v0" / "RATE" / "seed_1" / "results.json"
     stamp = results.stat().st_mtime_ns
     capsys.readouterr()
@@ -267,8 +270,6 @@ UNSOLVED_EASY = ",".join(task_id(f, "Easy") for f in ("Autoencode", "Battleship"
 def test_published_tables_regenerate_from_the_committed_run_records(tmp_path, records, models, tasks):
     """Every row of the grid tables in RESULTS_popgym.md is what ``--table_only`` prints from the committed
     ``results.json`` files (copied: the table is also written under the runs dir)."""
-    import shutil
-
     runs = tmp_path / "runs"
     shutil.copytree(ROOT / "POPGym" / records / "popgym", runs / "popgym")
     text = run_grid.main(["--tasks", tasks, "--models", models, "--table_only", "--runs_dir", str(runs),
