@@ -10,7 +10,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e ".[dev,wandb,minigrid,vizdoom,memory-maze,atari,mujoco,popgym]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,wandb,minigrid,vizdoom,memory-maze,atari,mujoco,popgym,minari]"
 	touch $@
 
 demo: $(VENV)/.installed

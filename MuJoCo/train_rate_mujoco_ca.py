@@ -8,6 +8,8 @@
 ``--dataset_file``, else the dataset looked up (file names: MuJoCo_src/mujoco_data.py) in
 ``--data_dir`` (or ``--data_dir_prefix``), else in ``mujoco: data_dir_prefix:`` of wandb_config.yaml, else
 in MuJoCo/MuJoCo_data where the generator writes. It is read once into an episode store (``--store_dir``).
+``--minari_dataset mujoco/hopper/medium-v0`` (any local Minari dataset of halfcheetah, hopper or walker2d; never
+downloaded) trains on that dataset instead and evaluates in the env Minari recovers from it.
 Writes runs/mujoco/<ckpt_folder>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}: return
 and D4RL normalised score over 10 episodes for each target and return-to-go mode, and every episode.
 ``--smoke`` generates a tiny dataset into <data folder>/smoke and runs the whole pipeline in seconds.
@@ -16,6 +18,8 @@ and D4RL normalised score over 10 episodes for each target and return-to-go mode
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,10 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
     mujoco_store,
     state_stats,
 )
-from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
+from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, ENVS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
 from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, VALIDATION_EPISODES, evaluate, selection_score
 from RATE_model.config import (
+    ConfigError,
     add_eval_flags,
     build_parser,
     check_eval_flags,
@@ -41,6 +46,8 @@ from RATE_model.config import (
 )
 from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP, DataError
 from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.minari_data import eval_spec, minari_store, recovered_env
+from RATE_model.store import EpisodeStore
 
 CONFIG = Path(__file__).with_name("MuJoCo_src") / "config.yaml"
 
@@ -60,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
                    help="dataset: " + ", ".join(f"{i} {n}" for i, n in enumerate(DATASETS)))
     g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path, help="folder holding the datasets")
     g.add_argument("--dataset_file", type=Path, help="read this D4RL hdf5 or reference pickle file")
+    g.add_argument("--minari_dataset", help="train on this local Minari dataset instead (e.g. mujoco/hopper/medium-v0, "
+                                            "in $MINARI_DATASETS_PATH or ~/.minari/datasets; needs the minari extra)")
     g.add_argument("--store_dir", type=Path,
                    help="where the episode store goes (default: <data folder>/stores/<dataset>)")
     g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
@@ -106,15 +115,49 @@ def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return found, folder
 
 
+def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, EpisodeStore, Callable[[], Any]]:
+    """The env, episode store and evaluation-env factory of ``--minari_dataset`` (the env's name is the id's env
+    part, e.g. mujoco/<hopper>/medium-v0; the evaluation env is the one Minari recovers from the dataset)."""
+    clash = sorted(explicit & {"env_id", "dataset_file"})
+    if clash:
+        raise ConfigError(f"--minari_dataset names the data; drop --{', --'.join(clash)}")
+    env = parse_minari_id(args.minari_dataset)
+    stores = data_folder(args.data_dir) / "stores" / "minari"
+    store_dir = args.store_dir or stores / args.minari_dataset.replace("/", "__")
+    store, dataset, layout = minari_store(args.minari_dataset, store_dir)
+    if layout.image or layout.discrete or (layout.obs_shape[0], layout.n_actions) != DIMS[env]:
+        raise DataError(f"Minari dataset {args.minari_dataset!r} has observations {layout.obs_shape} and "
+                        f"{'discrete' if layout.discrete else layout.n_actions} actions, not {env}'s "
+                        f"{DIMS[env][0]} and {DIMS[env][1]}")
+    make = partial(recovered_env, eval_spec(dataset, args.minari_dataset), layout)
+    make().close()  # an env that cannot be built here fails now, not in a worker after training
+    return env, store, make
+
+
+def parse_minari_id(dataset_id: str) -> str:
+    """The MuJoCo env of a Minari id ``[namespace/]<env>/<name>-vN``."""
+    parts = dataset_id.split("/")
+    env = parts[-2].lower() if len(parts) >= 2 else ""
+    if env not in ENVS:
+        raise ConfigError(f"--minari_dataset {dataset_id!r}: its env part must be one of {', '.join(ENVS)} "
+                          "(e.g. mujoco/hopper/medium-v0); other datasets train with Minari/train_minari.py")
+    return env
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
     check_args(args)
     mc, tc = split_args(args, "mujoco")  # flags checked before any data is read or built
-    name = dataset_of(args.env_id)
-    env = split_name(name)[0]
     seeds = run_seeds(args, explicit)
-    source, folder = dataset_source(args, name)
-    store = mujoco_store(source, env, args.store_dir or folder / "stores" / name)
+    make_env_fn = None
+    if args.minari_dataset:
+        env, store, make_env_fn = minari_source(args, explicit)
+        name, source = env, f"Minari dataset {args.minari_dataset}"
+    else:
+        name = dataset_of(args.env_id)
+        env = split_name(name)[0]
+        source, folder = dataset_source(args, name)
+        store = mujoco_store(source, env, args.store_dir or folder / "stores" / name)
     mean, std = state_stats(store)
     state_dim, act_dim = DIMS[env]
     mc.env_kwargs = {"state_dim": state_dim, "act_dim": act_dim, "state_mean": mean.tolist(),
@@ -129,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def evaluate_model(model, split):
         n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
         return evaluate(model, env, n, args.eval_max_steps, args.target_return, modes, args.eval_batch_size,
-                        split=split)
+                        split=split, make=make_env_fn)
 
     return run_experiment(args, "mujoco", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"),
                           selection_score)

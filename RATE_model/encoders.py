@@ -297,6 +297,55 @@ def _popgym(d: int, obs_nvec: Sequence[int] = (4,), n_actions: int = 4, discrete
     return Encoders(spec, nn.Linear(1, d), obs, act, head)
 
 
+class Bounds(nn.Module):
+    """Continuous actions between an env's box [low, high] and the model's [-1, 1]: ``to_unit`` maps the env's
+    into the model's (an action-token input), else the model's into the env's (the head's output)."""
+
+    def __init__(self, low: Sequence[float], high: Sequence[float], to_unit: bool):
+        super().__init__()
+        low_t, high_t = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+        self.register_buffer("centre", (high_t + low_t) / 2)
+        self.register_buffer("radius", (high_t - low_t) / 2)
+        self.to_unit = to_unit
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.centre) / self.radius if self.to_unit else x * self.radius + self.centre
+
+
+def image_padding(obs_shape: Sequence[int]) -> int:
+    """The DQN stack's padding for frames of ``obs_shape`` [C, H, W]: 0 from 36 pixels up (its smallest input), else 2
+    (down to 7); smaller frames are a ValueError."""
+    side = min(obs_shape[1:])
+    if side < 7:
+        raise ValueError(f"frames of {tuple(obs_shape)} are too small for the convolution stack (at least 7 × 7)")
+    return 0 if side >= 36 else 2
+
+
+def _minari(d: int, obs_shape: Sequence[int] = (1,), n_actions: int = 2, discrete: bool = True,
+            obs_nvec: Sequence[int] | None = None, obs_mean: Sequence[float] | None = None,
+            obs_std: Sequence[float] | None = None, action_low: Sequence[float] | None = None,
+            action_high: Sequence[float] | None = None, **_: object) -> Encoders:
+    """Any Minari dataset (``RATE_model.minari_data``): frames [C, H, W] through the DQN stack (He-initialised, no
+    Tanh, as Minigrid's), or components ``obs_nvec`` one-hot / standardised (``obs_mean`` / ``obs_std`` per real
+    one) -> Linear; discrete actions, or continuous ones in [``action_low``, ``action_high``] (unbounded: no Tanh)."""
+    spec = EnvSpec(tuple(int(x) for x in obs_shape), n_actions, discrete)
+    if len(spec.obs_shape) == 3:
+        obs: nn.Module = image_encoder(spec.obs_shape, d, padding=image_padding(spec.obs_shape), tanh=False)
+    else:
+        comp = OneHotComponents(obs_nvec if obs_nvec is not None else [0] * spec.obs_shape[0], obs_mean, obs_std)
+        obs = nn.Sequential(comp, nn.Linear(comp.width, d))
+    if discrete:
+        return _discrete(spec, d, obs, tanh=False)
+    bounded = (action_low is not None and action_high is not None
+               and bool(torch.isfinite(torch.as_tensor([*action_low, *action_high])).all()))
+    if bounded:
+        act = nn.Sequential(Bounds(action_low, action_high, True), nn.Linear(n_actions, d))
+        head: nn.Module = nn.Sequential(nn.Linear(d, n_actions), nn.Tanh(), Bounds(action_low, action_high, False))
+    else:
+        act, head = nn.Linear(n_actions, d), nn.Linear(d, n_actions)
+    return Encoders(spec, nn.Linear(1, d), obs, act, head)
+
+
 ENCODERS: dict[str, Callable[..., Encoders]] = {
     "tmaze": _tmaze,
     "vizdoom": _vizdoom,
@@ -305,6 +354,7 @@ ENCODERS: dict[str, Callable[..., Encoders]] = {
     "atari": _atari,
     "mujoco": _mujoco,
     "popgym": _popgym,
+    "minari": _minari,
 }
 
 

@@ -34,7 +34,8 @@ from RATE_model.trainer import NonFiniteLossError, Trainer, describe_device, res
 USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 Evaluate = Callable[[RATE, str], dict[str, Any]]  # (model, split "test" | "validation") -> metrics
 ENV_PACKAGES = {"vizdoom": "vizdoom", "minigrid": "minigrid", "memory_maze": "memory-maze", "atari": "ale-py",
-                "mujoco": "mujoco", "popgym": "popgym"}  # the package each env's simulator comes from (T-Maze: none)
+                "mujoco": "mujoco", "popgym": "popgym",
+                "minari": "minari"}  # the package each env's simulator comes from (T-Maze: none)
 
 
 def load_defaults(path: Path) -> dict[str, Any]:

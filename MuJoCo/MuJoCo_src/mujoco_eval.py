@@ -11,9 +11,11 @@ Each (mode, target) gives the raw return and D4RL's normalised score (mean ± st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -62,9 +64,10 @@ def attention_episode(seed: int, length: int | None, args: dict[str, Any]) -> Ep
 def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
              targets: tuple[float, ...] | None = None, modes: tuple[str, ...] = RTG_MODES,
              batch_size: int | None = None, progress: bool = True,
-             split: str = "test") -> dict[str, Any]:
+             split: str = "test", make: Callable[[], gym.Env] | None = None) -> dict[str, Any]:
     """Metrics of every (mode, target) over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
-    (default: all) stepped together in worker processes; ``episodes`` lists every episode."""
+    (default: all) stepped together in worker processes; ``episodes`` lists every episode. ``make``: the env
+    factory (default: gymnasium's v5 env of ``env``; a Minari dataset's own env, for example)."""
     targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
     seeds = distributed.shard(eval_seeds(n_episodes, split))
     batch_size = batch_size or max(1, len(seeds))
@@ -72,7 +75,7 @@ def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_S
     runs = [(mode, target) for target in targets for mode in modes]
     returns: dict[tuple[str, float], list[np.ndarray]] = {r: [] for r in runs}
     for i in tqdm(range(0, len(seeds), batch_size), desc=f"{env} eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(make_env, env), seeds[i:i + batch_size], obs_scale=1.0) as venv:
+        with GymVectorEnv(make or partial(make_env, env), seeds[i:i + batch_size], obs_scale=1.0) as venv:
             for mode, target in runs:  # every run resets the envs with the same seeds
                 res = rollout(model, venv, target * RTG_SCALE, max_steps=max_steps, reward_scale=RTG_SCALE,
                               reset_rtg_each_segment=mode == "reset",

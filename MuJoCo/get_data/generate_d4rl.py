@@ -22,6 +22,12 @@ episode it played (medium-replay: over the file's episodes; medium-expert: over 
 and normalised score, and the cost (SAC steps and seconds). The run is seeded and resumable: it saves
 the model and the filled part of the replay buffer at every evaluation, and a rerun continues from there
 (Ctrl-C is safe); a finished dataset is kept, and a request with other settings for it is refused.
+
+``--format minari --dataset_id mujoco-rate/hopper/medium-v0`` writes the dataset as a local Minari dataset
+instead (``both``: as well; ``minari`` alone makes the SAC run and the hdf5 file in a temporary folder beside it,
+removed once the export is written): every complete episode with its final observation
+(``next_observations``), terminations and truncations (``terminals`` / ``timeouts``), and the env spec of
+gymnasium's v5 env, so Minari recovers it for evaluation.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from MuJoCo.MuJoCo_src.mujoco_data import DATA_DIR
+from MuJoCo.MuJoCo_src.mujoco_data import DATA_DIR, split_d4rl
 from MuJoCo.MuJoCo_src.mujoco_env import (
     DIMS,
     ENVS,
@@ -52,6 +58,14 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
 )
 from RATE_model.collect import run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.minari_data import (
+    add_export_flags,
+    check_export_flags,
+    episodes_folder,
+    export,
+    finish_export,
+    minari_episode,
+)
 
 MEDIUM_RETURN = {"halfcheetah": 4500.0, "walker2d": 3000.0, "hopper": 1500.0}
 FIELDS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
@@ -363,13 +377,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_episodes", type=int, default=10, help="episodes per evaluation")
     p.add_argument("--max_episode_steps", type=int, help=f"shorter time limit than {MAX_STEPS} (tiny test data)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of SAC")
+    add_export_flags(p)
     return p
 
 
+def export_minari(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> Path:
+    """The complete episodes of the D4RL-layout file ``path`` as the Minari dataset ``--dataset_id``."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    spec = gym.spec(GYM_IDS[args.env])
+    if args.max_episode_steps:
+        spec = dataclasses.replace(spec, max_episode_steps=args.max_episode_steps)
+    state_dim, act_dim = DIMS[args.env]
+
+    def episode(ep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return minari_episode(ep["observations"], ep["actions"], ep["rewards"], bool(ep["terminals"][-1]),
+                              bool(ep["timeouts"][-1]), final_obs=ep["next_observations"][-1])
+
+    with gym.make(spec) as env:
+        spaces = env.observation_space, env.action_space
+    return export(args, split_d4rl(path, FIELDS), episode, *spaces, env=spec,
+                  algorithm_name=f"SAC (stable-baselines3), {meta.get('policy', args.dataset)}",
+                  description=f"{args.env}-{args.dataset}: D4RL's recipe on gymnasium's {GYM_IDS[args.env]}, made by "
+                              f"RATE's MuJoCo/get_data/generate_d4rl.py ({state_dim}-d states, {act_dim}-d actions). "
+                              f"Generator record: {json.dumps(meta)}")
+
+
+def run(a: argparse.Namespace) -> dict[str, Any]:
+    check_export_flags(a)
+    folder = episodes_folder(a, a.out_dir)
+    meta = generate(a.env, a.dataset, folder, a.seed, a.steps, a.expert_steps, a.transitions, a.medium_return,
+                    a.eval_every, a.eval_episodes, a.max_episode_steps, a.threads)
+    path = dataset_path(folder, f"{a.env}-{a.dataset}")
+    return {**meta, **finish_export(a, folder, lambda: export_minari(a, path, meta))}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), lambda a: generate(
-        a.env, a.dataset, a.out_dir, a.seed, a.steps, a.expert_steps, a.transitions, a.medium_return, a.eval_every,
-        a.eval_episodes, a.max_episode_steps, a.threads), argv)
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

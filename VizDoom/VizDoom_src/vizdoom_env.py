@@ -11,6 +11,7 @@ red, odd seeds green, so a list of consecutive seeds has both colours in equal n
 
 from __future__ import annotations
 
+import dataclasses
 from multiprocessing.util import Finalize
 from typing import Any
 
@@ -185,3 +186,22 @@ class TwoColorsEnv(gym.Env):
 
     def close(self) -> None:
         self.game.close()
+
+
+GYM_ID = "rate/ViZDoomTwoColors-v0"  # the env's gymnasium id: Minari datasets record it, so it can be recovered
+
+
+def two_colors(timeout: int = DEFAULT_TIMEOUT, pillar_tics: int | None = None,
+               mark_colour: bool = False) -> TwoColorsEnv:
+    """The agent's Two-Colors env (neither privileged nor visible state in ``info``) from JSON-able settings: what
+    ``gym.make(GYM_ID, ...)`` builds."""
+    scenario = ScenarioConfig() if pillar_tics is None else ScenarioConfig(pillar_tics=pillar_tics)
+    return TwoColorsEnv(timeout=timeout, scenario=scenario, mark_colour=mark_colour)
+
+
+def gym_spec(**kwargs: Any) -> gym.envs.registration.EnvSpec:
+    """The gymnasium spec of :func:`two_colors` with ``kwargs``."""
+    return dataclasses.replace(gym.spec(GYM_ID), kwargs=kwargs)
+
+
+gym.register(GYM_ID, entry_point=f"{__name__}:two_colors")  # a string: the spec serialises to JSON

@@ -13,6 +13,11 @@ only on (--seed, index) and even indices show the red pillar, odd ones the green
 balanced. A rerun skips the files already written (resume after Ctrl-C); ``meta.json`` records the
 settings, and a rerun with other settings into the same folder is refused. The same function backs
 ``VizDoom/VizDoom_notebooks/generate_iter_data.ipynb``.
+
+``--format minari --dataset_id rate/vizdoom/two-colors-v0`` writes the episodes as a local Minari dataset instead
+(``both``: as well): frames exact (no JPEG), the env spec ``rate/ViZDoomTwoColors-v0`` with the episode limit, so
+``Minari/train_minari.py`` evaluates in it; an episode that reaches ``--n_steps`` is truncated, a shorter one
+terminated (the player died).
 """
 
 from __future__ import annotations
@@ -28,9 +33,19 @@ import numpy as np
 
 from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.datafiles import load_npz
+from RATE_model.minari_data import (
+    FINAL_OBS_NOTE,
+    add_export_flags,
+    check_export_flags,
+    episodes_folder,
+    export,
+    finish_export,
+    minari_episode,
+)
 from VizDoom.VizDoom_src.expert import DEFAULT_TARGET_HOLD, EXPERTS, expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, N_ACTIONS, OBS_SHAPE, TwoColorsEnv, gym_spec
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
 # recorded in meta.json: a changed expert must not extend an old folder
@@ -132,13 +147,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between two draws of --target_noise")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
+    add_export_flags(p)
     return p
 
 
+def _minari_episode(path: Path, n_steps: int) -> dict[str, np.ndarray]:
+    ep = load_npz(path, ("obs", "action", "reward"))
+    died = len(ep["action"]) < n_steps
+    return minari_episode(ep["obs"], ep["action"], ep["reward"], terminated=died, truncated=not died)
+
+
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
+    import gymnasium as gym
+
+    settings = {"timeout": args.n_steps, "mark_colour": args.mark_colour,
+                **({"pillar_tics": args.pillar_tics} if args.pillar_tics != DEFAULT.pillar_tics else {})}
+    meta = (Path(folder) / "meta.json").read_text()
+    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)],
+                  partial(_minari_episode, n_steps=args.n_steps), gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8),
+                  gym.spaces.Discrete(N_ACTIONS), env=gym_spec(**settings),
+                  algorithm_name=f"RATE scripted {args.expert} expert (VizDoom/VizDoom_src/expert.py)",
+                  description=f"ViZDoom-Two-Colors episodes of RATE's generator (VizDoom/get_data/generate_iter_data.py"
+                              f"), settings {meta.strip()}. Observations: the screen as uint8 [3, 64, 112]. "
+                              f"{FINAL_OBS_NOTE}")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return collect(args.out_dir, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                   pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
-                   target_noise=args.target_noise, target_hold=args.target_hold)
+    check_export_flags(args)
+    folder = episodes_folder(args, args.out_dir)
+    stats = collect(folder, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
+                    pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
+                    target_noise=args.target_noise, target_hold=args.target_hold)
+    return {**stats, **finish_export(args, folder, partial(export_minari, args, folder))}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
