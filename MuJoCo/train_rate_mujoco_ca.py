@@ -18,6 +18,7 @@ and D4RL normalised score over 10 episodes for each target and return-to-go mode
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -32,7 +33,7 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
     mujoco_store,
     state_stats,
 )
-from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, ENVS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
+from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, ENVS, GYM_IDS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
 from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, VALIDATION_EPISODES, evaluate, selection_score
 from RATE_model.config import (
     ConfigError,
@@ -115,9 +116,10 @@ def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return found, folder
 
 
-def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, EpisodeStore, Callable[[], Any]]:
+def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, EpisodeStore, Callable[[], Any] | None]:
     """The env, episode store and evaluation-env factory of ``--minari_dataset`` (the env's name is the id's env
-    part, e.g. mujoco/<hopper>/medium-v0; the evaluation env is the one Minari recovers from the dataset)."""
+    part, e.g. mujoco/<hopper>/medium-v0; the evaluation env is the one Minari recovers from the dataset, or
+    gymnasium's v5 env (None) when the dataset records none)."""
     clash = sorted(explicit & {"env_id", "dataset_file"})
     if clash:
         raise ConfigError(f"--minari_dataset names the data; drop --{', --'.join(clash)}")
@@ -129,6 +131,10 @@ def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, Ep
         raise DataError(f"Minari dataset {args.minari_dataset!r} has observations {layout.obs_shape} and "
                         f"{'discrete' if layout.discrete else layout.n_actions} actions, not {env}'s "
                         f"{DIMS[env][0]} and {DIMS[env][1]}")
+    if dataset.env_spec is None and getattr(dataset, "_eval_env_spec", None) is None:
+        print(f"Minari dataset {args.minari_dataset!r} records no env: evaluating on gymnasium's {GYM_IDS[env]}",
+              file=sys.stderr)
+        return env, store, None
     make = partial(recovered_env, eval_spec(dataset, args.minari_dataset), layout)
     make().close()  # an env that cannot be built here fails now, not in a worker after training
     return env, store, make

@@ -325,3 +325,62 @@ def test_export_flags_are_checked_before_collecting(minari_root, tmp_path, capsy
             main(["--n_episodes", "1", "--out_dir", str(tmp_path / "x"), *argv])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_dataset_without_env_spec_evaluates_on_our_mujoco_env_and_is_refused_by_the_generic_script(minari_root,
+                                                                                                     tmp_path):
+    pytest.importorskip("mujoco")
+    from Minari.train_minari import main as generic
+    from MuJoCo.train_rate_mujoco_ca import main
+
+    rng = np.random.default_rng(2)
+    eps = [minari_episode(rng.normal(size=(T, 11)), rng.uniform(-1, 1, (T, 3)), rng.random(T), False, True)
+           for T in (20, 30)]
+    write_dataset("test/hopper/nospec-v0", iter(eps), gym.spaces.Box(-np.inf, np.inf, (11,), np.float64),
+                  gym.spaces.Box(-1, 1, (3,), np.float32))
+    out = main(["--minari_dataset", "test/hopper/nospec-v0", "--smoke", "--runs_dir", str(tmp_path / "runs"),
+                "--data_dir", str(tmp_path / "data"), "--no_wandb"])
+    assert out["runs"]["1"]["metrics"]["episodes_n"] == 2  # on gymnasium's Hopper-v5
+    with pytest.raises(DataError, match="records no env spec"):
+        generic(["--minari_dataset", "test/hopper/nospec-v0", "--smoke", "--runs_dir", str(tmp_path / "runs2"),
+                 "--store_dir", str(tmp_path / "store")])
+
+
+def test_readme_minari_lines_run(minari_root, tmp_path):
+    """The README's Minari commands, verbatim plus small-budget flags appended (the last value of a flag wins):
+    export ViZDoom and hopper-medium, load with Minari, train on them and on a collected mujoco/hopper dataset."""
+    pytest.importorskip("vizdoom")
+    pytest.importorskip("stable_baselines3")
+    import os
+    import re
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    pattern = r"^(python3 [^\n]*(?:minari|Minari|dataset_id)[^\n]*)$"
+    lines = [ln.split("  #")[0].strip() for ln in re.findall(pattern, text, re.M)]
+    small = {"generate_d4rl.py": ["--steps", "300", "--transitions", "600", "--eval_every", "150", "--eval_episodes",
+                                  "2", "--max_episode_steps", "100", "--out_dir", str(tmp_path / "mujoco")],
+             "generate_iter_data.py": ["--n_episodes", "3", "--n_steps", "15", "--workers", "1"],
+             "train_": ["--smoke", "--no_wandb", "--runs_dir", str(tmp_path / "runs")]}
+    collect(gym.make("Hopper-v5", max_episode_steps=30), "mujoco/hopper/medium-v0", 3)  # stands in for Minari's
+    order = ["generate_d4rl.py", "generate_iter_data.py", "import minari", "train_rate_mujoco_ca.py",
+             "train_minari.py --minari_dataset rate/"]
+    ran = []
+    for key in order:
+        line = next(ln for ln in lines if key in ln)
+        argv = shlex.split(line)[1:]
+        argv += next((v for k, v in small.items() if k in line), [])
+        if "train_rate_mujoco_ca.py" in line:
+            argv += ["--data_dir", str(tmp_path / "mujoco")]
+        out = subprocess.run([sys.executable, *argv], cwd=root, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)})
+        assert out.returncode == 0, (line, out.stderr[-2000:])
+        ran.append(key)
+    assert "rate/hopper/medium-v0" in subprocess.run(
+        [sys.executable, "-c", "import minari; print(minari.list_local_datasets())"], capture_output=True, text=True,
+        env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}).stdout
+    assert len(ran) == len(order)
