@@ -53,3 +53,12 @@ def test_bench_train_with_a_frozen_encoder_skips_the_encoders_work(capsys):
     assert frozen["params"] == full["params"]  # the same model; only the encoder's forward and backward are gone
     assert frozen["flops_per_iter"] < full["flops_per_iter"] / 4  # the encoder: ~80 % of an iteration
     capsys.readouterr()
+
+
+def test_bench_minari_measures_both_phases(capsys):
+    import bench_minari
+
+    res = bench_minari.main(["--episodes", "3", "--steps", "4"])
+    assert res["read_steps"] == 12 and res["write_dataset_mb"] > res["pixels_mb"] > 0
+    assert res["read_peak_rss_mb"] >= res["read_rss_before_mb"] > 0 and res["write_seconds"] > 0
+    capsys.readouterr()
