@@ -288,6 +288,21 @@ def test_our_hopper_medium_exported_to_minari_reads_back_the_same_steps(minari_r
         assert np.array_equal(from_file.in_memory().fields[k], from_minari.in_memory().fields[k]), k
     assert dataset.recover_environment().spec.id == "Hopper-v5"
 
+    # the same steps train the same model: a run on the Minari copy equals a run on the D4RL-layout file
+    from MuJoCo.train_rate_mujoco_ca import SMOKE
+    from MuJoCo.train_rate_mujoco_ca import main as train
+
+    small = [f"--{k}={v}" for k, v in SMOKE.items()] + ["--seed", "1", "--no_wandb", "--eval_max_steps", "40"]
+    a = train([*small, "--env_id", "6", "--dataset_file", str(out / "hopper-medium-v5.hdf5"), "--runs_dir",
+               str(tmp_path / "ra"), "--store_dir", str(tmp_path / "sa")])["runs"]["1"]["metrics"]
+    b = train([*small, "--minari_dataset", "rate/hopper/medium-v0", "--runs_dir", str(tmp_path / "rb"),
+               "--store_dir", str(tmp_path / "sb")])["runs"]["1"]["metrics"]
+    assert a["episodes"] == b["episodes"]  # every evaluation episode's return, identical
+    losses = [[json.loads(ln) for ln in (r / "mujoco" / "RATE" / "seed_1" / "metrics.jsonl").read_text().splitlines()]
+              for r in (tmp_path / "ra", tmp_path / "rb")]
+    train_losses = [[row["losses/train_loss"] for row in rows if "losses/train_loss" in row] for rows in losses]
+    assert train_losses[0] and train_losses[0] == train_losses[1]
+
 
 def test_the_vizdoom_generator_exports_exact_pixels_and_minari_alone_leaves_no_own_files(minari_root, tmp_path):
     pytest.importorskip("vizdoom")
