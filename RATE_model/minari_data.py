@@ -19,6 +19,7 @@ and description.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -313,10 +314,7 @@ def write_dataset(dataset_id: str, episodes: Iterable[Mapping[str, Any]], observ
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
 
-    try:
-        minari.dataset.minari_dataset.parse_dataset_id(dataset_id)
-    except Exception as e:
-        raise ConfigError(f"--dataset_id {dataset_id!r} is not a Minari id ([namespace/][env/]name-vN): {e}") from None
+    check_dataset_id(dataset_id)
     folder = dataset_dir(dataset_id)
     if folder.exists():
         raise DataError(f"a Minari dataset {dataset_id!r} already exists in {folder}: choose another --dataset_id "
@@ -349,6 +347,29 @@ def write_dataset(dataset_id: str, episodes: Iterable[Mapping[str, Any]], observ
         shutil.rmtree(folder, ignore_errors=True)
         raise DataError(f"no episodes to write into Minari dataset {dataset_id!r}")
     return folder
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    """ConfigError unless ``dataset_id`` is a valid Minari id, ``[namespace/]name-vN`` (the namespace may hold
+    slashes: ``rate/vizdoom/two-colors-v0``)."""
+    _minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.namespace import validate_namespace
+
+    try:
+        namespace = parse_dataset_id(dataset_id)[0]
+        if namespace is not None:
+            validate_namespace(namespace)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--dataset_id {dataset_id!r} is not a Minari id ([namespace/]name-vN, a namespace of "
+                          f"2 characters or more): {' '.join(str(e).split())[:200]}") from None
+
+
+def env_spec(gym_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``gym_id`` with ``kwargs`` (and a time limit): what a dataset records so that
+    ``recover_environment`` builds the env as it was collected (the entry point must be a string)."""
+    spec = dataclasses.replace(gym.spec(gym_id), kwargs=kwargs)
+    return spec if max_episode_steps is None else dataclasses.replace(spec, max_episode_steps=max_episode_steps)
 
 
 def minari_episode(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, terminated: bool, truncated: bool,
@@ -385,14 +406,14 @@ def export(args: Any, items: Sequence[Any], to_episode: Callable[[Any], Mapping[
 FORMATS = ("own", "minari", "both")
 
 
-def add_export_flags(p: Any) -> None:
+def add_export_flags(p: Any, dataset_id_help: str | None = None) -> None:
     """A generator's flags for writing a Minari dataset (checked by :func:`check_export_flags`)."""
     g = p.add_argument_group("Minari export (needs the minari extra)")
     g.add_argument("--format", choices=FORMATS, default="own",
                    help="own: this generator's files (default); minari: a local Minari dataset instead (the own files "
                         "are made in a temporary folder, then removed); both")
-    g.add_argument("--dataset_id", help="the Minari dataset id to write, e.g. rate/vizdoom/two-colors-v0 (into "
-                                        f"${ROOT_VARIABLE}, else ~/.minari/datasets)")
+    g.add_argument("--dataset_id", help=dataset_id_help or "the Minari dataset id to write, e.g. "
+                   f"rate/vizdoom/two-colors-v0 (into ${ROOT_VARIABLE}, else ~/.minari/datasets)")
     g.add_argument("--author", help="Minari metadata: author")
     g.add_argument("--author_email", help="Minari metadata: author e-mail")
     g.add_argument("--code_permalink", help="Minari metadata: link to the code that made the data")
@@ -406,29 +427,29 @@ def check_export_flags(args: Any) -> None:
         return
     if not args.dataset_id:
         raise ConfigError(f"--format {args.format} needs --dataset_id NAME (e.g. rate/<env>/<name>-v0)")
-    _minari()
+    check_dataset_id(args.dataset_id)
     if dataset_dir(args.dataset_id).exists():
         raise ConfigError(f"a Minari dataset {args.dataset_id!r} already exists in {dataset_dir(args.dataset_id)}: "
                           "choose another --dataset_id or delete that folder")
 
 
-def episodes_folder(args: Any, out_dir: Path) -> Path:
-    """Where a generator writes its own files: ``out_dir``, or under ``--format minari`` a temporary folder beside
-    the Minari dataset (kept until the export succeeds, so an interrupted run resumes)."""
-    if args.format != "minari":
-        return Path(out_dir)
-    return datasets_root() / ".rate-episodes" / args.dataset_id.replace("/", "__")
-
-
-def finish_export(args: Any, folder: Path, export: Any) -> dict[str, Any]:
-    """After collection: run ``export()`` (which writes the dataset) when asked, then remove the temporary
-    folder of ``--format minari``. Returns what to add to the generator's stats."""
+def collect_and_export(args: Any, collect: Callable[[Path], dict[str, Any]], export_to: Callable[[Path], Path],
+                       check: Callable[[Any], None] = check_export_flags) -> dict[str, Any]:
+    """A generator's run with the flags of :func:`add_export_flags`: ``check`` them, ``collect(folder)`` its own
+    files into ``--out_dir`` (under ``--format minari`` a temporary folder beside the Minari datasets, kept until the
+    export succeeds so an interrupted run resumes, then removed), then ``export_to(folder)`` when asked. Returns the
+    collection's stats and, when exported, the dataset's id and folder."""
+    check(args)
     if args.format == "own":
-        return {}
-    path = export()
+        return collect(Path(args.out_dir))
+    folder = Path(args.out_dir)
+    if args.format == "minari":
+        folder = datasets_root() / ".rate-episodes" / args.dataset_id.replace("/", "__")
+    stats = collect(folder)
+    path = export_to(folder)
     if args.format == "minari":
         shutil.rmtree(folder, ignore_errors=True)
-    return {"minari_dataset": args.dataset_id, "minari_path": str(path)}
+    return {**stats, "minari_dataset": args.dataset_id, "minari_path": str(path)}
 
 
 def metadata(dataset_id: str) -> dict[str, Any]:

@@ -335,7 +335,8 @@ def test_export_flags_are_checked_before_collecting(minari_root, tmp_path, capsy
     from VizDoom.get_data.generate_iter_data import main
 
     for argv, message in ((["--format", "minari"], "needs --dataset_id"),
-                          (["--dataset_id", "a/b-v0"], "needs --format minari or both")):
+                          (["--dataset_id", "a/b-v0"], "needs --format minari or both"),
+                          (["--format", "both", "--dataset_id", "t/x-v0"], "is not a Minari id")):
         with pytest.raises(SystemExit):
             main(["--n_episodes", "1", "--out_dir", str(tmp_path / "x"), *argv])
         assert message in capsys.readouterr().err

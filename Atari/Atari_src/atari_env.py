@@ -76,3 +76,15 @@ def make_env(game: str, data: bool = False, sticky: float | None = None, noop_ma
 def ram(env: gym.Env) -> np.ndarray:
     """The console's 128 bytes of RAM (what the scripted policies read)."""
     return env.unwrapped.ale.getRAM()
+
+
+GYM_ID = "rate/AtariReplay-v0"  # the data's env as the model sees it: Minari datasets record it
+
+
+def replay_env(game: str, sticky: float = DATA_STICKY) -> gym.Env:
+    """The env the data is played in (``make_env(game, data=True)``) with the model's 4-frame stack, the reset
+    frame repeated first: what ``gym.make(GYM_ID, game=...)`` builds."""
+    return FrameStackObservation(make_env(game, data=True, sticky=sticky), FRAME_STACK, padding_type="reset")
+
+
+gym.register(GYM_ID, entry_point="Atari.Atari_src.atari_env:replay_env")  # a string: the spec serialises to JSON

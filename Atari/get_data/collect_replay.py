@@ -12,30 +12,67 @@ controller (``Atari_src/expert.py``) with probability ``--epsilon`` of a uniform
 Checkpoint ``c`` depends only on (--game, --seed, c); checkpoints run in parallel processes; a rerun
 skips the finished ones (resume after Ctrl-C) and refuses a folder made with other settings
 (``meta.json``). Prints one JSON line: transitions, episodes, mean return, speed.
+
+``--format minari --dataset_id rate/atari/breakout-v0`` writes the episodes as a local Minari dataset instead
+(``both``: as well): the checkpoints' episodes in order, as ``Atari_src/atari_data.py`` reads them (padding
+dropped), each step's observation the 4-frame stack the model sees, uint8 [4, 84, 84] (oldest first; the first
+frame repeated before an episode's start), exact (no JPEG; ~28 KB a step, 4x the checkpoints' frames). The env
+spec ``rate/AtariReplay-v0`` (``game``; the ``--max_episode_steps`` limit) is the env the data was played in
+(sticky actions 0.25, no FIRE at reset) seen through that stack; the DQN evaluation protocol's env is
+``Atari_src/atari_env.make_env(game)``. The checkpoints mark only an episode's end, so: an episode that
+reaches the step limit (``--max_episode_steps``, or the emulator's frame cap: 27 000 steps, Pong 16 250) is
+truncated, a shorter one terminated (game over); a game over on the very last allowed step counts as truncated.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
-from Atari.Atari_src.atari_data import PAD, buffer_of_episodes, element_file, replay_logs, write_checkpoint
-from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, check_game, make_env
+from Atari.Atari_src.atari_data import (
+    FRAME,
+    PAD,
+    Checkpoint,
+    buffer_of_episodes,
+    element_file,
+    replay_logs,
+    write_checkpoint,
+)
+from Atari.Atari_src.atari_env import (
+    FRAME_SKIP,
+    FRAME_STACK,
+    GAMES,
+    GYM_ID,
+    MAX_FRAMES,
+    MAX_STEPS,
+    N_ACTIONS,
+    ROM_FRAME_LIMIT,
+    check_game,
+    make_env,
+)
 from Atari.Atari_src.expert import make_policy, play_episode
 from RATE_model.collect import collect_episodes, run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.minari_data import (
+    FINAL_OBS_NOTE,
+    add_export_flags,
+    collect_and_export,
+    env_spec,
+    export,
+    minari_episode,
+)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "Atari_data"
 RUN = 1  # the run folder the reference loader reads (<root>/<Game>/1/replay_logs)
 POLICY = "ram_scripted_v1"  # recorded in meta.json: a changed policy must not extend an old folder
 
 _ENV: dict[str, Any] = {}  # one emulator per worker process and game
-
-
 def checkpoint_seeds(seed: int, game: str, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, GAMES.index(game), index])
 
@@ -110,12 +147,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed; checkpoint c is a function of (game, seed, c)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="data root (<out_dir>/<Game>/1/replay_logs)")
+    add_export_flags(p)
     return p
 
 
+def step_limit(game: str, max_episode_steps: int) -> int:
+    """Agent steps after which an episode is cut (truncated): ``--max_episode_steps`` or the emulator's frame cap."""
+    return min(max_episode_steps, -(-min(MAX_FRAMES, ROM_FRAME_LIMIT.get(game, MAX_FRAMES)) // FRAME_SKIP))
+
+
+def export_minari(args: argparse.Namespace, logs: Path) -> Path:
+    """The episodes of the checkpoints in ``logs`` as the Minari dataset ``--dataset_id`` (see the module
+    docstring), streamed: one checkpoint's observation file read once, one episode in memory."""
+    ckpts = [Checkpoint(logs, n, max_index=sys.maxsize) for n in range(args.checkpoints)]
+    stream = (ep for c in ckpts for ep, _ in c.read(range(len(c.episodes)), args.game))
+    limit = step_limit(args.game, args.max_episode_steps)
+    back = np.arange(1 - FRAME_STACK, 1)  # the stack's frames relative to the current one, oldest first
+
+    def episode(_: tuple[int, int]) -> dict[str, np.ndarray]:
+        ep = next(stream)
+        T = len(ep["reward"])
+        stacks = ep["obs"][np.maximum(np.arange(T)[:, None] + back, 0)]
+        return minari_episode(stacks, ep["action"].astype(np.int64), ep["reward"], terminated=T < limit,
+                              truncated=T >= limit)
+
+    spec = env_spec(GYM_ID, args.max_episode_steps, game=args.game)
+    meta = (Path(logs) / "meta.json").read_text()
+    return export(args, [(c.n, j) for c in ckpts for j in range(len(c.episodes))], episode,
+                  gym.spaces.Box(0, 255, (FRAME_STACK, *FRAME), np.uint8), gym.spaces.Discrete(N_ACTIONS[args.game]),
+                  env=spec, algorithm_name=f"RATE scripted RAM policy {POLICY} (Atari/Atari_src/expert.py)",
+                  description=f"Atari {args.game} episodes of RATE's generator (Atari/get_data/collect_replay.py), "
+                              f"settings {meta.strip()}. Observations: the last 4 frames (84x84 grey, frame-skip 4 "
+                              f"with max-pooling) as uint8 [4, 84, 84]; actions: the game's minimal set; rewards "
+                              f"not clipped. {FINAL_OBS_NOTE}")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return collect(args.game, args.out_dir, args.transitions, args.checkpoints, args.epsilon, args.seed,
-                   args.max_episode_steps, args.workers)
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return collect(args.game, folder, args.transitions, args.checkpoints, args.epsilon, args.seed,
+                       args.max_episode_steps, args.workers)
+
+    return collect_and_export(args, collect_into,
+                              lambda folder: export_minari(args, replay_logs(folder, args.game, RUN)))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

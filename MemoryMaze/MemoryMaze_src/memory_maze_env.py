@@ -10,6 +10,9 @@ target; the episode ends after ``max_steps`` steps (the task's own limit: 1 000)
 evaluation seed list fixes the episodes. With ``privileged=True`` (the ``ExtraObs`` variant, for the
 oracle only) ``info["state"]`` carries the agent's grid position and heading, the current target's
 position and the maze layout; the camera image is the same as without it.
+
+The agent's env (``privileged=False``) is registered for gymnasium as ``GYM_ID``: Minari datasets record it, so
+it can be recovered from them.
 """
 
 from __future__ import annotations
@@ -113,3 +116,9 @@ class MemoryMazeEnv(gym.Env):
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+GYM_ID = "rate/MemoryMaze9x9-v0"  # the agent's env (not privileged): Minari datasets record it
+
+
+gym.register(GYM_ID, entry_point=f"{__name__}:MemoryMazeEnv")  # a string: the spec serialises to JSON

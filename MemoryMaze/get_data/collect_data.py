@@ -15,6 +15,12 @@ steps of each episode, so ``--max_steps 500`` halves the work at no loss for tra
 the files already written (resume after Ctrl-C); ``meta.json`` records the settings, and a rerun with
 other settings into the same folder is refused. The environment runs ~30–50 steps/s per process, so
 every core is used by default.
+
+``--format minari --dataset_id rate/memory-maze/9x9-v0`` writes the episodes as a local Minari dataset instead
+(``both``: as well) in the agent's spaces: frames exact (no JPEG) as uint8 [3, 64, 64] (the files' frames
+transposed), actions as integers 0..5 (the files' one-hot argmax), the env spec ``rate/MemoryMaze9x9-v0``
+(``max_steps``; not privileged: the oracle's extra state never reaches the agent). Every episode is truncated
+(the task has no terminal state: it ends after ``--max_steps`` steps), none terminated.
 """
 
 from __future__ import annotations
@@ -27,9 +33,25 @@ from typing import Any
 import numpy as np
 
 from MemoryMaze.MemoryMaze_src.expert import oracle_episode
-from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, START_METHOD, MemoryMazeEnv
-from RATE_model.collect import collect_episodes, run_cli
+from MemoryMaze.MemoryMaze_src.memory_maze_env import (
+    GYM_ID,
+    MAX_STEPS,
+    N_ACTIONS,
+    OBS_SHAPE,
+    START_METHOD,
+    MemoryMazeEnv,
+)
+from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.datafiles import load_npz
+from RATE_model.minari_data import (
+    FINAL_OBS_NOTE,
+    add_export_flags,
+    collect_and_export,
+    env_spec,
+    export,
+    minari_episode,
+)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "MemoryMaze_data" / "episodes"
 # recorded in meta.json: a changed oracle must not extend an old folder
@@ -92,12 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i is a function of (seed, i)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
+    add_export_flags(p)
     return p
 
 
+def _minari_episode(path: Path) -> dict[str, np.ndarray]:
+    ep = load_npz(path, ("obs", "action", "reward"))
+    return minari_episode(ep["obs"].transpose(0, 3, 1, 2), ep["action"].argmax(1), ep["reward"], terminated=False,
+                          truncated=True)
+
+
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
+    import gymnasium as gym
+
+    meta = (Path(folder) / "meta.json").read_text()
+    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)], _minari_episode,
+                  gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8), gym.spaces.Discrete(N_ACTIONS),
+                  env=env_spec(GYM_ID, max_steps=args.max_steps),
+                  algorithm_name=f"RATE {args.oracle} oracle (MemoryMaze/MemoryMaze_src/expert.py)",
+                  description=f"Memory Maze 9x9 episodes of RATE's generator (MemoryMaze/get_data/collect_data.py), "
+                              f"settings {meta.strip()}. Observations: the camera as uint8 [3, 64, 64]; actions "
+                              f"0 noop, 1 forward, 2 left, 3 right, 4 forward+left, 5 forward+right. {FINAL_OBS_NOTE}")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return collect(args.out_dir, args.n_episodes, args.max_steps, args.epsilon, args.seed, args.workers,
-                   oracle=args.oracle)
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return collect(folder, args.n_episodes, args.max_steps, args.epsilon, args.seed, args.workers,
+                       oracle=args.oracle)
+
+    return collect_and_export(args, collect_into, partial(export_minari, args))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -6,11 +6,17 @@ the object that matches the cue ends the episode with reward 1 − 0.9·t/T (t s
 timeout); stepping next to the other one ends it with 0. Observation: the agent's 3×3 partial view
 rendered as RGB and resized to 3×84×84, float in [0, 1] (uint8 for datasets). Actions: 0 left,
 1 right, 2 forward (minigrid's own ids, so they pass straight through).
+
+:class:`MinigridMemoryGym` is :class:`MinigridMemory` as a gymnasium env, registered as ``GYM_ID`` (Minari
+datasets record it, so the env can be recovered from them).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
+import gymnasium as gym
 import numpy as np
 from minigrid.envs import MemoryEnv
 
@@ -99,3 +105,32 @@ class MinigridMemoryVecEnv:
             touched[i] = tuple(g.agent_pos) in (g.success_pos, g.failure_pos)
             self.done[i] = done
         return self.obs.astype(np.float32) / 255.0, reward, self.done.copy(), {"success": success, "touched": touched}
+
+
+GYM_ID = "rate/MinigridMemory-v0"  # the env's gymnasium id: Minari datasets record it, so it can be recovered
+
+
+class MinigridMemoryGym(gym.Env):
+    """:class:`MinigridMemory` as a gymnasium env (what ``gym.make(GYM_ID, size=..., timeout=...)`` builds):
+    observations uint8 [3, 84, 84], actions 0 left, 1 right, 2 forward. Touching either junction object
+    terminates the episode; running out of time truncates it. ``info["success"]``: the matching one."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, size: int = 31, timeout: int | None = None):
+        self.game = MinigridMemory(size, timeout)
+        self.observation_space = gym.spaces.Box(0, 255, (3, OBS_SIZE, OBS_SIZE), np.uint8)
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return self.game.reset(int(self.np_random.integers(2**31)) if seed is None else seed), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, done, success = self.game.step(int(action))
+        g = self.game.env
+        terminated = tuple(g.agent_pos) in (tuple(g.success_pos), tuple(g.failure_pos))
+        return obs, reward, terminated, done and not terminated, {"success": success}
+
+
+gym.register(GYM_ID, entry_point=f"{__name__}:MinigridMemoryGym")  # a string: the spec serialises to JSON

@@ -7,6 +7,11 @@ reward float32 [T] and done bool [T]. Episode ``index`` depends only on (--seed,
 deterministic, and a rerun skips the files already written (resume after Ctrl-C). Episodes that time
 out are retried with the next attempt's seeds; only successful ones are written. ``meta.json``
 records the settings, and a rerun with different settings into the same folder is refused.
+
+``--format minari --dataset_id rate/minigrid-memory/size31-v0`` writes the episodes as a local Minari dataset
+instead (``both``: as well): frames exact (no JPEG), the env spec ``rate/MinigridMemory-v0`` (size and timeout),
+so ``Minari/train_minari.py`` evaluates in it. Every episode is terminated (only successes are written: the agent
+stepped next to the matching object), none truncated.
 """
 
 from __future__ import annotations
@@ -19,9 +24,24 @@ from typing import Any
 import numpy as np
 
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
-from MinigridMemory.MinigridMemory_src.minigrid_env import check_size, default_timeout
+from MinigridMemory.MinigridMemory_src.minigrid_env import (
+    GYM_ID,
+    N_ACTIONS,
+    OBS_SIZE,
+    check_size,
+    default_timeout,
+)
 from RATE_model.collect import collect_episodes, episode_path, run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.datafiles import load_npz
+from RATE_model.minari_data import (
+    FINAL_OBS_NOTE,
+    add_export_flags,
+    collect_and_export,
+    env_spec,
+    export,
+    minari_episode,
+)
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
@@ -83,12 +103,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="output folder")
     p.add_argument("--max_attempts", type=int, default=20, help="retries of a timed-out episode")
+    add_export_flags(p)
     return p
 
 
+def _minari_episode(path: Path) -> dict[str, np.ndarray]:
+    ep = load_npz(path, ("obs", "action", "reward"))
+    return minari_episode(ep["obs"], ep["action"], ep["reward"], terminated=True, truncated=False)
+
+
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
+    import gymnasium as gym
+
+    meta = (Path(folder) / "meta.json").read_text()
+    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)], _minari_episode,
+                  gym.spaces.Box(0, 255, (3, OBS_SIZE, OBS_SIZE), np.uint8), gym.spaces.Discrete(N_ACTIONS),
+                  env=env_spec(GYM_ID, size=args.size, timeout=args.timeout or default_timeout(args.size)),
+                  algorithm_name="RATE scripted expert (MinigridMemory/MinigridMemory_src/expert.py), successes only",
+                  description=f"Minigrid-Memory episodes of RATE's generator (MinigridMemory/get_data/collect_traj.py)"
+                              f", settings {meta.strip()}. Observations: the agent's 3x3 view as uint8 [3, 84, 84]. "
+                              f"{FINAL_OBS_NOTE}")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return collect(args.out_dir, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed, args.workers,
-                   args.max_attempts)
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return collect(folder, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed, args.workers,
+                       args.max_attempts)
+
+    return collect_and_export(args, collect_into, partial(export_minari, args))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -58,14 +58,7 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
 )
 from RATE_model.collect import run_cli
 from RATE_model.config import OneLineErrorParser
-from RATE_model.minari_data import (
-    add_export_flags,
-    check_export_flags,
-    episodes_folder,
-    export,
-    finish_export,
-    minari_episode,
-)
+from RATE_model.minari_data import add_export_flags, collect_and_export, export, minari_episode
 
 MEDIUM_RETURN = {"halfcheetah": 4500.0, "walker2d": 3000.0, "hopper": 1500.0}
 FIELDS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
@@ -406,12 +399,15 @@ def export_minari(args: argparse.Namespace, path: Path, meta: dict[str, Any]) ->
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
-    check_export_flags(a)
-    folder = episodes_folder(a, a.out_dir)
-    meta = generate(a.env, a.dataset, folder, a.seed, a.steps, a.expert_steps, a.transitions, a.medium_return,
-                    a.eval_every, a.eval_episodes, a.max_episode_steps, a.threads)
-    path = dataset_path(folder, f"{a.env}-{a.dataset}")
-    return {**meta, **finish_export(a, folder, lambda: export_minari(a, path, meta))}
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return generate(a.env, a.dataset, folder, a.seed, a.steps, a.expert_steps, a.transitions, a.medium_return,
+                        a.eval_every, a.eval_episodes, a.max_episode_steps, a.threads)
+
+    def export_to(folder: Path) -> Path:
+        path = dataset_path(folder, f"{a.env}-{a.dataset}")
+        return export_minari(a, path, json.loads(path.with_suffix(".json").read_text()))
+
+    return collect_and_export(a, collect_into, export_to)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

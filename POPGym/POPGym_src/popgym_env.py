@@ -8,6 +8,9 @@ component's number of categories (0 for a real number), which the model's encode
 
 :class:`PopgymVecEnv` steps a batch of episodes in this process (POPGym steps in microseconds, worker
 processes would cost more than they save); a finished episode keeps its last observation.
+
+:class:`FlatPopgym` (gymnasium id ``rate/POPGymFlat-v0``, ``task``) is a task's env in these flat spaces, for
+Minari datasets whose spaces are not popgym's own (``stored_spaces``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 FAMILIES = ("Autoencode", "Battleship", "Concentration", "CountRecall", "HigherLower", "LabyrinthEscape",
@@ -176,3 +180,35 @@ class PopgymVecEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def stored_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
+    """The spaces of the stored episodes of a made env (see the module docstring)."""
+    spec = spec_of(env)
+    if all(spec.obs_nvec):
+        obs = gym.spaces.MultiDiscrete(spec.obs_nvec)
+    else:  # a POPGym task with a real component has a Box observation
+        raw = env.observation_space
+        obs = gym.spaces.Box(np.ravel(raw.low), np.ravel(raw.high), dtype=np.float32)
+    return obs, gym.spaces.Discrete(spec.n_actions) if spec.discrete else env.action_space
+
+
+class FlatPopgym(gym.Wrapper):
+    """popgym's env of ``task`` in the stored episodes' spaces: what ``gym.make(FLAT_GYM_ID, task=...)`` builds."""
+
+    def __init__(self, task: str):
+        super().__init__(make(task))
+        self.task_spec = spec_of(self.env)
+        self.observation_space, self.action_space = stored_spaces(self.env)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        return flat_obs(obs).astype(self.observation_space.dtype), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(env_action(self.task_spec, action))
+        return flat_obs(obs).astype(self.observation_space.dtype), reward, terminated, truncated, info
+
+
+FLAT_GYM_ID = "rate/POPGymFlat-v0"
+gym.register(FLAT_GYM_ID, entry_point="POPGym.POPGym_src.popgym_env:FlatPopgym")  # a string: serialises to JSON

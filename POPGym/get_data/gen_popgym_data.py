@@ -11,6 +11,16 @@ meet a training episode) with the expert's randomness seeded by the same number.
 file exists are skipped, and every file is written whole (temporary name, then renamed), so an interrupted
 run leaves no half-written episode. Work is spread over ``--workers`` processes (default: every core);
 ``<task folder>/summary.json`` holds the mean return of all its episodes.
+
+``--format minari --dataset_id rate/popgym`` writes each task's episodes as a local Minari dataset instead
+(``both``: as well); ``--dataset_id`` is the prefix of their ids, one per task: ``rate/popgym/RepeatFirstEasy-v0``
+for ``popgym-RepeatFirstEasy-v0``. Spaces are those of the stored episodes: observations the flat components
+(``MultiDiscrete`` when every one is a category, else popgym's ``Box``), actions one integer (a ``MultiDiscrete``
+flattened) or the Pendulum's ``Box``. The env spec is popgym's own id where its spaces are these (the CartPole,
+Pendulum, Concentration, CountRecall and Labyrinth tasks), else ``rate/POPGymFlat-v0`` (``task``): popgym's env
+in the stored spaces. Each episode file is replayed (its actions on its seed) to read how it ended: terminated or
+truncated as the env itself reports it (e.g. a CartPole that falls terminates, one that lasts its length is
+truncated), and its final observation; a file that does not replay (another ``--seed_offset``) is an error.
 """
 
 from __future__ import annotations
@@ -20,18 +30,41 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
 from POPGym.POPGym_src.experts import make_expert
 from POPGym.POPGym_src.popgym_data import task_files
-from POPGym.POPGym_src.popgym_env import FAMILIES, LEVELS, TASKS, flat_action, flat_obs, make, parse_task, spec_of
-from RATE_model.config import OneLineErrorParser
+from POPGym.POPGym_src.popgym_env import (
+    FAMILIES,
+    FLAT_GYM_ID,
+    LEVELS,
+    TASKS,
+    env_action,
+    flat_action,
+    flat_obs,
+    make,
+    parse_task,
+    spec_of,
+    stored_spaces,
+)
+from RATE_model.config import ConfigError, OneLineErrorParser
 from RATE_model.data import DataError, load_npz
+from RATE_model.minari_data import (
+    add_export_flags,
+    check_export_flags,
+    collect_and_export,
+    dataset_dir,
+    env_spec,
+    export,
+    minari_episode,
+)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "POPGym_data"
 CHUNK = 25  # episodes per job handed to a worker
@@ -141,6 +174,67 @@ def generate(tasks: Sequence[str], n_episodes: int, out_dir: Path, workers: int 
     return [summarise(Path(out_dir) / task, n_episodes) for task in tasks]
 
 
+def task_dataset_id(prefix: str, task: str) -> str:
+    """The Minari id of ``task``'s dataset: ``<prefix>/RepeatFirstEasy-v0`` for ``popgym-RepeatFirstEasy-v0``."""
+    return f"{prefix.rstrip('/')}/{task.removeprefix('popgym-')}"
+
+
+def _task_args(args: argparse.Namespace, task: str) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "dataset_id": task_dataset_id(args.dataset_id, task)})
+
+
+def replayed(env: Any, path: Path, seed: int, obs_dtype: Any) -> dict[str, np.ndarray]:
+    """Episode file ``path`` as a Minari episode, its end (terminated or truncated, final observation) read from
+    a replay of its actions on env seed ``seed``; a DataError where the replay departs from the file."""
+    ep = load_npz(path, ("obs", "action", "reward"))
+    stored = np.asarray(ep["obs"], np.float32).reshape(len(ep["reward"]), -1)
+    spec, (obs, _), ended = spec_of(env), env.reset(seed=seed), (False, False)
+    for t, action in enumerate(ep["action"]):
+        if any(ended) or not np.array_equal(flat_obs(obs), stored[t]):
+            raise DataError(f"{path}: its actions replayed on env seed {seed} depart from it at step {t} (made "
+                            "with another --seed_offset?)")
+        obs, _, *ended, _ = env.step(env_action(spec, action))
+    if not any(ended):
+        raise DataError(f"{path}: its actions replayed on env seed {seed} do not end the episode")
+    return minari_episode(stored.astype(obs_dtype), ep["action"], ep["reward"], *ended,
+                          final_obs=flat_obs(obs).astype(obs_dtype))
+
+
+def export_task(args: argparse.Namespace, folder: Path, task: str) -> Path:
+    """The first ``--n_episodes`` episodes of ``task`` in ``folder`` as its Minari dataset."""
+    env = make(task)
+    try:
+        spaces = stored_spaces(env)
+        own = spaces == (env.observation_space, env.action_space)
+        spec = gym.spec(task) if own else env_spec(FLAT_GYM_ID, task=task)
+        files = [Path(folder) / f"train_data_{i}.npz" for i in range(args.n_episodes)]
+        return export(_task_args(args, task), list(enumerate(files)),
+                      lambda item: replayed(env, item[1], args.seed_offset + item[0], spaces[0].dtype), *spaces,
+                      env=spec, algorithm_name=f"RATE history-only expert (POPGym/POPGym_src/experts.py), {task}",
+                      description=f"POPGym {task} episodes of RATE's generator (POPGym/get_data/gen_popgym_data.py),"
+                                  f" env seeds {args.seed_offset}..{args.seed_offset + args.n_episodes - 1}. "
+                                  "Observations: popgym's observation flattened to components; actions: one integer "
+                                  "(a MultiDiscrete flattened row-major) or the Pendulum's torque. Each episode's "
+                                  "end and final observation come from a replay of its actions.")
+    finally:
+        env.close()
+
+
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """Every task's Minari dataset (``<--dataset_id>/<Task>-v0``); returns their common folder."""
+    for task in args.tasks:
+        export_task(args, Path(folder) / task, task)
+    return dataset_dir(args.dataset_id.rstrip("/"))
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """:func:`check_export_flags` for the dataset id of every task (``--dataset_id`` is their prefix)."""
+    if args.format == "own" or not args.dataset_id:
+        check_export_flags(args)
+    for task in args.tasks if args.format != "own" else ():
+        check_export_flags(_task_args(args, task))
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--tasks", type=select_tasks, default=list(TASKS),
@@ -149,19 +243,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="root folder of the task folders")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--seed_offset", type=int, default=0, help="episode i is played on env seed seed_offset + i")
+    add_export_flags(p, "the prefix of the Minari dataset ids, one per task: PREFIX/<Task>-v0 (e.g. rate/popgym)")
     args = p.parse_args(argv)
     if args.n_episodes < 1 or args.workers < 1:
         p.error("--n_episodes and --workers must be >= 1")
     if not (0 <= args.seed_offset and args.seed_offset + args.n_episodes <= 1_000_000):
         p.error("--seed_offset + --n_episodes must lie in 0..1 000 000 (evaluation seeds start there)")
     try:
-        rows = generate(args.tasks, args.n_episodes, args.out_dir, args.workers, args.seed_offset)
-    except (DataError, OSError) as e:
+        check_flags(args)
+    except ConfigError as e:
+        p.error(str(e))
+
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return {"rows": generate(args.tasks, args.n_episodes, folder, args.workers, args.seed_offset)}
+
+    try:
+        out = collect_and_export(args, collect_into, partial(export_minari, args), check=lambda _: None)
+    except (DataError, ConfigError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
+    rows, exported = out["rows"], "minari_dataset" in out
     for r in rows:
+        if exported:
+            r["minari_dataset"] = task_dataset_id(args.dataset_id, r["task"])
         print(f"{r['task']:<44} {r['episodes']:>5} episodes  return {r['return']:+.3f} ± {r['return_sem']:.3f}  "
-              f"length {r['mean_length']:.0f} (max {r['max_length']})")
+              f"length {r['mean_length']:.0f} (max {r['max_length']})"
+              + (f"  Minari {r['minari_dataset']}" if exported else ""))
     return rows
 
 

@@ -11,7 +11,6 @@ red, odd seeds green, so a list of consecutive seeds has both colours in equal n
 
 from __future__ import annotations
 
-import dataclasses
 from multiprocessing.util import Finalize
 from typing import Any
 
@@ -197,11 +196,6 @@ def two_colors(timeout: int = DEFAULT_TIMEOUT, pillar_tics: int | None = None,
     ``gym.make(GYM_ID, ...)`` builds."""
     scenario = ScenarioConfig() if pillar_tics is None else ScenarioConfig(pillar_tics=pillar_tics)
     return TwoColorsEnv(timeout=timeout, scenario=scenario, mark_colour=mark_colour)
-
-
-def gym_spec(**kwargs: Any) -> gym.envs.registration.EnvSpec:
-    """The gymnasium spec of :func:`two_colors` with ``kwargs``."""
-    return dataclasses.replace(gym.spec(GYM_ID), kwargs=kwargs)
 
 
 gym.register(GYM_ID, entry_point=f"{__name__}:two_colors")  # a string: the spec serialises to JSON

@@ -37,15 +37,14 @@ from RATE_model.datafiles import load_npz
 from RATE_model.minari_data import (
     FINAL_OBS_NOTE,
     add_export_flags,
-    check_export_flags,
-    episodes_folder,
+    collect_and_export,
+    env_spec,
     export,
-    finish_export,
     minari_episode,
 )
 from VizDoom.VizDoom_src.expert import DEFAULT_TARGET_HOLD, EXPERTS, expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
-from VizDoom.VizDoom_src.vizdoom_env import MAX_TIMEOUT, N_ACTIONS, OBS_SHAPE, TwoColorsEnv, gym_spec
+from VizDoom.VizDoom_src.vizdoom_env import GYM_ID, MAX_TIMEOUT, N_ACTIONS, OBS_SHAPE, TwoColorsEnv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "VizDoom_data" / "iterative_data"
 # recorded in meta.json: a changed expert must not extend an old folder
@@ -166,7 +165,7 @@ def export_minari(args: argparse.Namespace, folder: Path) -> Path:
     meta = (Path(folder) / "meta.json").read_text()
     return export(args, [episode_path(folder, i) for i in range(args.n_episodes)],
                   partial(_minari_episode, n_steps=args.n_steps), gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8),
-                  gym.spaces.Discrete(N_ACTIONS), env=gym_spec(**settings),
+                  gym.spaces.Discrete(N_ACTIONS), env=env_spec(GYM_ID, **settings),
                   algorithm_name=f"RATE scripted {args.expert} expert (VizDoom/VizDoom_src/expert.py)",
                   description=f"ViZDoom-Two-Colors episodes of RATE's generator (VizDoom/get_data/generate_iter_data.py"
                               f"), settings {meta.strip()}. Observations: the screen as uint8 [3, 64, 112]. "
@@ -174,12 +173,12 @@ def export_minari(args: argparse.Namespace, folder: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    check_export_flags(args)
-    folder = episodes_folder(args, args.out_dir)
-    stats = collect(folder, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                    pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
-                    target_noise=args.target_noise, target_hold=args.target_hold)
-    return {**stats, **finish_export(args, folder, partial(export_minari, args, folder))}
+    def collect_into(folder: Path) -> dict[str, Any]:
+        return collect(folder, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
+                       pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
+                       target_noise=args.target_noise, target_hold=args.target_hold)
+
+    return collect_and_export(args, collect_into, partial(export_minari, args))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
