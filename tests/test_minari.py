@@ -400,3 +400,18 @@ def test_readme_minari_lines_run(minari_root, tmp_path):
         [sys.executable, "-c", "import minari; print(minari.list_local_datasets())"], capture_output=True, text=True,
         env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}).stdout
     assert len(ran) == len(order)
+
+
+def test_example_datasets_hold_controller_episodes_with_recoverable_envs(minari_root):
+    from Minari.make_examples import EXAMPLES, main
+
+    rows = main(["--n_episodes", "3", "--noise", "0.1"])
+    by_id = {r["dataset"]: r for r in rows}
+    assert by_id["rate-examples/cartpole/controller-v0"]["return"] > 150  # a random policy: about 20
+    assert by_id["rate-examples/mountaincar/controller-v0"]["return"] > 50  # reaches the flag
+    for dataset_id, (gym_id, _, _) in EXAMPLES.items():
+        dataset = minari.load_dataset(dataset_id, download=False)
+        assert dataset.total_episodes == 3 and dataset.env_spec.id == gym_id
+        for ep in dataset.iterate_episodes():
+            assert ep.terminations[-1] or ep.truncations[-1]
+    assert main(["--n_episodes", "3"])[0]["kept"]  # an existing dataset is kept
