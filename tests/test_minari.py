@@ -3,6 +3,7 @@ episode store step for step and trained on by our scripts; our generators' datas
 Minari and by us; clear one-line errors for missing, damaged and unbuildable datasets."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -45,8 +46,11 @@ def collect(env, dataset_id, n_episodes, seed=0, policy=None):
             obs, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 break
-    dataset = env.create_dataset(dataset_id, algorithm_name="random", author="tests", author_email="t@example.org",
-                                 code_permalink="tests/test_minari.py", description="test data")
+    with warnings.catch_warnings():  # Minari's note that no separate eval env was given
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = env.create_dataset(dataset_id, algorithm_name="random", author="tests",
+                                     author_email="t@example.org", code_permalink="tests/test_minari.py",
+                                     description="test data")
     env.close()
     return dataset
 
