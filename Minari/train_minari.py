@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from RATE_model import distributed
 from RATE_model.config import (
     ConfigError,
     add_eval_flags,
@@ -43,8 +41,8 @@ from RATE_model.minari_data import (
     recovered_env,
 )
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem, split_seeds
-from RATE_model.vector import GymVectorEnv
+from RATE_model.rollout import sem, split_seeds
+from RATE_model.vector import returns_in_envs
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.yaml"
@@ -90,26 +88,19 @@ def evaluate(model: RATE, make_env: Any, n_episodes: int, max_steps: int, target
              normalise: Any = None, progress: bool = True) -> dict[str, Any]:
     """Mean return ± SEM (and ``normalise(returns)`` as ``score``, when given) per target over ``n_episodes``
     fixed seeds of the split, ``batch_size`` (default: all) stepped together; ``episodes`` lists each one."""
-    seeds = distributed.shard(split_seeds(n_episodes, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET))
-    batch_size = batch_size or max(1, len(seeds))
-    show = progress and distributed.is_main()
-    returns: dict[float, list[np.ndarray]] = {t: [] for t in targets}
-    for i in tqdm(range(0, len(seeds), batch_size), desc="eval batches", disable=not show, leave=False):
-        with GymVectorEnv(make_env, seeds[i:i + batch_size], obs_scale=obs_scale, context="forkserver") as venv:
-            for target in targets:
-                res = rollout(model, venv, target * rtg_scale, max_steps=max_steps, reward_scale=rtg_scale,
-                              progress=f"target {target:g}" if show else False)
-                returns[target].append(res.returns)
+    runs = {f"t{target:g}": (target * rtg_scale, False) for target in targets}
+    seeds = split_seeds(n_episodes, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+    seeds, returns = returns_in_envs(model, make_env, seeds, runs, max_steps, rtg_scale, batch_size, obs_scale,
+                                     "forkserver", progress=progress)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "episodes": []}
-    all_seeds = np.concatenate([np.asarray(p) for p in distributed.gather(seeds)])
     for target in targets:
-        ret = np.concatenate([np.concatenate(p) for p in distributed.gather(returns[target])])
+        ret = returns[f"t{target:g}"]
         metrics.update({f"return_t{target:g}": float(ret.mean()), f"return_t{target:g}_sem": sem(ret)})
         if normalise is not None:
             score = np.asarray(normalise(ret), np.float64) * 100
             metrics.update({f"score_t{target:g}": float(score.mean()), f"score_t{target:g}_sem": sem(score)})
         metrics["episodes"] += [{"target": target, "seed": int(s), "return": float(r)}
-                                for s, r in zip(all_seeds, ret, strict=True)]
+                                for s, r in zip(seeds, ret, strict=True)]
     return metrics
 
 

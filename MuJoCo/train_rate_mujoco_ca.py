@@ -131,11 +131,13 @@ def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, Ep
         raise DataError(f"Minari dataset {args.minari_dataset!r} has observations {layout.obs_shape} and "
                         f"{'discrete' if layout.discrete else layout.n_actions} actions, not {env}'s "
                         f"{DIMS[env][0]} and {DIMS[env][1]}")
-    if dataset.env_spec is None and getattr(dataset, "_eval_env_spec", None) is None:
+    try:
+        spec = eval_spec(dataset, args.minari_dataset)
+    except DataError:
         print(f"Minari dataset {args.minari_dataset!r} records no env: evaluating on gymnasium's {GYM_IDS[env]}",
               file=sys.stderr)
         return env, store, None
-    make = partial(recovered_env, eval_spec(dataset, args.minari_dataset), layout)
+    make = partial(recovered_env, spec, layout)
     make().close()  # an env that cannot be built here fails now, not in a worker after training
     return env, store, make
 

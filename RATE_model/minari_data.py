@@ -20,7 +20,6 @@ and description.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import warnings
@@ -62,9 +61,9 @@ def dataset_dir(dataset_id: str) -> Path:
     return datasets_root() / dataset_id
 
 
-def local_ids(root: Path | None = None) -> list[str]:
-    """The ids of the datasets in ``root`` (default: Minari's folder)."""
-    root = Path(root or datasets_root())
+def local_ids() -> list[str]:
+    """The ids of the datasets in Minari's folder."""
+    root = datasets_root()
     return sorted(str(p.parent.parent.relative_to(root)) for p in root.glob("**/data/metadata.json"))
 
 
@@ -188,8 +187,7 @@ def episode_fields(ep: Any, layout: Layout, where: str) -> dict[str, np.ndarray]
     terminal = np.zeros(T, bool)
     timeout = np.zeros(T, bool)
     terminal[-1], timeout[-1] = bool(ep.terminations[-1]), bool(ep.truncations[-1])
-    return {"obs": layout.observation(obs[:T]), "action": action, "reward": reward,
-            "rtg": returns_to_go(reward),
+    return {"obs": layout.observation(obs[:T]), "action": action, "reward": reward, "rtg": returns_to_go(reward),
             "terminal": terminal, "timeout": timeout}
 
 
@@ -298,18 +296,17 @@ def recovered_env(spec: gym.envs.registration.EnvSpec, layout: Layout, max_episo
     return StoredLayout(env, layout)
 
 
-
-
 # ------------------------------------------------------------------------------------------ writing
-def write_dataset(dataset_id: str, episodes: Iterable[Mapping[str, Any]], observation_space: gym.Space,
-                  action_space: gym.Space, env: str | gym.envs.registration.EnvSpec | None = None,
+def write_dataset(dataset_id: str, episodes: Iterable[Mapping[str, Any]], observation_space: gym.Space | None,
+                  action_space: gym.Space | None, env: str | gym.envs.registration.EnvSpec | None = None,
                   algorithm_name: str | None = None, author: str | None = None, author_email: str | None = None,
                   code_permalink: str | None = None, description: str | None = None,
                   requirements: list[str] | None = None) -> Path:
     """Write ``episodes`` — dicts of ``observations`` [T + 1, ...], ``actions`` [T, ...], ``rewards``,
     ``terminations``, ``truncations`` [T] — as the new local Minari dataset ``dataset_id``, one episode in memory
     at a time, without JPEG (pixels exact), hdf5; returns its folder. ``env``: the gymnasium id or spec the data
-    was collected on (lets ``recover_environment`` build it). An existing dataset is never overwritten; a
+    was collected on (lets ``recover_environment`` build it; Minari builds it once, and takes the spaces given as
+    None from it). An existing dataset is never overwritten; a
     failed write leaves nothing behind."""
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
@@ -392,8 +389,8 @@ FINAL_OBS_NOTE = ("Each episode's last observation (after its last action) repea
 
 
 def export(args: Any, items: Sequence[Any], to_episode: Callable[[Any], Mapping[str, Any]],
-           observation_space: gym.Space, action_space: gym.Space, env: Any = None, algorithm_name: str | None = None,
-           description: str | None = None) -> Path:
+           observation_space: gym.Space | None, action_space: gym.Space | None, env: Any = None,
+           algorithm_name: str | None = None, description: str | None = None) -> Path:
     """A generator's ``--format minari|both`` export: :func:`write_dataset` of ``to_episode(item)`` (a
     :func:`minari_episode`) for each of ``items`` (episode files, say) in order, with a progress bar and the
     author flags of :func:`add_export_flags`."""
@@ -450,8 +447,3 @@ def collect_and_export(args: Any, collect: Callable[[Path], dict[str, Any]], exp
     if args.format == "minari":
         shutil.rmtree(folder, ignore_errors=True)
     return {**stats, "minari_dataset": args.dataset_id, "minari_path": str(path)}
-
-
-def metadata(dataset_id: str) -> dict[str, Any]:
-    """A local dataset's metadata.json as written (no Minari import)."""
-    return json.loads((dataset_dir(dataset_id) / "data" / "metadata.json").read_text())

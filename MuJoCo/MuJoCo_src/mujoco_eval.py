@@ -17,7 +17,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
 
 from MuJoCo.MuJoCo_src.mujoco_env import (
     MAX_STEPS,
@@ -28,10 +27,9 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
     normalised_score,
     split_name,
 )
-from RATE_model import distributed
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout, sem, split_seeds
-from RATE_model.vector import GymVectorEnv
+from RATE_model.rollout import Episode, sem, split_seeds
+from RATE_model.vector import GymVectorEnv, returns_in_envs
 
 RTG_MODES = ("decreasing", "reset")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation env seeds; the data generator uses seeds below it
@@ -69,27 +67,18 @@ def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_S
     (default: all) stepped together in worker processes; ``episodes`` lists every episode. ``make``: the env
     factory (default: gymnasium's v5 env of ``env``; a Minari dataset's own env, for example)."""
     targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
-    seeds = distributed.shard(eval_seeds(n_episodes, split))
-    batch_size = batch_size or max(1, len(seeds))
-    show = progress and distributed.is_main()
-    runs = [(mode, target) for target in targets for mode in modes]
-    returns: dict[tuple[str, float], list[np.ndarray]] = {r: [] for r in runs}
-    for i in tqdm(range(0, len(seeds), batch_size), desc=f"{env} eval batches", disable=not show, leave=False):
-        with GymVectorEnv(make or partial(make_env, env), seeds[i:i + batch_size], obs_scale=1.0) as venv:
-            for mode, target in runs:  # every run resets the envs with the same seeds
-                res = rollout(model, venv, target * RTG_SCALE, max_steps=max_steps, reward_scale=RTG_SCALE,
-                              reset_rtg_each_segment=mode == "reset",
-                              progress=f"{env} {mode} t{target:g}" if show else False)
-                returns[mode, target].append(res.returns)
+    runs = {f"{mode}_t{target:g}": (target * RTG_SCALE, mode == "reset") for target in targets for mode in modes}
+    seeds, returns = returns_in_envs(model, make or partial(make_env, env), eval_seeds(n_episodes, split), runs,
+                                     max_steps, RTG_SCALE, batch_size, desc=env, progress=progress)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "modes": list(modes),
                                "episodes": []}
-    all_seeds = np.concatenate([np.asarray(p) for p in distributed.gather(seeds)])
-    for mode, target in runs:
-        ret = np.concatenate([np.concatenate(p) for p in distributed.gather(returns[mode, target])])
-        score = normalised_score(env, ret)
-        key = f"{mode}_t{target:g}"
-        metrics.update({f"return_{key}": float(ret.mean()), f"return_{key}_sem": sem(ret),
-                        f"score_{key}": float(score.mean()), f"score_{key}_sem": sem(score)})
-        metrics["episodes"] += [{"mode": mode, "target": target, "seed": int(s), "return": float(r)}
-                                for s, r in zip(all_seeds, ret, strict=True)]
+    for target in targets:
+        for mode in modes:
+            key = f"{mode}_t{target:g}"
+            ret = returns[key]
+            score = normalised_score(env, ret)
+            metrics.update({f"return_{key}": float(ret.mean()), f"return_{key}_sem": sem(ret),
+                            f"score_{key}": float(score.mean()), f"score_{key}_sem": sem(score)})
+            metrics["episodes"] += [{"mode": mode, "target": target, "seed": int(s), "return": float(r)}
+                                    for s, r in zip(seeds, ret, strict=True)]
     return metrics

@@ -58,7 +58,7 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
 )
 from RATE_model.collect import run_cli
 from RATE_model.config import OneLineErrorParser
-from RATE_model.minari_data import add_export_flags, collect_and_export, export, minari_episode
+from RATE_model.minari_data import add_export_flags, collect_and_export, env_spec, export, minari_episode
 
 MEDIUM_RETURN = {"halfcheetah": 4500.0, "walker2d": 3000.0, "hopper": 1500.0}
 FIELDS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
@@ -376,22 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_minari(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> Path:
     """The complete episodes of the D4RL-layout file ``path`` as the Minari dataset ``--dataset_id``."""
-    import dataclasses
-
-    import gymnasium as gym
-
-    spec = gym.spec(GYM_IDS[args.env])
-    if args.max_episode_steps:
-        spec = dataclasses.replace(spec, max_episode_steps=args.max_episode_steps)
     state_dim, act_dim = DIMS[args.env]
 
     def episode(ep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return minari_episode(ep["observations"], ep["actions"], ep["rewards"], bool(ep["terminals"][-1]),
                               bool(ep["timeouts"][-1]), final_obs=ep["next_observations"][-1])
 
-    with gym.make(spec) as env:
-        spaces = env.observation_space, env.action_space
-    return export(args, split_d4rl(path, FIELDS), episode, *spaces, env=spec,
+    spec = env_spec(GYM_IDS[args.env], args.max_episode_steps or None)  # the v5 env's spaces come with it
+    return export(args, split_d4rl(path, FIELDS), episode, None, None, env=spec,
                   algorithm_name=f"SAC (stable-baselines3), {meta.get('policy', args.dataset)}",
                   description=f"{args.env}-{args.dataset}: D4RL's recipe on gymnasium's {GYM_IDS[args.env]}, made by "
                               f"RATE's MuJoCo/get_data/generate_d4rl.py ({state_dim}-d states, {act_dim}-d actions). "
