@@ -59,6 +59,7 @@ from Atari.Atari_src.atari_env import (
 from Atari.Atari_src.expert import make_policy, play_episode
 from RATE_model.collect import collect_episodes, run_cli
 from RATE_model.config import OneLineErrorParser
+from RATE_model.data import stacked
 from RATE_model.minari_data import (
     FINAL_OBS_NOTE,
     add_export_flags,
@@ -162,12 +163,11 @@ def export_minari(args: argparse.Namespace, logs: Path) -> Path:
     ckpts = [Checkpoint(logs, n, max_index=sys.maxsize) for n in range(args.checkpoints)]
     stream = (ep for c in ckpts for ep, _ in c.read(range(len(c.episodes)), args.game))
     limit = step_limit(args.game, args.max_episode_steps)
-    back = np.arange(1 - FRAME_STACK, 1)  # the stack's frames relative to the current one, oldest first
 
     def episode(_: tuple[int, int]) -> dict[str, np.ndarray]:
         ep = next(stream)
         T = len(ep["reward"])
-        stacks = ep["obs"][np.maximum(np.arange(T)[:, None] + back, 0)]
+        stacks = ep["obs"][stacked(np.arange(T), 0, FRAME_STACK)]  # oldest first, the first frame repeated
         return minari_episode(stacks, ep["action"].astype(np.int64), ep["reward"], terminated=T < limit,
                               truncated=T >= limit)
 
