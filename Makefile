@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(PY) TMaze_new/TMaze_new_src/demo_tmaze.py
 
+# every core runs tests (pytest-xdist); a test file stays on one worker, so its module fixtures are built once
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -20,20 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
-from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS
-from Atari.Atari_src.atari_eval import VALIDATION_EPISODES, evaluate, selection_score
+from Atari.Atari_src.atari_env import GAMES, N_ACTIONS
+from Atari.Atari_src.atari_eval import ENV, check_one_target
 from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
+from RATE_model.cli import load_defaults, run_main
 from RATE_model.config import (
     ConfigError,
-    add_eval_flags,
+    add_store_flags,
     build_parser,
-    check_eval_flags,
     check_positive,
     parse_with_smoke,
     split_args,
 )
-from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP, DataError
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.data import DataError
+from RATE_model.experiment import run_experiment, run_seeds
 from RATE_model.logger import read_wandb_config
 
 CONFIG = Path(__file__).with_name("Atari_src") / "config.yaml"
@@ -68,27 +68,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--game", choices=GAMES)
     g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path,
                    help="DQN-replay root holding <Game>/<run>/replay_logs")
-    g.add_argument("--store_dir", type=Path,
-                   help="where the episode store goes (default: <data_dir>/<Game>/<run>/store_<data_seed>)")
     g.add_argument("--run", help="run folder inside <Game>/ (the reference reads 1)")
     g.add_argument("--buffers", type=buffer_list, help="checkpoints to draw from, e.g. 0-49 (default) or 1,2,3")
     g.add_argument("--num_steps", type=int, help="transitions to sample (Decision Transformer: 500 000)")
     g.add_argument("--trajectories_per_buffer", type=int, help="trajectories taken per checkpoint visit")
     g.add_argument("--data_seed", type=int, help="seed of the trajectory sample")
-    g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
-    g.add_argument("--window_starts", choices=WINDOW_STARTS, help=WINDOW_STARTS_HELP)
-    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
-    g.add_argument("--target_return", type=float,
-                   help="initial return-to-go (default: Breakout 90, Qbert 14000, Seaquest 1150, Pong 20)")
-    add_eval_flags(g, MAX_STEPS)
+    add_store_flags(g, "<data_dir>/<Game>/<run>/store_<data_seed>")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Atari flag values that cannot work."""
+    """Atari flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
     check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
-    check_eval_flags(args, MAX_STEPS, "108 000 frames")
+    ENV.check_eval_flags(args)
+    check_one_target(args)
 
 
 def data_root(args: argparse.Namespace) -> Path:
@@ -129,13 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              args.window_starts)
         return [data]
 
-    def evaluate_model(model, split):
-        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, args.game, n, args.eval_max_steps, args.target_return, args.eval_batch_size,
-                        split=split)
-
-    return run_experiment(args, "atari", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"),
-                          selection_score)
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

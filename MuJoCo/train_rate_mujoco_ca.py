@@ -18,9 +18,6 @@ and D4RL normalised score over 10 episodes for each target and return-to-go mode
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +30,20 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
     mujoco_store,
     state_stats,
 )
-from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, ENVS, GYM_IDS, MAX_STEPS, dataset_of, quiet_old_gym, split_name
-from MuJoCo.MuJoCo_src.mujoco_eval import RTG_MODES, VALIDATION_EPISODES, evaluate, selection_score
+from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, dataset_of, quiet_old_gym, split_name
+from MuJoCo.MuJoCo_src.mujoco_eval import ENV, parse_minari_id, recovered
+from RATE_model.cli import load_defaults, run_main
 from RATE_model.config import (
     ConfigError,
-    add_eval_flags,
+    add_store_flags,
     build_parser,
-    check_eval_flags,
     check_positive,
-    float_list,
     parse_with_smoke,
     split_args,
 )
-from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP, DataError
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
-from RATE_model.minari_data import eval_spec, minari_store, recovered_env
+from RATE_model.data import DataError
+from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.minari_data import minari_store
 from RATE_model.store import EpisodeStore
 
 CONFIG = Path(__file__).with_name("MuJoCo_src") / "config.yaml"
@@ -70,25 +66,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--dataset_file", type=Path, help="read this D4RL hdf5 or reference pickle file")
     g.add_argument("--minari_dataset", help="train on this local Minari dataset instead (e.g. mujoco/hopper/medium-v0, "
                                             "in $MINARI_DATASETS_PATH or ~/.minari/datasets; needs the minari extra)")
-    g.add_argument("--store_dir", type=Path,
-                   help="where the episode store goes (default: <data folder>/stores/<dataset>)")
-    g.add_argument("--windows_per_epoch", type=int, help="training windows per epoch (default: one per transition)")
-    g.add_argument("--window_starts", choices=WINDOW_STARTS, help=WINDOW_STARTS_HELP)
-    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
-    g.add_argument("--target_return", type=float_list,
-                   help="initial return-to-go, several separated by commas (default: halfcheetah 6000,12000, "
-                        "walker2d 5000, hopper 3600)")
-    g.add_argument("--rtg_mode", choices=(*RTG_MODES, "both"),
-                   help="evaluation return-to-go: decreasing, reset at every segment start (the paper's), or both")
-    add_eval_flags(g, MAX_STEPS)
+    add_store_flags(g, "<data folder>/stores/<dataset>")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """MuJoCo flag values that cannot work."""
+    """MuJoCo flag values that cannot work (the evaluation's too: before any data is read or made)."""
     check_positive(args, ("windows_per_epoch",))
-    check_eval_flags(args, MAX_STEPS, "the envs' time limit")
+    ENV.check_eval_flags(args)
 
 
 def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
@@ -116,40 +102,26 @@ def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return found, folder
 
 
-def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, EpisodeStore, Callable[[], Any] | None]:
-    """The env, episode store and evaluation-env factory of ``--minari_dataset`` (the env's name is the id's env
-    part, e.g. mujoco/<hopper>/medium-v0; the evaluation env is the one Minari recovers from the dataset, or
-    gymnasium's v5 env (None) when the dataset records none)."""
+def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, EpisodeStore]:
+    """The env and episode store of ``--minari_dataset`` (the env's name is the id's env part, e.g.
+    mujoco/<hopper>/medium-v0). The evaluation env (``mujoco_eval.recovered``: the one Minari recovers from the
+    dataset, or gymnasium's v5 env when the dataset records none) is built once here, so one that cannot be built
+    fails before training."""
     clash = sorted(explicit & {"env_id", "dataset_file"})
     if clash:
         raise ConfigError(f"--minari_dataset names the data; drop --{', --'.join(clash)}")
     env = parse_minari_id(args.minari_dataset)
     stores = data_folder(args.data_dir) / "stores" / "minari"
     store_dir = args.store_dir or stores / args.minari_dataset.replace("/", "__")
-    store, dataset, layout = minari_store(args.minari_dataset, store_dir)
+    store, _, layout = minari_store(args.minari_dataset, store_dir)
     if layout.image or layout.discrete or (layout.obs_shape[0], layout.n_actions) != DIMS[env]:
         raise DataError(f"Minari dataset {args.minari_dataset!r} has observations {layout.obs_shape} and "
                         f"{'discrete' if layout.discrete else layout.n_actions} actions, not {env}'s "
                         f"{DIMS[env][0]} and {DIMS[env][1]}")
-    try:
-        spec = eval_spec(dataset, args.minari_dataset)
-    except DataError:
-        print(f"Minari dataset {args.minari_dataset!r} records no env: evaluating on gymnasium's {GYM_IDS[env]}",
-              file=sys.stderr)
-        return env, store, None
-    make = partial(recovered_env, spec, layout)
-    make().close()  # an env that cannot be built here fails now, not in a worker after training
-    return env, store, make
-
-
-def parse_minari_id(dataset_id: str) -> str:
-    """The MuJoCo env of a Minari id ``[namespace/]<env>/<name>-vN``."""
-    parts = dataset_id.split("/")
-    env = parts[-2].lower() if len(parts) >= 2 else ""
-    if env not in ENVS:
-        raise ConfigError(f"--minari_dataset {dataset_id!r}: its env part must be one of {', '.join(ENVS)} "
-                          "(e.g. mujoco/hopper/medium-v0); other datasets train with Minari/train_minari.py")
-    return env
+    make = recovered(args.minari_dataset)
+    if make is not None:
+        make().close()  # an env that cannot be built here fails now, not in a worker after training
+    return env, store
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -157,9 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check_args(args)
     mc, tc = split_args(args, "mujoco")  # flags checked before any data is read or built
     seeds = run_seeds(args, explicit)
-    make_env_fn = None
     if args.minari_dataset:
-        env, store, make_env_fn = minari_source(args, explicit)
+        env, store = minari_source(args, explicit)
         name, source = env, f"Minari dataset {args.minari_dataset}"
     else:
         name = dataset_of(args.env_id)
@@ -171,19 +142,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mc.env_kwargs = {"state_dim": state_dim, "act_dim": act_dim, "state_mean": mean.tolist(),
                      "state_std": std.tolist()}
     args.text = args.text or f"{name} from {source}"
-    modes = RTG_MODES if args.rtg_mode == "both" else (args.rtg_mode,)
 
     def build_stages():
         return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps,
                                args.window_starts)]
 
-    def evaluate_model(model, split):
-        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, env, n, args.eval_max_steps, args.target_return, modes, args.eval_batch_size,
-                        split=split, make=make_env_fn)
-
-    return run_experiment(args, "mujoco", mc, tc, build_stages, evaluate_model, seeds, Path(args.runs_dir or "runs"),
-                          selection_score)
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from POPGym.get_data.gen_popgym_data import DATA_DIR, generate, select_tasks
-from POPGym.POPGym_src.paper_results import paper_value
+from POPGym.paper_results import paper_value
 from POPGym.POPGym_src.popgym_env import REACTIVE, family_of
 from RATE_model.config import BC_MODES, OneLineErrorParser
-from RATE_model.report import ReportError, aggregate, load_runs
+from RATE_model.tools.report import ReportError, aggregate, load_runs
 
 MODELS = ("RATE", "DT", "BC_LSTM", "BC_MLP")
 # --size cpu: a model a 2-core CPU trains in minutes (3 layers, 2 heads of 32, d 64) for --steps optimizer steps

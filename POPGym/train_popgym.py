@@ -4,8 +4,8 @@
     python3 POPGym/train_popgym.py --task popgym-RepeatFirstEasy-v0 --model_mode RATE
     python3 POPGym/train_popgym.py --task popgym-CountRecallEasy-v0 --model_mode BC_LSTM --seed 2
 
-Defaults: POPGym_src/config.yaml, then POPGym_src/configs/<Family>.yaml, then the flags. Data: the task's
-folder under ``--data_dir`` (``<data_dir>/popgym-<Task>-v0/train_data_{i}.npz``, the paper's layout).
+Defaults: POPGym_src/config.yaml, then the flags. Data: the task's folder under ``--data_dir``
+(``<data_dir>/popgym-<Task>-v0/train_data_{i}.npz``, the paper's layout).
 Writes runs/popgym/<ckpt_folder: <task>/<model_mode>>/seed_<s>/{config.json, metrics.jsonl, checkpoints/, results.json}:
 mean return ± SEM over 100 fixed test seeds (every episode in results.json). ``--smoke`` makes 16 expert
 episodes into <data_dir>/smoke and runs the whole pipeline in seconds.
@@ -20,8 +20,9 @@ from typing import Any
 
 from POPGym.get_data.gen_popgym_data import DATA_DIR, generate
 from POPGym.POPGym_src.popgym_data import popgym_dataset, popgym_store, real_stats
-from POPGym.POPGym_src.popgym_env import TASKS, parse_task, task_spec
-from POPGym.POPGym_src.popgym_eval import VALIDATION_EPISODES, evaluate, selection_score
+from POPGym.POPGym_src.popgym_env import parse_task, task_spec
+from POPGym.POPGym_src.popgym_eval import ENV
+from RATE_model.cli import load_defaults, run_main
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
@@ -30,7 +31,7 @@ from RATE_model.config import (
     parse_with_smoke,
     split_args,
 )
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.experiment import run_experiment, run_seeds
 
 HERE = Path(__file__).resolve().parent / "POPGym_src"
 CONFIG = HERE / "config.yaml"
@@ -41,33 +42,28 @@ SMOKE = dict(sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
 SMOKE_EPISODES = 16
 
 
-def family_config(argv: list[str] | None) -> dict[str, Any]:
-    """config.yaml under the task family's configs/<Family>.yaml (the task read from ``argv`` or config.yaml)."""
-    defaults = load_defaults(CONFIG)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--task", default=defaults["task"])
-    task = pre.parse_known_args(argv)[0].task
+def task_arg(text: str) -> str:
+    """argparse type of ``--task``: one of POPGym's 48 task ids (the error names the known ones)."""
     try:
-        family, _ = parse_task(task)
+        parse_task(text)
     except ValueError as e:
-        raise ConfigError(f"--task: {e}") from None
-    path = HERE / "configs" / f"{family}.yaml"
-    return {**defaults, **(load_defaults(path) if path.exists() else {})}
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over the family's defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], family_config(argv))
+    """Flags over config.yaml; also returns the flags given explicitly."""
+    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
     g = add_episode_data_flags(p, "POPGym", DATA_DIR, "gen_popgym_data.py (one folder per task inside)")
-    g.add_argument("--task", choices=TASKS, metavar="popgym-<Task>-v0", help="one of POPGym's 48 task ids")
-    g.add_argument("--eval_episodes", type=int, help="fixed test seeds (the protocol: 100)")
-    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together")
+    g.add_argument("--task", type=task_arg, metavar="popgym-<Task>-v0", help="one of POPGym's 48 task ids")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_positive(args, ("eval_episodes", "eval_batch_size", "max_episodes"))
+    ENV.check_eval_flags(args)
+    check_positive(args, ("max_episodes",))
     if args.context_length < 0:
         raise ConfigError(f"--context_length must be >= 1 (or 0: a third of the longest episode), got "
                           f"{args.context_length}")
@@ -85,15 +81,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mc.context_length = args.context_length = math.ceil(int(store.lengths.max()) / mc.sections)
     mc.env_kwargs = {**spec.env_kwargs(), **real_stats(store, spec)}  # reals standardised with the data's stats
     mc.validate()
-
-    def evaluate_model(model, split):
-        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, args.task, n, args.eval_batch_size, split=split)
-
     if not args.ckpt_folder:  # runs/popgym/<task>/<model_mode>
         args.ckpt_folder = f"{args.task}/{mc.model_mode}"
-    return run_experiment(args, "popgym", mc, tc, lambda: [popgym_dataset(store, mc.context_length * mc.sections)],
-                          evaluate_model, seeds, Path(args.runs_dir or "runs"), selection_score)
+    return run_experiment(args, ENV, mc, tc, lambda: [popgym_dataset(store, mc.context_length * mc.sections)], seeds,
+                          Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

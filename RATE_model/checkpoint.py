@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from RATE_model.config import TrainConfig
+from RATE_model.config import ModelConfig, TrainConfig
+from RATE_model.model import RATE
 
 FORMAT_VERSION = 1
 
@@ -195,3 +196,26 @@ def check_resumable(ckpt_config: dict[str, Any], run_config: dict[str, Any], pat
 def _same(a: Any, b: Any) -> bool:
     norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)  # noqa: E731 (JSON turns tuples into lists)
     return norm(a) == norm(b)
+
+
+# fields of ModelConfig that older checkpoints record: (the value that computes what the network does now,
+# the flag that set another value, the last commit that had it)
+REMOVED_MODEL_FIELDS = {"action_inputs": (True, "--no_action_inputs", "1f9e311")}
+
+
+def model_config_of(ckpt: dict[str, Any], path: Path) -> ModelConfig:
+    """The checkpoint's ModelConfig; fields of removed features are dropped where they hold the value that
+    computes what the network does now, and refused in one line where they do not."""
+    fields = dict(ckpt["model_config"])
+    for name, (same, flag, commit) in REMOVED_MODEL_FIELDS.items():
+        if name in fields and fields.pop(name) != same:
+            raise CheckpointError(f"checkpoint {path} was trained with {flag}, which was removed after commit {commit}")
+    return ModelConfig(**fields)
+
+
+def load_model(path: Path) -> tuple[RATE, dict[str, Any]]:
+    """The checkpoint's network (CPU, eval mode) and its run config."""
+    ckpt = load(Path(path))
+    model = RATE(model_config_of(ckpt, Path(path)))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt.get("config") or {}

@@ -50,7 +50,6 @@ class ModelConfig:
     mrv_act: str = "relu"
     skip_dec_ffn: bool = False
     memory_grad: str = "bptt"  # bptt | detach
-    action_inputs: bool = True  # False: past actions are not shown (every action token holds the padding row)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # encoder sizes (n_actions, state_dim, ...)
 
     def effective(self) -> ModelConfig:
@@ -119,7 +118,6 @@ class TrainConfig:
     grad_checkpoint: bool = False  # recompute each layer in backward, keep only layer inputs (less memory)
     num_workers: int = -1  # DataLoader worker processes reading batches ahead; -1 = auto (0 for data in RAM)
     eval_every: int = 0  # optimizer steps between validation evaluations (best.pt); 0 = none
-    keyframe_weight: float = 1.0  # loss weight of steps whose (discrete) action differs from the step before
     init_encoder: str | None = None  # observation encoder weights to start from (RATE_model.encoders.save_encoder)
     freeze_encoder: bool = False  # keep the observation encoder fixed; its outputs are computed once per run
     pixel_norm: bool = False  # fit a fresh image encoder's per-pixel standardisation to the training frames
@@ -139,8 +137,6 @@ class TrainConfig:
         if self.pixel_norm and self.init_encoder:
             raise ConfigError("--pixel_norm fits a fresh encoder; one from --init_encoder keeps the standardisation "
                               "it was pretrained with (pretrain_encoder.py --pixel_norm)")
-        if not (math.isfinite(self.keyframe_weight) and self.keyframe_weight > 0):
-            raise ConfigError(f"--keyframe_weight must be a positive number, got {self.keyframe_weight}")
         for name in ("lr_end_factor", "weight_decay", "grad_clip"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -206,9 +202,6 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     g.add_argument("--skip_dec_attn", dest="skip_dec_ffn", action="store_true", default=None,
                    help="alias of --skip_dec_ffn (the paper README's spelling; no such flag exists in the "
                         "released code)")
-    g.add_argument("--no_action_inputs", dest="action_inputs", action="store_false", default=None,
-                   help="diagnosis: the model does not see its past actions (each action token holds the padding "
-                        "embedding), so it cannot lower its loss by repeating the last action")
     g.add_argument("--n_layer", type=int)
     g.add_argument("--n_head", type=int)
     g.add_argument("--d_model", type=int)
@@ -231,10 +224,6 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--lr_schedule", choices=("linear", "cosine"),
                    help="decay after warm-up to lr_end_factor × lr: linear (default) or cosine")
     t.add_argument("--weight_decay", type=float)
-    t.add_argument("--keyframe_weight", type=float,
-                   help="loss weight W of the steps whose action differs from the step before (and of each "
-                        "window's first step), the others 1, normalised to mean 1: counters the copying of the "
-                        "last action (keyframe-focused imitation). Discrete actions only; default 1 (plain loss)")
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
     t.add_argument("--init_encoder", help="start the observation encoder from these weights (a file written by "
@@ -248,8 +237,10 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
                         "4 096 training observations before the encoder, fitted before training and saved with "
                         "the weights: a faint object on a constant screen (Pong) stands out. A pretrained "
                         "encoder (--init_encoder) keeps the standardisation it was pretrained with")
-    t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed where the script has "
-                                           "them): seeds Python, NumPy, torch, the data order and dropout")
+    t.add_argument("--seed", type=int, help="run one seed S (overrides --start_seed/--end_seed): seeds Python, NumPy, "
+                                           "torch, the data order and dropout")
+    t.add_argument("--start_seed", type=int, help="first training seed run (inclusive)")
+    t.add_argument("--end_seed", type=int, help="last training seed run (inclusive)")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--ckpt_every", type=int, help="optimizer steps between checkpoints (0: end of each epoch)")
     t.add_argument("--log_every", type=int, help="optimizer steps between metrics.jsonl rows")
@@ -279,6 +270,7 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
                    help="memory ablation at evaluation: replace the memory tokens each segment reads, the "
                         "hidden-state cache, or both by Gaussian noise of their own mean and std (any checkpoint: "
                         "--resume PATH --ckpt_folder NEW)")
+    p.set_defaults(start_seed=1, end_seed=1)
     p.set_defaults(**defaults)
     return p
 
@@ -288,24 +280,46 @@ def add_episode_data_flags(p: argparse.ArgumentParser, title: str, data_dir: Pat
     g = p.add_argument_group(title)
     g.add_argument("--data_dir", type=Path, default=data_dir, help=f"folder of {made_by} episodes")
     g.add_argument("--max_episodes", type=int, help="train on only the first this many episodes")
-    g.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    g.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
     return g
 
 
-def add_eval_flags(g: Any, max_steps: int, episodes: str = "evaluation episodes (fixed env seeds)",
-                   batch: str = "episodes stepped together (worker processes; default: all)") -> None:
-    """The evaluation budget flags of a train script that evaluates in an env (checked by :func:`check_eval_flags`)."""
+def add_eval_flags(g: Any, max_steps: int | None = None, episodes: str = "evaluation episodes (fixed env seeds)",
+                   batch: str | None = "episodes stepped together (worker processes; default: all)") -> None:
+    """The shared evaluation budget flags, declared here once for every env: ``--eval_episodes``,
+    ``--eval_max_steps`` (when the env has a step limit ``max_steps``) and ``--eval_batch_size`` (when ``batch``
+    says what it batches). Checked by :func:`check_eval_flags`."""
     g.add_argument("--eval_episodes", type=int, help=episodes)
-    g.add_argument("--eval_max_steps", type=int, help=f"steps per evaluation episode (at most {max_steps})")
-    g.add_argument("--eval_batch_size", type=int, help=batch)
+    if max_steps is not None:
+        g.add_argument("--eval_max_steps", type=int, help=f"steps per evaluation episode (at most {max_steps})")
+    if batch is not None:
+        g.add_argument("--eval_batch_size", type=int, help=batch)
 
 
-def check_eval_flags(args: argparse.Namespace, max_steps: int, limit: str) -> None:
+def check_eval_flags(args: argparse.Namespace, max_steps: int | None = None, limit: str = "") -> None:
     """ConfigError for an evaluation budget that cannot work; ``limit`` says where ``max_steps`` comes from."""
-    check_positive(args, ("eval_episodes", "eval_max_steps", "eval_batch_size"))
-    if args.eval_max_steps > max_steps:
+    check_positive(args, [n for n in ("eval_episodes", "eval_max_steps", "eval_batch_size") if hasattr(args, n)])
+    if max_steps is not None and getattr(args, "eval_max_steps", None) and args.eval_max_steps > max_steps:
         raise ConfigError(f"--eval_max_steps must be <= {max_steps} ({limit}), got {args.eval_max_steps}")
+
+
+def add_store_flags(g: Any, store_default: str, windows_default: str = "one per transition") -> None:
+    """The flags of a train script that reads an episode store: ``--store_dir``, ``--windows_per_epoch`` and
+    ``--window_starts``, declared here once (``store_default`` and ``windows_default`` say what each env
+    does without them)."""
+    from RATE_model.data import WINDOW_STARTS, WINDOW_STARTS_HELP
+
+    g.add_argument("--store_dir", type=Path, help=f"where the episode store goes (default: {store_default})")
+    g.add_argument("--windows_per_epoch", type=int, help=f"training windows per epoch (default: {windows_default})")
+    g.add_argument("--window_starts", choices=WINDOW_STARTS, help=WINDOW_STARTS_HELP)
+
+
+def add_target_return_flag(g: Any, default: str, several: bool = True) -> None:
+    """``--target_return``, declared here once: the initial return-to-go at evaluation, always a list of
+    numbers separated by commas; an env whose protocol evaluates one target at a time (``several`` False)
+    takes one value in training (``tools.evaluate`` plays each value in turn)."""
+    what = "several separated by commas" if several else "one value; tools.evaluate takes several"
+    g.add_argument("--target_return", type=float_list, help=f"initial return-to-go at evaluation, {what} "
+                                                            f"(default: {default})")
 
 
 def int_list(text: str) -> list[int]:

@@ -172,25 +172,17 @@ class WindowDataset(Windows):
     """Windows of ``window`` steps over an :class:`EpisodeStore`; keys are rows ``(episode, start)``.
 
     ``windows`` is the fixed window table [n, 2], or a function of a NumPy generator returning a fresh
-    table of ``n_windows`` rows each epoch. ``rtg_scale`` multiplies the stored return-to-go.
-    ``step_weight`` (float [n_steps], one per store row), if given, is each step's weight in the action
-    loss; batches then carry it as ``weight`` [b, L] (0 at padding)."""
+    table of ``n_windows`` rows each epoch. ``rtg_scale`` multiplies the stored return-to-go."""
 
     def __init__(self, store: EpisodeStore, window: int,
                  windows: np.ndarray | Callable[[np.random.Generator], np.ndarray], n_windows: int | None = None,
                  frame_stack: int = 1, rtg_scale: float = 1.0,
-                 obs_transform: Callable[[Tensor], Tensor] | None = None, step_weight: np.ndarray | None = None):
+                 obs_transform: Callable[[Tensor], Tensor] | None = None):
         missing = {"obs", "action", "rtg"} - set(store.fields)
         if missing:
             raise DataError(f"episode store {store.path or '(in memory)'} lacks fields {sorted(missing)}")
-        if step_weight is not None:
-            step_weight = np.asarray(step_weight, np.float32)
-            ok = step_weight.shape == (store.n_steps,) and np.isfinite(step_weight).all() and (step_weight >= 0).all()
-            if not ok:
-                raise ValueError(f"step_weight must be {store.n_steps} finite weights >= 0 (one per stored step), "
-                                 f"got shape {step_weight.shape}")
         self.store, self.window, self.frame_stack, self.rtg_scale = store, window, frame_stack, rtg_scale
-        self.obs_transform, self.step_weight = obs_transform, step_weight
+        self.obs_transform = obs_transform
         self.in_memory = store.path is None
         if callable(windows):
             if n_windows is None:
@@ -232,14 +224,11 @@ class WindowDataset(Windows):
         action[~valid] = ACTION_PAD
         rtg = s.take("rtg", rows).astype(np.float32) * np.float32(self.rtg_scale)
         rtg[~valid] = 0.0
-        out = {"obs": obs, "action": torch.from_numpy(action),
-               "rtg": torch.from_numpy(rtg[..., None]), "valid": torch.from_numpy(valid)}
-        if self.step_weight is not None:
-            out["weight"] = torch.from_numpy(self.step_weight[rows] * valid)
-        return out
+        return {"obs": obs, "action": torch.from_numpy(action),
+                "rtg": torch.from_numpy(rtg[..., None]), "valid": torch.from_numpy(valid)}
 
     def with_store(self, store: EpisodeStore, obs_transform: Callable[[Tensor], Tensor] | None) -> WindowDataset:
-        """The same windows, weights and epochs over another store of the same steps (e.g. one whose ``obs``
+        """The same windows and epochs over another store of the same steps (e.g. one whose ``obs``
         are cached encodings)."""
         if not np.array_equal(store.offsets, self.store.offsets):
             raise ValueError("the new store must hold the same episodes and steps")

@@ -34,7 +34,6 @@ class Encoders(nn.Module):
         super().__init__()
         self.spec = spec
         self.rtg, self.obs, self.act, self.head = rtg, obs, act, head
-        self.hide_actions = False  # ModelConfig.action_inputs False: every action embeds as padding
         self.images = len(spec.obs_shape) == 3  # frames [C, H, W]
 
     def encode_frames(self, frames: Tensor) -> Tensor:
@@ -43,10 +42,7 @@ class Encoders(nn.Module):
         return self.embed_obs(frames[:, None])[:, 0]
 
     def embed_actions(self, actions: Tensor) -> Tensor:
-        """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]; with ``hide_actions``
-        every action embeds as padding (discrete) or zeros (continuous)."""
-        if self.hide_actions:
-            actions = torch.full_like(actions, ACTION_PAD) if self.spec.discrete else torch.zeros_like(actions)
+        """[B, T] long (discrete, -10 = padding) or [B, T, act_dim] float -> [B, T, d]."""
         if self.spec.discrete:
             idx = torch.where(actions < 0, torch.full_like(actions, self.spec.n_actions), actions)
             return self.act(idx.long())
@@ -321,11 +317,12 @@ def image_padding(obs_shape: Sequence[int]) -> int:
     return 0 if side >= 36 else 2
 
 
-def _minari(d: int, obs_shape: Sequence[int] = (1,), n_actions: int = 2, discrete: bool = True,
+def _generic(d: int, obs_shape: Sequence[int] = (1,), n_actions: int = 2, discrete: bool = True,
             obs_nvec: Sequence[int] | None = None, obs_mean: Sequence[float] | None = None,
             obs_std: Sequence[float] | None = None, action_low: Sequence[float] | None = None,
             action_high: Sequence[float] | None = None, **_: object) -> Encoders:
-    """Any Minari dataset (``RATE_model.minari_data``): frames [C, H, W] through the DQN stack (He-initialised, no
+    """Any vector, categorical or image observations, e.g. a Minari dataset's (``RATE_model.minari_data``) or a
+    new env's (docs/adding_an_env.md): frames [C, H, W] through the DQN stack (He-initialised, no
     Tanh, as Minigrid's), or components ``obs_nvec`` one-hot / standardised (``obs_mean`` / ``obs_std`` per real
     one) -> Linear; discrete actions, or continuous ones in [``action_low``, ``action_high``] (unbounded: no Tanh)."""
     spec = EnvSpec(tuple(int(x) for x in obs_shape), n_actions, discrete)
@@ -354,7 +351,8 @@ ENCODERS: dict[str, Callable[..., Encoders]] = {
     "atari": _atari,
     "mujoco": _mujoco,
     "popgym": _popgym,
-    "minari": _minari,
+    "minari": _generic,
+    "generic": _generic,  # for a new environment without encoders of its own
 }
 
 

@@ -1,6 +1,6 @@
 """What every ``train_*.py`` does after parsing its flags: per seed, build data, model and trainer,
 train (resumable, validating every ``--eval_every`` steps), evaluate the last and the best-on-validation
-model on the test seeds, and write ``results.json`` and ``curves.png``; plus clean one-line errors for bad input."""
+model on the env's test seeds, and write ``results.json`` and ``curves.png``."""
 
 from __future__ import annotations
 
@@ -10,74 +10,26 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import BC_MODES, ConfigError, ModelConfig, TrainConfig
-from RATE_model.data import DataError, WindowDataset, Windows, embedded, weights_key
+from RATE_model.data import WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
+from RATE_model.envs import Environment
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.pretrain import fit_pixel_norm
 from RATE_model.rollout import memory_noise
-from RATE_model.trainer import NonFiniteLossError, Trainer, describe_device, resolve_device
-
-USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError)
-Evaluate = Callable[[RATE, str], dict[str, Any]]  # (model, split "test" | "validation") -> metrics
-ENV_PACKAGES = {"vizdoom": "vizdoom", "minigrid": "minigrid", "memory_maze": "memory-maze", "atari": "ale-py",
-                "mujoco": "mujoco", "popgym": "popgym",
-                "minari": "minari"}  # the package each env's simulator comes from (T-Maze: none)
-
-
-def load_defaults(path: Path) -> dict[str, Any]:
-    """An environment's config.yaml as parser defaults."""
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must be a YAML mapping of flag names to values")
-    return data
-
-
-def write_json_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``rows`` as one JSON object per line in ``path`` (its folder made if missing): a command's ``--out``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def evaluate_targets(targets: Iterable[Any], evaluate_one: Callable[[Any], dict[str, Any]],
-                     out: Path | None = None) -> list[dict[str, Any]]:
-    """A checkpoint evaluation command's loop: ``evaluate_one(target)`` for each target return, one JSON line
-    each on stdout without its ``episodes`` list, every result with its episodes in ``out`` (JSON lines)."""
-    short, full = [], []
-    for target in targets:
-        full.append(evaluate_one(target))
-        short.append({k: v for k, v in full[-1].items() if k != "episodes"})
-        print(json.dumps(short[-1]), flush=True)
-    if out:
-        write_json_lines(out, full)
-    return short
-
-
-def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
-    """Call ``main``; report configuration and data problems on one line (exit 2), Ctrl-C as 130."""
-    try:
-        main(argv)
-    except USER_ERRORS as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
-        sys.exit(130)
+from RATE_model.trainer import Trainer, describe_device, resolve_device
 
 
 def episode_folder(args: Any, make_smoke_data: Callable[[Path], Any], has_episodes: Callable[[Path], Any],
@@ -130,30 +82,22 @@ def _version(package: str) -> str | None:
         return None
 
 
-def run_record(env: str, device: Any) -> dict[str, Any]:
+def run_record(env: Environment, device: Any) -> dict[str, Any]:
     """What reproduces a run besides its flags: the command line, the code (git commit, uncommitted
     changes), the versions of the packages that matter and the device."""
-    packages = ["torch", "numpy", "gymnasium", *([ENV_PACKAGES[env]] if env in ENV_PACKAGES else [])]
+    packages = ["torch", "numpy", "gymnasium", *([env.package] if env.package else [])]
     return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git": ckpt_io.git_state(),
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in packages}},
             "device": describe_device(device)}
 
 
-def run_experiment(
-    args: Any,
-    env: str,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    build_stages: Callable[[], list[Windows]],
-    evaluate: Evaluate,
-    seeds: list[int],
-    runs_dir: Path,
-    score: Callable[[dict[str, Any]], float] | None = None,
-) -> dict[str, Any]:
-    """Train and evaluate one model per seed; returns and writes {"runs": {seed: metrics}, ...}.
+def run_experiment(args: Any, env: Environment, model_config: ModelConfig, train_config: TrainConfig,
+                   build_stages: Callable[[], list[Windows]], seeds: list[int], runs_dir: Path) -> dict[str, Any]:
+    """Train and evaluate one model per seed on ``env``; returns and writes {"runs": {seed: metrics}, ...}.
 
-    ``evaluate(model, split)`` runs the env's protocol on its test or validation seeds; ``score`` turns
-    validation metrics into the number the best checkpoint maximises (needed by ``--eval_every``).
+    ``build_stages()`` gives the training stages (a curriculum: several); the env's protocol
+    (``env.evaluate(model, args, split)``) evaluates on its test seeds after training and on its validation
+    seeds every ``--eval_every`` steps, where ``env.selection_score`` picks the best checkpoint.
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 alone writes files and logs.
     Nothing in the run directory is written before the flags, the data and any checkpoint to resume
@@ -161,88 +105,70 @@ def run_experiment(
     """
     model_config.validate()
     train_config.validate()
+    env.check_eval_flags(args)
     device = resolve_device(train_config.device)
-    if train_config.eval_every and score is None:
-        raise ConfigError(f"--eval_every: the {env} protocol has no validation score")
     if getattr(args, "eval_memory_noise", "none") != "none" and model_config.model_mode in BC_MODES:
         raise ConfigError(f"--eval_memory_noise replaces memory tokens and the hidden-state cache, which "
                           f"--model_mode {model_config.model_mode} does not have")
-    root = Path(runs_dir) / env / (args.ckpt_folder or model_config.model_mode)
+    root = Path(runs_dir) / env.name / (args.ckpt_folder or model_config.model_mode)
     if args.resume not in (None, "latest") and len(seeds) > 1:
         raise ConfigError("--resume PATH needs a single seed (--seed S, or --start_seed = --end_seed); "
                           "use --resume latest")
     device = distributed.setup(device)
     try:
-        result = _run_seeds(args, env, model_config, train_config, build_stages, evaluate, score, seeds, root, device)
+        run = Experiment(args, env, model_config, train_config, root, device)
+        stages = build_stages()
+        results: dict[str, Any] = {"env": env.name, "text": args.text, "model_config": asdict(model_config),
+                                   "train_config": asdict(train_config), "runs": {}}
+        for seed in seeds:
+            results["runs"][str(seed)] = run.seed(seed, stages)
+        results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
+        if run.main:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "results.json").write_text(json.dumps(results, indent=2))
     except BaseException:
         distributed.teardown(wait=False)
         raise
     distributed.teardown()
-    return result
+    return results
 
 
-def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: TrainConfig,
-               build_stages: Callable[[], list[Windows]], evaluate: Evaluate,
-               score: Callable[[dict[str, Any]], float] | None, seeds: list[int], root: Path,
-               device: Any) -> dict[str, Any]:
-    main = distributed.is_main()
-    precision = resolve_precision(train_config.precision, device)
-    noise = getattr(args, "eval_memory_noise", "none")
-    if main:
-        print(describe_precision(train_config.precision, device), flush=True)
-    stages = build_stages()
-    record = run_record(env, device)
+class Experiment:
+    """The steps of one seed's run, in order: :meth:`trainer` (model, resume, encoder), :meth:`logger`,
+    training, :meth:`evaluate` (last and best on validation), :meth:`write`."""
 
-    def test(model: RATE) -> dict[str, Any]:
-        with autocast(device, precision), memory_noise(noise):  # rollouts in the training precision
-            return evaluate(model, "test")  # each rank runs its share of the episodes; results are gathered
+    def __init__(self, args: Any, env: Environment, model_config: ModelConfig, train_config: TrainConfig,
+                 root: Path, device: Any):
+        self.args, self.env, self.model_config, self.train_config = args, env, model_config, train_config
+        self.root, self.device, self.main = root, device, distributed.is_main()
+        self.precision = resolve_precision(train_config.precision, device)
+        self.noise = getattr(args, "eval_memory_noise", "none")
+        self.record = run_record(env, device)
+        if self.main:
+            print(describe_precision(train_config.precision, device), flush=True)
 
-    def validate(model: RATE) -> tuple[dict[str, float], float]:
-        with autocast(device, precision):
-            metrics = evaluate(model, "validation")
-        return scalars(metrics), score(metrics)
+    def test(self, model: RATE) -> dict[str, Any]:
+        """The env's protocol on its test seeds, in the training precision (each rank plays its share)."""
+        with autocast(self.device, self.precision), memory_noise(self.noise):
+            return self.env.evaluate(model, self.args, "test")
 
-    results: dict[str, Any] = {"env": env, "text": args.text, "model_config": asdict(model_config),
-                               "train_config": asdict(train_config), "runs": {}}
-    for seed in seeds:
-        ckpt_io.seed_everything(seed)
-        run_dir = root / f"seed_{seed}"
-        tc = TrainConfig(**{**asdict(train_config), "seed": seed})
-        model = RATE(model_config).to(device)
-        last = run_dir / "checkpoints" / "last.pt"
-        resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
-        prepare_encoder(model, tc, None if resume else stages[0])  # a resumed run's checkpoint holds its statistics
-        if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
-            ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
-        run_config = {"env": env, "model": asdict(model_config), "train": asdict(tc), "args": _plain(args),
-                      "text": args.text, "precision": precision, **record}
-        trainer = Trainer(model, tc, run_dir, None, run_config, stages)
-        trainer.validate = validate if score is not None else None
-        if resume is not None:
-            trainer.load(resume)  # checked before anything in run_dir is touched
-        elif main:  # a fresh run never overwrites an older run's checkpoints
-            for old in (last, last.with_name("best.pt")):
-                if old.exists():
-                    old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+    def validate(self, model: RATE) -> tuple[dict[str, float], float]:
+        with autocast(self.device, self.precision):
+            metrics = self.env.evaluate(model, self.args, "validation")
+        return scalars(metrics), self.env.selection_score(metrics)
+
+    def seed(self, seed: int, stages: list[Windows]) -> dict[str, Any]:
+        """Train (or resume) and evaluate the run of ``seed``; its results.json entry."""
+        run_dir = self.root / f"seed_{seed}"
+        trainer, resume = self.trainer(seed, run_dir, stages)
         resumed_from = trainer.step  # train_seconds below covers only the steps after it
-        if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
-            key = weights_key(model.enc.obs)  # what encode_frames computes with
-            trainer.stages = [embedded(s, model.enc.encode_frames, progress=main, device=device, key=key)
-                              for s in stages]
-        logger = None
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
-            logger = RunLogger(run_dir, run_config, project=f"RATE-{env}", name=f"{root.name}-seed{seed}",
-                               use_wandb=not args.no_wandb, resume_step=trainer.step if resume else None)
-        trainer.logger = logger
+        logger = self.logger(seed, run_dir, trainer, resume)
         t0 = time.time()
         try:
-            trainer.fit(progress=main)
-            train_s = time.time() - t0
-            t0 = time.time()
-            metrics = test(model)
-            best = _best_on_validation(trainer, model_config, device, resume, metrics, test)
+            trainer.fit(progress=self.main, logger=logger)
+            train_s, t0 = time.time() - t0, time.time()
+            metrics = self.test(trainer.model)
+            best = self.best_on_validation(trainer, resume, metrics)
             eval_s = time.time() - t0
             if logger is not None:
                 logger.log({f"eval/{k}": v for k, v in scalars(metrics).items()}, trainer.step)
@@ -251,24 +177,81 @@ def _run_seeds(args: Any, env: str, model_config: ModelConfig, train_config: Tra
         finally:
             if logger is not None:
                 logger.close()
-        run_result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": noise,
-                      "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
-                      "optimizer_steps": trainer.step, "resumed_from_step": resumed_from}
-        results["runs"][str(seed)] = run_result
-        if main:
-            (run_dir / "results.json").write_text(json.dumps(run_result, indent=2))
-            _write_curves(run_dir)
-            shown = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
-            print(f"[{env}] {root.name} seed {seed}{'' if noise == 'none' else f' (memory noise: {noise})'}: "
-                  f"{json.dumps(shown)}  (train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
-            if best is not None:
-                print(f"[{env}] {root.name} seed {seed} best on validation (step {best['step']}, score "
-                      f"{best['score']:.4g}): {json.dumps(scalars(best['metrics']))}", flush=True)
-    results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
-    if main:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+        result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": self.noise,
+                  "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+                  "optimizer_steps": trainer.step, "resumed_from_step": resumed_from}
+        if self.main:
+            self.write(seed, run_dir, result, train_s, eval_s)
+        return result
+
+    def trainer(self, seed: int, run_dir: Path, stages: list[Windows]) -> tuple[Trainer, Path | None]:
+        """The seed's model and trainer, resumed from ``--resume`` (checked before anything in run_dir is
+        touched), or fresh with an older run's checkpoints set aside; the encoder prepared."""
+        args, tc = self.args, TrainConfig(**{**asdict(self.train_config), "seed": seed})
+        ckpt_io.seed_everything(seed)
+        model = RATE(self.model_config).to(self.device)
+        last = run_dir / "checkpoints" / "last.pt"
+        resume = (last if last.exists() else None) if args.resume == "latest" else args.resume and Path(args.resume)
+        prepare_encoder(model, tc, None if resume else stages[0])  # a resumed run's checkpoint holds its statistics
+        if distributed.rank() > 0:  # own dropout stream per rank; DDP copies rank 0's initial weights
+            ckpt_io.seed_everything(seed + 1_000_003 * distributed.rank())
+        run_config = {"env": self.env.name, "model": asdict(self.model_config), "train": asdict(tc),
+                      "args": _plain(args), "text": args.text, "precision": self.precision, **self.record}
+        trainer = Trainer(model, tc, run_dir, run_config, stages,
+                          validate=self.validate if tc.eval_every else None)
+        if resume is not None:
+            trainer.load(resume)
+        elif self.main:  # a fresh run never overwrites an older run's checkpoints
+            for old in (last, last.with_name("best.pt")):
+                if old.exists():
+                    old.replace(old.with_name(f"{old.stem}.replaced_{time.strftime('%Y%m%d-%H%M%S')}.pt"))
+        if tc.freeze_encoder:  # after loading: the cache holds the encoder the run trains with
+            key = weights_key(model.enc.obs)  # what encode_frames computes with
+            trainer.stages = [embedded(s, model.enc.encode_frames, progress=self.main, device=self.device, key=key)
+                              for s in stages]
+        return trainer, resume
+
+    def logger(self, seed: int, run_dir: Path, trainer: Trainer, resume: Path | None) -> RunLogger | None:
+        """Rank 0's logger (metrics.jsonl, W&B unless --no_wandb), after writing config.json."""
+        if not self.main:
+            return None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(trainer.run_config, indent=2))
+        return RunLogger(run_dir, trainer.run_config, project=f"RATE-{self.env.name}",
+                         name=f"{self.root.name}-seed{seed}", use_wandb=not self.args.no_wandb,
+                         resume_step=trainer.step if resume else None)
+
+    def best_on_validation(self, trainer: Trainer, resume: Path | None,
+                           last_metrics: dict[str, Any]) -> dict[str, Any] | None:
+        """{"step", "score", "metrics"} of the checkpoint best on validation, evaluated on the test seeds
+        (None when the run never validated). It is the last model when the last validation was the best."""
+        if trainer.best is None:
+            return None
+        step, best_score = int(trainer.best["step"]), float(trainer.best["score"])
+        if step == trainer.step:
+            return {"step": step, "score": best_score, "metrics": last_metrics}
+        places = [trainer.run_dir / "checkpoints" / "best.pt", *([Path(resume).with_name("best.pt")] if resume else [])]
+        for path in places:
+            if path.is_file():
+                ckpt = ckpt_io.load(path)
+                if ckpt["step"] == step:
+                    model = RATE(self.model_config).to(self.device)
+                    model.load_state_dict(ckpt["model"])
+                    return {"step": step, "score": best_score, "metrics": self.test(model)}
+        raise CheckpointError(f"the best-on-validation checkpoint of step {step} is missing (looked for "
+                              f"{', '.join(map(str, places))})")
+
+    def write(self, seed: int, run_dir: Path, result: dict[str, Any], train_s: float, eval_s: float) -> None:
+        """The seed's results.json and curves.png, and its line on stdout."""
+        (run_dir / "results.json").write_text(json.dumps(result, indent=2))
+        _write_curves(run_dir)
+        metrics, best, name = result["metrics"], result["best_on_validation"], f"[{self.env.name}] {self.root.name}"
+        shown = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
+        noise = "" if self.noise == "none" else f" (memory noise: {self.noise})"
+        print(f"{name} seed {seed}{noise}: {json.dumps(shown)}  (train {train_s:.0f}s, eval {eval_s:.0f}s)", flush=True)
+        if best is not None:
+            print(f"{name} seed {seed} best on validation (step {best['step']}, score {best['score']:.4g}): "
+                  f"{json.dumps(scalars(best['metrics']))}", flush=True)
 
 
 def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -> None:
@@ -291,31 +274,10 @@ def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -
         model.enc.obs.requires_grad_(False)
 
 
-def _best_on_validation(trainer: Trainer, model_config: ModelConfig, device: Any, resume: Path | None,
-                        last_metrics: dict[str, Any], test: Callable[[RATE], dict[str, Any]]) -> dict[str, Any] | None:
-    """{"step", "score", "metrics"} of the checkpoint best on validation, evaluated on the test seeds
-    (None when the run never validated). It is the last model when the last validation was the best."""
-    if trainer.best is None:
-        return None
-    step, best_score = int(trainer.best["step"]), float(trainer.best["score"])
-    if step == trainer.step:
-        return {"step": step, "score": best_score, "metrics": last_metrics}
-    places = [trainer.run_dir / "checkpoints" / "best.pt", *([Path(resume).with_name("best.pt")] if resume else [])]
-    for path in places:
-        if path.is_file():
-            ckpt = ckpt_io.load(path)
-            if ckpt["step"] == step:
-                model = RATE(model_config).to(device)
-                model.load_state_dict(ckpt["model"])
-                return {"step": step, "score": best_score, "metrics": test(model)}
-    raise CheckpointError(f"the best-on-validation checkpoint of step {step} is missing (looked for "
-                          f"{', '.join(map(str, places))})")
-
-
 def _write_curves(run_dir: Path) -> None:
     """``curves.png`` (training loss and validation metrics) in the run folder; a plotting failure only warns."""
     try:
-        from RATE_model.plots import write_curves
+        from RATE_model.tools.plots import write_curves
 
         write_curves(run_dir)
     except Exception as e:  # noqa: BLE001 (the run's results are written; a figure is not worth a traceback)

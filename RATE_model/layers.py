@@ -94,7 +94,6 @@ class RelMultiHeadAttention(nn.Module):
         self.r_net = nn.Linear(d_model, n_head * d_head, bias=False)
         self.out = nn.Linear(n_head * d_head, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
-        self.record: list[Tensor] | None = None  # when a list, every forward appends its probabilities [B, H, q, k]
 
     def weights(self, u: Tensor, v: Tensor) -> Weights:
         """w_in [d, H·(e+d)], b_in: x -> per head [c, a, b], scaled by d_head^-½; w_kv [d, H·2·d_head]:
@@ -147,6 +146,44 @@ class RelMultiHeadAttention(nn.Module):
         """
         B, Q, d = x.shape
         H, e = self.n_head, self.e
+        c, q_pos, keys, values, w_out = self._project(x, past, q_sin, q_cos, key_feat, u, v)
+        dropatt = self.dropatt if self.training else 0.0
+        if x.is_cuda:  # fused kernel over [B, H, q, e + d] queries
+            if self.absorbed:
+                keys, values = keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1)
+            else:
+                keys = with_positions(keys, key_feat)
+            pooled = F.scaled_dot_product_attention(torch.cat([c, q_pos], -1).transpose(1, 2), keys, values,
+                                                    attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
+        elif self.absorbed:  # rows (query, head) against the shared [y, K']: one GEMM per batch row
+            probs = self._probs(c, q_pos, keys, key_feat, mask)
+            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values)
+        else:
+            probs = self._probs(c, q_pos, keys, key_feat, mask)
+            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values.flatten(0, 1))
+            pooled = pooled.view(B, H, Q, e).transpose(1, 2)
+        return self.drop((pooled.reshape(B * Q, H * e) @ w_out).view(B, Q, d))
+
+    @torch.no_grad()
+    def probabilities(self, x: Tensor, past: Tensor | None, q_sin: Tensor, q_cos: Tensor, key_feat: Tensor,
+                      mask: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """The attention probabilities [B, H, q, k] that :meth:`forward` with these inputs computes (keys:
+        ``past`` then ``x``), on the explicit path: what the attention tool draws."""
+        if isinstance(past, DecodeBuffer):
+            raise ValueError("attention probabilities are computed from whole segments, not a decoding buffer")
+        B, Q, _ = x.shape
+        c, q_pos, keys, _, _ = self._project(x, past, q_sin, q_cos, key_feat, u, v)
+        probs = self._probs(c, q_pos, keys, key_feat, mask).float()
+        if self.absorbed:
+            return probs.view(B, Q, self.n_head, -1).transpose(1, 2)
+        return probs.view(B, self.n_head, Q, -1)
+
+    def _project(self, x: Tensor, past: Tensor | DecodeBuffer | None, q_sin: Tensor, q_cos: Tensor,
+                 key_feat: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Content queries c [B, q, H, e], rotated position queries Q' [B, q, H, d], keys and values (of
+        ``past`` + ``x``; a decoding buffer gets ``x`` appended) and the output weight."""
+        B, Q, d = x.shape
+        H, e = self.n_head, self.e
         if isinstance(past, DecodeBuffer):
             w_in, b_in, w_kv, w_out = (None if w is None else w.to(x.dtype) for w in past.weights)
             keys, values = past.append(*self.content_keys(x, w_kv))
@@ -159,29 +196,19 @@ class RelMultiHeadAttention(nn.Module):
         c, a, b = proj.split([e, d // 2, d // 2], -1)  # split, not slices: no zero-filled gradients
         s_, c_ = q_sin[:, None].to(x.dtype), q_cos[:, None].to(x.dtype)
         q_pos = torch.cat([a * s_ + b * c_, b * s_ - a * c_], -1)  # Q' [B, q, H, d]
-        dropatt = self.dropatt if self.training else 0.0
-        if x.is_cuda and self.record is None:  # fused kernel over [B, H, q, e + d] queries
-            if self.absorbed:
-                keys, values = keys[:, None].expand(-1, H, -1, -1), values[:, None].expand(-1, H, -1, -1)
-            else:
-                keys = with_positions(keys, key_feat)
-            pooled = F.scaled_dot_product_attention(torch.cat([c, q_pos], -1).transpose(1, 2), keys, values,
-                                                    attn_mask=mask, dropout_p=dropatt, scale=1.0).transpose(1, 2)
-        elif self.absorbed:  # rows (query, head) against the shared [y, K']: one GEMM per batch row
-            query = torch.cat([c, q_pos], -1).view(B, Q * H, e + d)
-            probs = torch.baddbmm(mask, query, keys.transpose(1, 2)).softmax(-1)
-            if self.record is not None:
-                self.record.append(probs.detach().view(B, Q, H, -1).transpose(1, 2).float().cpu())
-            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values)
-        else:  # per head; the position scores of all heads and rows are one GEMM against the shared K'
-            pos = (q_pos.transpose(1, 2).reshape(-1, d) @ key_feat.to(x.dtype).T).view(B * H, Q, -1)
-            probs = torch.baddbmm(pos.add_(mask), c.transpose(1, 2).reshape(B * H, Q, e),
-                                  keys.flatten(0, 1).transpose(1, 2)).softmax(-1)
-            if self.record is not None:
-                self.record.append(probs.detach().view(B, H, Q, -1).float().cpu())
-            pooled = torch.bmm(F.dropout(probs, dropatt, self.training), values.flatten(0, 1))
-            pooled = pooled.view(B, H, Q, e).transpose(1, 2)
-        return self.drop((pooled.reshape(B * Q, H * e) @ w_out).view(B, Q, d))
+        return c, q_pos, keys, values, w_out
+
+    def _probs(self, c: Tensor, q_pos: Tensor, keys: Tensor, key_feat: Tensor, mask: Tensor) -> Tensor:
+        """Softmax attention: [B, q·H, k] rows (query, head) when absorbed, else [B·H, q, k]."""
+        B, Q, H, e = c.shape
+        if self.absorbed:  # rows (query, head) against the shared [y, K']: one GEMM per batch row
+            query = torch.cat([c, q_pos], -1).view(B, Q * H, e + q_pos.shape[-1])
+            return torch.baddbmm(mask, query, keys.transpose(1, 2)).softmax(-1)
+        # per head; the position scores of all heads and rows are one GEMM against the shared K'
+        d = q_pos.shape[-1]
+        pos = (q_pos.transpose(1, 2).reshape(-1, d) @ key_feat.to(c.dtype).T).view(B * H, Q, -1)
+        return torch.baddbmm(pos.add_(mask), c.transpose(1, 2).reshape(B * H, Q, e),
+                             keys.flatten(0, 1).transpose(1, 2)).softmax(-1)
 
 
 def with_positions(kappa: Tensor, key_feat: Tensor) -> Tensor:

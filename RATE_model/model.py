@@ -76,7 +76,6 @@ class RATE(nn.Module):
         self.config = config.validate()
         c = self.cfg = config.effective()
         self.enc = build_encoders(c.env, c.d_model, **c.env_kwargs)
-        self.enc.hide_actions = not c.action_inputs
         self.bc = c.model_mode in BC_MODES
         self.core = BCCore(c.model_mode, c.d_model, c.d_inner, c.n_layer, c.dropout) if self.bc else None
         self.layers = nn.ModuleList(

@@ -165,7 +165,7 @@ def pretrain(args: argparse.Namespace, store: EpisodeStore, env: str, n_actions:
     """A ``pretrain_encoder.py`` run: :func:`frame_bc` of ``env``'s image encoder (``env_kwargs``: its sizes)
     on ``store`` with the flags of :func:`add_pretrain_flags`; the encoder saved to ``--save_encoder`` (with
     the flags and the last evaluation), the evaluations to ``--out``. Returns the evaluation rows."""
-    from RATE_model.experiment import write_json_lines  # experiment imports the trainer; keep this module light
+    from RATE_model.cli import write_json_lines  # experiment imports the trainer; keep this module light
     from RATE_model.trainer import resolve_device
 
     if args.heldout_episodes >= store.n_episodes:

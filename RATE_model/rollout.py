@@ -103,6 +103,7 @@ class RolloutResult:
     lengths: np.ndarray  # [E] int, steps taken
     infos: dict[str, np.ndarray]  # last info value of each episode (e.g. "success")
     trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # keep_trajectory: rtg, obs, action [T, E, ...]
+    states: list[State] = field(default_factory=list)  # keep_states: the state after each completed segment
 
 
 @dataclass
@@ -127,8 +128,9 @@ class Decoder:
     past; an LSTM's state is carried step to step, the executed action written into it by
     :meth:`observe_action`) and ignore memory noise."""
 
-    def __init__(self, model: RATE, batch_size: int):
+    def __init__(self, model: RATE, batch_size: int, keep_states: bool = False):
         self.model, self.K, self.batch_size = model, model.cfg.context_length, batch_size
+        self.states: list[State] | None = [] if keep_states else None  # the state each finished segment leaves
         self.t = 0  # steps consumed in this episode
         self.noise = _NOISE.get()
         self.gen = torch.Generator(device=model.u.device).manual_seed(0) if self.noise != "none" else None
@@ -157,7 +159,10 @@ class Decoder:
         r = enc.rtg(rtg.view(-1, 1, 1).float())
         o = enc.embed_obs(obs.unsqueeze(1))
         if self.t > 0 and self.t % self.K == 0:  # segment complete: its last action, then write slots
-            self.dec = self._start(model.finish_segment(self._extend(self._embed_prev())))
+            state = model.finish_segment(self._extend(self._embed_prev()))
+            if self.states is not None:
+                self.states.append(state)
+            self.dec = self._start(state)
             x = torch.cat([r, o], 1)
         elif self.t > 0:
             x = torch.cat([self._embed_prev(), r, o], 1)
@@ -191,14 +196,16 @@ class Decoder:
 def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_steps: int,
             sample: bool = False, reward_scale: float = 1.0, reset_rtg_each_segment: bool = False,
             generator: torch.Generator | None = None, progress: bool | str = False,
-            keep_trajectory: bool = False,
+            keep_trajectory: bool = False, keep_states: bool = False,
             override: Callable[[int, np.ndarray], Tensor | None] | None = None) -> RolloutResult:
     """Run ``env.num_envs`` episodes to the end (or ``max_steps``) with the model as policy.
 
     The return-to-go starts at ``target_return`` and falls by ``reward * reward_scale`` each step;
     ``reset_rtg_each_segment`` restores it at every segment start (the paper's MuJoCo evaluation).
     Discrete actions are the argmax, or sampled when ``sample``; continuous actions are the head output.
-    ``keep_trajectory``: the result also holds every step's return-to-go, observation and action.
+    ``keep_trajectory``: the result also holds every step's return-to-go, observation and action;
+    ``keep_states``: the state (memory tokens, cache) each completed segment hands to the next (a segment's
+    write slots run when the next segment's first step is taken).
     ``override(t, obs)``: where it returns an action, that action is executed in place of the model's (and
     observed by it, as in its data) — e.g. a behaviour policy playing an episode's first steps.
     """
@@ -210,7 +217,7 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     target = torch.tensor(np.broadcast_to(target_return, (E,)), dtype=torch.float32, device=dev)
     rtg = target.clone()
     obs = env.reset()
-    dec = Decoder(model, E)
+    dec = Decoder(model, E, keep_states)
     returns, lengths = np.zeros(E), np.zeros(E, dtype=np.int64)
     done = np.zeros(E, dtype=bool)
     infos: dict[str, np.ndarray] = {}
@@ -246,4 +253,4 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
             break
     model.train(was_training)
     trajectory = {k: np.stack(v) for k, v in kept.items()} if keep_trajectory else {}
-    return RolloutResult(returns, lengths, infos, trajectory)
+    return RolloutResult(returns, lengths, infos, trajectory, dec.states or [])

@@ -84,19 +84,6 @@ def action_loss(logits: Tensor, actions: Tensor, valid: Tensor) -> tuple[Tensor,
     return (per_step * w).sum(), w.sum()
 
 
-def keyframe_weights(actions: Tensor, valid: Tensor, weight: float, base: Tensor | None = None) -> Tensor:
-    """Per-step loss weights [B, T]: ``weight`` at the valid steps whose discrete action differs from the step
-    before (and at each window's first step, which has no step before), 1 at the other valid steps, 0 at
-    padding, all multiplied by ``base`` [B, T] where given (the data's own step weights). ``weight`` 1 and
-    no ``base`` give ``valid`` as floats: the plain loss."""
-    w = valid.float() if base is None else base.float() * valid
-    if weight == 1.0:
-        return w
-    key = torch.ones_like(actions, dtype=torch.bool)
-    key[:, 1:] = actions[:, 1:] != actions[:, :-1]
-    return w * torch.where(key, weight, 1.0)
-
-
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """Fused AdamW with weight decay on Linear/Conv weights only (not on biases, norms, embeddings, memory)."""
     decay = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
@@ -129,8 +116,7 @@ class SegmentLoss(nn.Module):
     """The scaled action loss of consecutive segments, memory and cache flowing forward.
 
     This is the module DDP wraps, so every backward follows exactly one DDP forward even though the
-    network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss (each step
-    weighted by ``seg["weight"]`` where the segment has one).
+    network runs once per segment. ``scales[i]`` divides segment i's summed valid-step loss.
     """
 
     def __init__(self, model: RATE, precision: str = "fp32", grad_checkpoint: bool = False):
@@ -149,7 +135,7 @@ class SegmentLoss(nn.Module):
             with autocast(seg["obs"].device, self.precision):
                 logits, state = self.model(seg["rtg"], seg["obs"], seg["action"], seg["valid"], state,
                                            grad_checkpoint=self.grad_checkpoint)
-            loss_sum, _ = action_loss(logits.float(), seg["action"], seg.get("weight", seg["valid"]))
+            loss_sum, _ = action_loss(logits.float(), seg["action"], seg["valid"])
             total = total + loss_sum / scale
         if not detached_state:
             return total / len(segs), None
@@ -164,18 +150,19 @@ class Trainer:
     torchrun).
     """
 
-    def __init__(self, model: RATE, cfg: TrainConfig, run_dir: Path, logger: RunLogger | None,
-                 run_config: dict[str, Any], stages: list[Windows]):
-        self.model, self.cfg, self.run_dir, self.logger = model, cfg, Path(run_dir), logger
+    def __init__(self, model: RATE, cfg: TrainConfig, run_dir: Path, run_config: dict[str, Any],
+                 stages: list[Windows], validate: Callable[[RATE], tuple[dict[str, float], float]] | None = None):
+        """``validate(model) -> (scalar metrics, score)`` scores the model on validation episodes (every
+        ``cfg.eval_every`` steps; best.pt keeps the best score); None: no validation."""
+        self.model, self.cfg, self.run_dir, self.validate = model, cfg, Path(run_dir), validate
         self.run_config, self.stages = run_config, stages
+        self.logger: RunLogger | None = None  # the logger of the fit() in progress
         self.device = next(model.parameters()).device
         self.detach = model.cfg.memory_grad == "detach"
         self.world = distributed.world_size()
         if self.world > cfg.batch_size:
             raise ConfigError(f"--batch_size {cfg.batch_size} is smaller than the {self.world} processes; "
                               "the global batch is split across processes")
-        if cfg.keyframe_weight != 1.0 and not model.enc.spec.discrete:
-            raise ConfigError("--keyframe_weight needs discrete actions (a continuous action always changes)")
         self.precision = resolve_precision(cfg.precision, self.device)  # fp32 | bf16
         self.net: nn.Module = SegmentLoss(model, self.precision, cfg.grad_checkpoint)
         if distributed.active():
@@ -191,8 +178,6 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.pos = {"stage": 0, "epoch": 0, "batch": 0}  # next batch to train on
         self._saved_step = 0  # step of the last checkpoint (the --ckpt_every trigger)
-        # validation (--eval_every): model -> (scalar metrics, score); set by the caller
-        self.validate: Callable[[RATE], tuple[dict[str, float], float]] | None = None
         self.best: dict[str, float] | None = None  # {"step", "score"} of best.pt
         self._val_step = 0  # step of the last validation
         self._stop_signal: int | None = None
@@ -219,14 +204,11 @@ class Trainer:
         of the whole global batch."""
         K = self.model.cfg.context_length
         T = batch["valid"].shape[1]
-        batch = {**batch, "weight": keyframe_weights(batch["action"], batch["valid"], self.cfg.keyframe_weight,
-                                                     batch.get("weight"))}
         segs = [{k: v[:, s:s + K] for k, v in batch.items()} for s in range(0, T, K)]
-        # each segment's loss is its weighted mean (step weights from --keyframe_weight and from the data)
-        counts = distributed.all_sum(torch.stack([seg["weight"].sum() for seg in segs]).float())
+        # each segment's loss is its mean over its valid steps (of the global batch)
+        counts = distributed.all_sum(torch.stack([seg["valid"].float().sum() for seg in segs]))
         n_seg = int((counts > 0).nonzero().max()) + 1 if bool((counts > 0).any()) else 0
         # segments after the last one holding a valid step contribute nothing and are skipped
-        # a segment whose steps all weigh 0 (data weights) still runs for the memory; its loss is 0, not 0 / 0
         scales = [max(float(c), 1e-6) / self.world for c in counts[:n_seg]]
         if n_seg == 0:
             return 0.0
@@ -317,22 +299,25 @@ class Trainer:
         self.best, self._val_step = validation.get("best"), validation.get("last_step", 0)
 
     # ------------------------------------------------------------------------------- the loop
-    def fit(self, resume: Path | None = None, progress: bool = True) -> None:
-        """Train every stage for ``epochs`` epochs, checkpointing as configured; resumable exactly.
-        A run whose checkpoint marks it complete trains nothing and writes nothing."""
+    def fit(self, resume: Path | None = None, progress: bool = True, logger: RunLogger | None = None) -> None:
+        """Train every stage for ``epochs`` epochs, checkpointing as configured, logging training and
+        validation rows to ``logger``; resumable exactly. A run whose checkpoint marks it complete trains
+        nothing and writes nothing."""
         if resume is not None:
             self.load(resume)
         if self.complete:
             return
+        self.logger = logger
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop(progress)
+            if self._validating and self._val_step != self.step:  # the final model is a candidate too
+                self.run_validation()
+            self.save()
         finally:
+            self.logger = None
             for s, h in old.items():
                 signal.signal(s, h)
-        if self._validating and self._val_step != self.step:  # the final model is a candidate too
-            self.run_validation()
-        self.save()
 
     @property
     def _validating(self) -> bool:

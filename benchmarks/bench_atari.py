@@ -1,9 +1,9 @@
 """Atari speed: env steps per second (one process, and 10 episodes in the worker processes of an
 AsyncVectorEnv), and evaluation through the rollout engine (10 episodes stepped together).
 
-    python benchmarks/bench_atari.py env --game Pong --steps 5000          # DQN-preprocessed eval env
-    python benchmarks/bench_atari.py vector --game Pong --workers 10
-    python benchmarks/bench_atari.py eval --game Pong --episodes 10 --T 2000 --preset atari-cpu
+    python -m benchmarks.bench_atari env --game Pong --steps 5000          # DQN-preprocessed eval env
+    python -m benchmarks.bench_atari vector --game Pong --workers 10
+    python -m benchmarks.bench_atari eval --game Pong --episodes 10 --T 2000 --preset atari-cpu
 
 ``eval`` times E episodes of at most T agent steps with an untrained model of the preset (sampled actions:
 episodes end when the game does, so steps are counted, not assumed).
@@ -14,21 +14,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
-from envbench import bench_env, bench_vector  # noqa: E402
-from machine import describe  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from Atari.Atari_src.atari_env import GAMES, N_ACTIONS, make_env  # noqa: E402
-from Atari.Atari_src.atari_eval import evaluate  # noqa: E402
-from RATE_model.model import RATE  # noqa: E402
+from Atari.Atari_src.atari_env import GAMES, N_ACTIONS, make_env
+from Atari.Atari_src.atari_eval import evaluate
+from benchmarks.envbench import bench_env, bench_vector
+from benchmarks.machine import describe
+from benchmarks.presets import PRESETS
+from RATE_model.model import RATE
 
 
 def bench_eval(game: str, preset: str, episodes: int, T: int) -> dict:

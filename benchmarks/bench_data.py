@@ -1,11 +1,11 @@
 """Episode store at paper scale: build time and size, peak memory while training or sampling, and
 training throughput against the old path that held every padded window in RAM.
 
-    python benchmarks/bench_data.py minigrid-build --data_dir benchmarks/out/minigrid_ref
-    python benchmarks/bench_data.py minigrid-epoch --data_dir benchmarks/out/minigrid_ref [-- --grad_checkpoint]
-    python benchmarks/bench_data.py minigrid-model [-- --grad_checkpoint]
-    python benchmarks/bench_data.py atari-sample [--transitions 500000] [--batches 40] [--store PATH]
-    python benchmarks/bench_data.py throughput --env tmaze|minigrid [--iters 10]
+    python -m benchmarks.bench_data minigrid-build --data_dir benchmarks/out/minigrid_ref
+    python -m benchmarks.bench_data minigrid-epoch --data_dir benchmarks/out/minigrid_ref [-- --grad_checkpoint]
+    python -m benchmarks.bench_data minigrid-model [-- --grad_checkpoint]
+    python -m benchmarks.bench_data atari-sample [--transitions 500000] [--batches 40] [--store PATH]
+    python -m benchmarks.bench_data throughput --env tmaze|minigrid [--iters 10]
 
 ``minigrid-build`` converts the reference dataset (``collect_traj.py`` defaults: 10 000 episodes on
 31×31) into its store; ``minigrid-epoch`` runs one epoch of the real train script at the reference
@@ -34,14 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.machine import describe
+from RATE_model.data import Trajectories, batch_loader, consecutive, dt_style, epoch_batches
+from RATE_model.store import EpisodeStore, StoreWriter
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/ is a folder of scripts, not a package
-sys.path.insert(0, str(ROOT))
-from machine import describe  # noqa: E402
-
-from RATE_model.data import Trajectories, batch_loader, consecutive, dt_style, epoch_batches  # noqa: E402
-from RATE_model.store import EpisodeStore, StoreWriter  # noqa: E402
-
 OUT = ROOT / "benchmarks" / "out"
 
 
@@ -129,7 +126,7 @@ def minigrid_epoch(args: argparse.Namespace) -> dict:
     run = OUT / "runs"
     cmd = [sys.executable, "MinigridMemory/MinigridMemory_src/train_minigridmemory.py", "--data_dir",
            str(args.data_dir), "--epochs", "1", "--seed", "1", "--device", "cpu", "--no_wandb",
-           "--runs_dir", str(run), "--ckpt_folder", "bench_epoch", "--eval_sizes", "11", "--eval_seeds", "2",
+           "--runs_dir", str(run), "--ckpt_folder", "bench_epoch", "--eval_sizes", "11", "--eval_episodes", "2",
            "--eval_max_steps", "20", "--log_every", "1", *args.extra]
     shutil.rmtree(run / "minigrid" / "bench_epoch", ignore_errors=True)
     t = time.perf_counter()
@@ -161,7 +158,7 @@ def minigrid_model(args: argparse.Namespace) -> dict:
     mc.env = "minigrid"
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(RATE(mc).train(), tc, Path(tmp), None, {}, [])
+        trainer = Trainer(RATE(mc).train(), tc, Path(tmp), {}, [])
         B, T = tc.batch_size, mc.context_length * mc.sections
         valid = torch.arange(T)[None] < torch.randint(30, 58, (B, 1))
         for _ in range(4):
@@ -254,7 +251,7 @@ def throughput(args: argparse.Namespace) -> dict:
         trainers = {}
         for name, data in variants.items():
             torch.manual_seed(0)
-            trainers[name] = Trainer(RATE(mc).train(), tc, Path(tmp) / str(len(trainers)), None, {}, [data])
+            trainers[name] = Trainer(RATE(mc).train(), tc, Path(tmp) / str(len(trainers)), {}, [data])
         for r in range(args.rounds):
             for name, data in variants.items():
                 keys = data.epoch_windows(0, r)

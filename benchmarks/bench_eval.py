@@ -1,7 +1,7 @@
 """Time a T-Maze evaluation of E episodes of T steps with the real rollout engine (untrained weights).
 
-    python benchmarks/bench_eval.py --preset tmaze-paper --T 900 --episodes 100 [--json]
-    python benchmarks/bench_eval.py --preset tmaze-paper --protocol   # all 11 lengths x 100 seeds
+    python -m benchmarks.bench_eval --preset tmaze-paper --T 900 --episodes 100 [--json]
+    python -m benchmarks.bench_eval --preset tmaze-paper --protocol   # all 11 lengths x 100 seeds
 
 Reports total seconds, milliseconds per batched environment step, and milliseconds per environment
 step per episode (total / (steps x episodes)), the figure the paper's code needs ~12 ms for.
@@ -13,24 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
-from machine import describe, sync  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from RATE_model.config import PRECISIONS  # noqa: E402
-from RATE_model.model import RATE  # noqa: E402
-from RATE_model.precision import autocast, resolve_precision  # noqa: E402
-from RATE_model.rollout import rollout  # noqa: E402
-from RATE_model.trainer import resolve_device  # noqa: E402
-from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv  # noqa: E402
-from TMaze_new.TMaze_new_src.tmaze_eval import PROTOCOL_LENGTHS, eval_seeds  # noqa: E402
+from benchmarks.machine import describe, sync
+from benchmarks.presets import PRESETS
+from RATE_model.config import PRECISIONS
+from RATE_model.model import RATE
+from RATE_model.precision import autocast, resolve_precision
+from RATE_model.rollout import rollout
+from RATE_model.trainer import resolve_device
+from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
+from TMaze_new.TMaze_new_src.tmaze_eval import PROTOCOL_LENGTHS, eval_seeds
 
 
 def time_rollout(model: RATE, T: int, episodes: int, device: torch.device, precision: str) -> dict:

@@ -1,9 +1,9 @@
 """Memory Maze 9×9 speed: env steps per second (one process, and all workers of an AsyncVectorEnv), and the
 wall time of an evaluation of E mazes x T steps through the rollout engine.
 
-    python benchmarks/bench_memory_maze.py env --steps 1000         # one process, random actions
-    python benchmarks/bench_memory_maze.py vector --workers 2       # 2 worker processes stepped together
-    python benchmarks/bench_memory_maze.py eval --episodes 10 --T 1000 --preset memmaze-cpu
+    python -m benchmarks.bench_memory_maze env --steps 1000         # one process, random actions
+    python -m benchmarks.bench_memory_maze vector --workers 2       # 2 worker processes stepped together
+    python -m benchmarks.bench_memory_maze eval --episodes 10 --T 1000 --preset memmaze-cpu
 
 Every episode runs to T (Memory Maze episodes never end early), so ``eval`` times E x T simulated,
 rendered and decoded steps; the worker processes start from a fork server (see ``START_METHOD``).
@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
-from envbench import bench_env, bench_vector  # noqa: E402
-from machine import describe  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import evaluate  # noqa: E402
-from MemoryMaze.MemoryMaze_src.memory_maze_env import N_ACTIONS, START_METHOD, MemoryMazeEnv  # noqa: E402
-from RATE_model.model import RATE  # noqa: E402
+from benchmarks.envbench import bench_env, bench_vector
+from benchmarks.machine import describe
+from benchmarks.presets import PRESETS
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import evaluate
+from MemoryMaze.MemoryMaze_src.memory_maze_env import N_ACTIONS, START_METHOD, MemoryMazeEnv
+from RATE_model.model import RATE
 
 
 def bench_eval(preset: str, episodes: int, T: int, batch_size: int) -> dict:

@@ -1,7 +1,7 @@
 """Minari in and out at image scale: writing a pixel dataset with ``write_dataset`` and streaming it into an episode
 store with ``minari_store``; time and peak resident memory of each, against the dataset's size.
 
-    python benchmarks/bench_minari.py --episodes 200 --steps 100          # ViZDoom-sized frames, 430 MB of pixels
+    python -m benchmarks.bench_minari --episodes 200 --steps 100          # ViZDoom-sized frames, 430 MB of pixels
 
 Each phase runs in its own process (``--phase write|read``), so its peak RSS is its own. Prints one JSON line.
 """
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHAPE = (3, 64, 112)  # ViZDoom-Two-Colors frames
 DATASET_ID = "bench/pixels-v0"
 
@@ -74,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
         env = {**os.environ, "MINARI_DATASETS_PATH": str(Path(tmp) / "minari")}
         out = {}
         for phase, extra in (("write", []), ("read", ["--store_dir", str(Path(tmp) / "store")])):
-            res = subprocess.run([sys.executable, __file__, "--phase", phase, "--episodes", str(args.episodes),
-                                  "--steps", str(args.steps), *extra], env=env, capture_output=True, text=True,
-                                 check=True)
+            res = subprocess.run([sys.executable, "-m", "benchmarks.bench_minari", "--phase", phase, "--episodes",
+                                  str(args.episodes), "--steps", str(args.steps), *extra], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, check=True)
             out[phase] = json.loads(res.stdout.strip().splitlines()[-1])
     episode_mb = args.steps * int(np.prod(SHAPE)) / 2**20
     result = {"bench": "minari", "episodes": args.episodes, "steps": args.steps, "episode_pixels_mb": episode_mb,

@@ -1,8 +1,8 @@
 """MuJoCo speed: evaluation through the rollout engine (10 episodes stepped together, one return-to-go
 mode and target), and sampling training batches from a dataset's episode store.
 
-    python benchmarks/bench_mujoco.py eval --episodes 10 --T 1000 --preset mujoco-cpu
-    python benchmarks/bench_mujoco.py sample --store MuJoCo/MuJoCo_data/stores/hopper-medium --batch_size 128
+    python -m benchmarks.bench_mujoco eval --episodes 10 --T 1000 --preset mujoco-cpu
+    python -m benchmarks.bench_mujoco sample --store MuJoCo/MuJoCo_data/stores/hopper-medium --batch_size 128
 
 ``eval`` uses an untrained model of the preset on HalfCheetah, whose episodes never end early, so every
 episode runs T steps (an untrained Hopper or Walker2d falls within a few steps).
@@ -13,22 +13,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
-from machine import describe  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from MuJoCo.MuJoCo_src.mujoco_data import mujoco_dataset  # noqa: E402
-from MuJoCo.MuJoCo_src.mujoco_env import DIMS, TARGET_RETURNS  # noqa: E402
-from MuJoCo.MuJoCo_src.mujoco_eval import evaluate  # noqa: E402
-from RATE_model.model import RATE  # noqa: E402
-from RATE_model.store import EpisodeStore  # noqa: E402
+from benchmarks.machine import describe
+from benchmarks.presets import PRESETS
+from MuJoCo.MuJoCo_src.mujoco_data import mujoco_dataset
+from MuJoCo.MuJoCo_src.mujoco_env import DIMS, TARGET_RETURNS
+from MuJoCo.MuJoCo_src.mujoco_eval import evaluate
+from RATE_model.model import RATE
+from RATE_model.store import EpisodeStore
 
 
 def bench_eval(preset: str, episodes: int, T: int, env: str = "halfcheetah") -> dict:

@@ -1,8 +1,8 @@
 """Time the full training iteration (all N segments of one batch: forward, backward, clipping,
 optimizer step) exactly as RATE_model.trainer.Trainer runs it.
 
-    python benchmarks/bench_train.py --preset tmaze-paper [--memory_grad detach] [--precision fp32] [--json]
-    python benchmarks/bench_train.py --preset vizdoom-cpu --profile 12   # + the top ops of one iteration
+    python -m benchmarks.bench_train --preset tmaze-paper [--memory_grad detach] [--precision fp32] [--json]
+    python -m benchmarks.bench_train --preset vizdoom-cpu --profile 12   # + the top ops of one iteration
 
 Reports the precision used (``--precision auto``, the default, resolves as in the train scripts),
 the median seconds per iteration over >= 5 iterations after warm-up, trajectories per second, peak
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
-from machine import describe, gemm_rate, peak_rss_gb, sync  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from RATE_model.config import PRECISIONS, TrainConfig  # noqa: E402
-from RATE_model.model import RATE  # noqa: E402
-from RATE_model.trainer import Trainer, resolve_device  # noqa: E402
+from benchmarks.machine import describe, gemm_rate, peak_rss_gb, sync
+from benchmarks.presets import PRESETS
+from RATE_model.config import PRECISIONS, TrainConfig
+from RATE_model.model import RATE
+from RATE_model.trainer import Trainer, resolve_device
 
 PAPER_FLOPS = {"tmaze-paper": 328.4e9}  # one iteration of this configuration in the paper's code
 
@@ -93,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(model, TrainConfig(batch_size=preset.batch_size, warmup_steps=10,
                                              precision=args.precision, grad_checkpoint=args.grad_checkpoint),
-                          Path(tmp), None, {}, [])
+                          Path(tmp), {}, [])
         batch = make_batch(preset, device)
         if args.frozen_encoder:  # what training sees: the cached encodings (RATE_model.data.embedded)
             with torch.no_grad():

@@ -1,9 +1,9 @@
 """ViZDoom-Two-Colors speed: env steps per second (one process, and all workers of an AsyncVectorEnv), and
 the wall time of an evaluation of E episodes x T steps through the rollout engine.
 
-    python benchmarks/bench_vizdoom.py env                       # one process, random actions
-    python benchmarks/bench_vizdoom.py vector --workers 50       # 50 worker processes stepped together
-    python benchmarks/bench_vizdoom.py eval --episodes 100 --T 2100 --preset vizdoom-cpu
+    python -m benchmarks.bench_vizdoom env                       # one process, random actions
+    python -m benchmarks.bench_vizdoom vector --workers 50       # 50 worker processes stepped together
+    python -m benchmarks.bench_vizdoom eval --episodes 100 --T 2100 --preset vizdoom-cpu
 
 The vector and eval runs use a floor that does not hurt (``ScenarioConfig(floor_special=0)``) so that
 no episode dies early: every one of the E x T steps is simulated, rendered and decoded (the worst case;
@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
-from envbench import bench_env, bench_vector  # noqa: E402
-from machine import describe  # noqa: E402
-from presets import PRESETS  # noqa: E402
-
-from RATE_model.model import RATE  # noqa: E402
-from VizDoom.VizDoom_src.scenario import ScenarioConfig  # noqa: E402
-from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv  # noqa: E402
-from VizDoom.VizDoom_src.vizdoom_eval import evaluate  # noqa: E402
+from benchmarks.envbench import bench_env, bench_vector
+from benchmarks.machine import describe
+from benchmarks.presets import PRESETS
+from RATE_model.model import RATE
+from VizDoom.VizDoom_src.scenario import ScenarioConfig
+from VizDoom.VizDoom_src.vizdoom_env import N_ACTIONS, TwoColorsEnv
+from VizDoom.VizDoom_src.vizdoom_eval import evaluate
 
 NO_DAMAGE = ScenarioConfig(floor_special=0)
 

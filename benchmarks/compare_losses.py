@@ -1,6 +1,6 @@
 """Compare the training losses of runs of the same command in two precisions (or any two runs).
 
-    python benchmarks/compare_losses.py RUN_DIR_A RUN_DIR_B [--last 100]
+    python -m benchmarks.compare_losses RUN_DIR_A RUN_DIR_B [--last 100]
 
 Reads each run's ``metrics.jsonl`` (``--log_every 1`` logs every optimizer step) and prints, for the
 steps both runs logged, the mean loss of the last ``--last`` of them in each run, their relative

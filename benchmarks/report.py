@@ -1,6 +1,6 @@
 """Markdown tables from the JSON lines written by run_all.sh (benchmarks/out/{train,eval}.jsonl).
 
-    python benchmarks/report.py [benchmarks/out]
+    python -m benchmarks.report [benchmarks/out]
 """
 
 from __future__ import annotations

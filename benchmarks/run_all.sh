@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure every figure of benchmarks/RESULTS.md: one JSON line per run in $OUT (default benchmarks/out),
-# then the markdown tables (benchmarks/report.py).
+# then the markdown tables (python -m benchmarks.report).
 #   bash benchmarks/run_all.sh            # CPU: about 20 minutes on 2 cores
 #   DEVICE=cuda bash benchmarks/run_all.sh
 # Run it on an otherwise idle machine: the figures are wall-clock times.
@@ -10,8 +10,8 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-benchmarks/out}
 DEV=${DEVICE:+--device $DEVICE}
 mkdir -p "$OUT"
-train() { echo "bench_train $*" >&2; $PY benchmarks/bench_train.py $DEV --json "$@" | tail -1 >> "$OUT/train.jsonl"; }
-evaluate() { echo "bench_eval $*" >&2; $PY benchmarks/bench_eval.py $DEV --json "$@" | tail -1 >> "$OUT/eval.jsonl"; }
+train() { echo "bench_train $*" >&2; $PY -m benchmarks.bench_train $DEV --json "$@" | tail -1 >> "$OUT/train.jsonl"; }
+evaluate() { echo "bench_eval $*" >&2; $PY -m benchmarks.bench_eval $DEV --json "$@" | tail -1 >> "$OUT/eval.jsonl"; }
 
 # every preset in the default precision (auto, with its costliest ops) and in fp32
 for preset in tmaze-paper vizdoom-cpu memmaze-cpu atari-cpu mujoco-cpu; do
@@ -26,4 +26,4 @@ train --preset mujoco-cpu-dt
 evaluate --preset tmaze-paper --T 900 --episodes 100
 evaluate --preset tmaze-paper --T 900 --episodes 100 --precision fp32
 evaluate --preset tmaze-paper --protocol --episodes 100
-$PY benchmarks/report.py "$OUT"
+$PY -m benchmarks.report "$OUT"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-benchmarks/out}
 mkdir -p "$OUT"
-bench() { echo "bench_data $*" >&2; $PY benchmarks/bench_data.py "$@" | tail -1 >> "$OUT/data.jsonl"; }
+bench() { echo "bench_data $*" >&2; $PY -m benchmarks.bench_data "$@" | tail -1 >> "$OUT/data.jsonl"; }
 
 # the Minigrid reference dataset: collect_traj.py defaults (10 000 episodes on 31x31), resumable
 $PY MinigridMemory/get_data/collect_traj.py --out_dir "$OUT/minigrid_ref"

@@ -4,6 +4,9 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# one thread per pytest-xdist worker (make test runs one worker per core), else OMP_NUM_THREADS or 2
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"  # the train scripts tests start as subprocesses too
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
 
 

@@ -63,7 +63,7 @@ def fit_tiny(run_dir: Path, stages: Callable[[], list[Windows]], stop_after: int
     torch.manual_seed(0)
     model = tiny_model("RATE", dropout=0.1).train()
     cfg = TrainConfig(**{"epochs": 2, "batch_size": 4, "warmup_steps": 2, "seed": 7, **train})
-    trainer = Trainer(model, cfg, run_dir, None, {}, stages())
+    trainer = Trainer(model, cfg, run_dir, {}, stages())
     if stop_after is None:
         trainer.fit(resume=resume, progress=False)
     else:

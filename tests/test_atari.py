@@ -31,11 +31,12 @@ from Atari.Atari_src.atari_data import (  # noqa: E402
     write_checkpoint,
 )
 from Atari.Atari_src.atari_env import FIRE, MAX_STEPS, ROM_FRAME_LIMIT, FireReset, make_env  # noqa: E402
-from Atari.Atari_src.atari_eval import RANDOM_HUMAN, gamer_normalised  # noqa: E402
+from Atari.Atari_src.atari_eval import ENV, RANDOM_HUMAN, gamer_normalised, target_of  # noqa: E402
 from Atari.Atari_src.expert import make_policy, play_episode  # noqa: E402
 from Atari.get_data import collect_replay  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
+from RATE_model.tools import evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -367,11 +368,23 @@ def test_readme_line_parses_verbatim(line):
     args, explicit = train.parse_args(argv_of(line))
     assert args.num_mem_tokens == 15 and args.mem_len == 360 and args.n_head_ca == 1 and args.skip_dec_ffn
     assert args.seed == 123 and {"num_mem_tokens", "seed"} <= explicit and not args.smoke
+    assert args.target_return is None and target_of(args) == {"Breakout": 90, "Qbert": 14_000, "Seaquest": 1_150,
+                                                               "Pong": 20}[args.game]
+
+
+def test_one_target_return_per_run_and_old_records():
+    args, _ = train.parse_args(["--game", "Breakout", "--target_return", "180"])
+    assert args.target_return == (180.0,) and target_of(args) == 180.0
+    with pytest.raises(ConfigError, match="target_return takes one value"):
+        train.check_args(train.parse_args(["--game", "Breakout", "--target_return", "90,180"])[0])
+    assert target_of({"game": "Pong", "target_return": None}) == 20.0 and target_of({"game": "Qbert"}) == 14_000.0
+    assert target_of({"game": "Pong", "target_return": 5}) == 5.0  # recorded before the flag took a list
+    assert ENV.seeds(2) == [1_000_000, 1_000_001] and ENV.seeds(1, "validation") == [2_000_000]
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
     for bad in (["--game", "Tetris"], ["--game", "Pong", "--buffers", "a-b"],
-                ["--game", "Pong", "--eval_max_steps", "0"]):
+                ["--game", "Pong", "--eval_max_steps", "0"], ["--game", "Pong", "--target_return", "5,6"]):
         r = subprocess.run([sys.executable, "Atari/train_rate_atari.py", *bad, "--runs_dir", str(tmp_path)],
                            cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -467,7 +480,7 @@ def test_data_root_comes_from_the_flag_then_wandb_config(tmp_path, monkeypatch):
 
 
 def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
-    from Atari.Atari_src import pretrain_encoder
+    from Atari.diagnostics import pretrain_encoder
 
     data = tmp_path / "atari_data"
     collect_replay.collect("Breakout", data / "smoke", progress=False, **train.SMOKE_DATA)  # what --smoke makes
@@ -487,22 +500,23 @@ def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
     weights = torch.load(runs / "atari" / "RATE" / "seed_123" / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k, v in saved["obs_encoder"].items():  # trained on top of the pretrained encoder, which stayed fixed
         assert torch.equal(weights[f"enc.obs.{k}"], v), k
-    from Atari.Atari_src import atari_eval
-
     last = runs / "atari" / "RATE" / "seed_123" / "checkpoints" / "last.pt"
     out = tmp_path / "eval.jsonl"
-    lines = atari_eval.main([str(last), "--episodes", "2", "--max_steps", "30", "--target_return", "5,90", "--greedy",
-                             "--out", str(out)])
-    assert [(r["target_return"], r["greedy"], r["episodes_n"]) for r in lines] == [(5.0, True, 2), (90.0, True, 2)]
+    lines = evaluate.main([str(last), "--eval_episodes", "2", "--eval_max_steps", "30", "--target_return", "5,90",
+                           "--eval_greedy", "--out", str(out)])
+    assert [(r["target_return"], r["episodes_n"]) for r in lines] == [(5.0, 2), (90.0, 2)]
     full = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seed"] for e in full[0]["episodes"]] == [1_000_000, 1_000_001]
     assert full[0]["return"] == lines[0]["return"]
     assert all(0 < e["steps"] <= 30 for e in full[0]["episodes"])
-    assert atari_eval.main([str(last), "--episodes", "2", "--max_steps", "30", "--target_return", "5",
-                            "--greedy"]) == lines[:1]  # the most likely action: the same episodes again
-    with pytest.raises(ConfigError, match="max_steps"):
-        atari_eval.main([str(last), "--max_steps", "27001"])
-    r = subprocess.run([sys.executable, "Atari/Atari_src/pretrain_encoder.py", "--game", "Breakout", "--data_dir",
+    assert evaluate.main([str(last), "--eval_episodes", "2", "--eval_max_steps", "30", "--target_return", "5",
+                          "--eval_greedy"]) == lines[:1]  # the most likely action: the same episodes again
+    with pytest.raises(ConfigError, match="eval_max_steps"):
+        evaluate.main([str(last), "--eval_max_steps", "27001"])
+    recorded = json.loads((last.parent.parent / "results.json").read_text())["metrics"]
+    again = evaluate.main([str(last)])[0]  # the run's own protocol, rebuilt from its recorded flags
+    assert {k: v for k, v in again.items() if k in recorded} == {k: v for k, v in recorded.items() if k != "episodes"}
+    r = subprocess.run([sys.executable, "Atari/diagnostics/pretrain_encoder.py", "--game", "Breakout", "--data_dir",
                         str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99", "--save_encoder",
                         str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "leaves none of the" in r.stderr

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from Atari.Atari_src import measure_expert  # noqa: E402
 from Atari.Atari_src.atari_env import N_ACTIONS  # noqa: E402
 from Atari.Atari_src.expert import FIRE, NOOP, POLICIES, make_policy, reflect  # noqa: E402
+from Atari.diagnostics import measure_expert  # noqa: E402
 
 PONG_UP, PONG_DOWN = 2, 3  # RIGHT moves Pong's paddle up
 BREAKOUT_RIGHT, BREAKOUT_LEFT = 2, 3
@@ -165,8 +165,8 @@ def test_scripted_beats_random(game, steps):
 
 @pytest.mark.parametrize("game", ["Breakout", "Pong"])
 def test_diagnose_expert_records_what_the_paddle_rule_decides_on(game):
-    from Atari.Atari_src import diagnose_expert as diag
     from Atari.Atari_src.atari_env import N_ACTIONS
+    from Atari.diagnostics import diagnose_expert as diag
 
     ep = diag.record(1, 0.2, 400, seed=3, game=game)[0]
     T, k, cls = len(ep["action"]), N_ACTIONS[game], diag.PADDLE_GAMES[game]

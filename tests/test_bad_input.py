@@ -19,7 +19,7 @@ import torch
 from MinigridMemory.get_data.collect_traj import collect
 from MinigridMemory.MinigridMemory_src import train_minigridmemory
 from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
-from RATE_model.experiment import run_main
+from RATE_model.cli import run_main
 from TMaze_new.TMaze_new_src import train_tmaze
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ CASES = [
     ("min_gt_max_n", T, ["--min_n_final", "3", "--max_n_final", "2"], None, "--min_n_final"),
     ("eval_length_short", T, ["--eval_lengths", "2"], None, "--eval_lengths"),
     ("eval_lengths_text", T, ["--eval_lengths", "a,b"], None, "--eval_lengths"),
-    ("eval_seeds_zero", T, ["--eval_seeds", "0"], None, "--eval_seeds must"),
+    ("eval_episodes_zero", T, ["--eval_episodes", "0"], None, "--eval_episodes must"),
     ("trajectories_zero", T, ["--trajectories_per_side", "0"], None, "--trajectories_per_side must"),
     ("seed_range_reversed", T, ["--start_seed", "3", "--end_seed", "1"], None, "--end_seed"),
     ("seed_vs_range", T, ["--seed", "5", "--start_seed", "1"], None, "--seed 5"),
@@ -172,6 +172,8 @@ CASES = [
     ("mg_store_truncated", M, ["--data_dir", "{d}/mg"], _damaged_store, "store/obs.npy has 4096 bytes"),
     ("mg_eval_size", M, ["--data_dir", "{d}/mg", "--eval_sizes", "8"], None, "--eval_sizes"),
     ("mg_eval_batch", M, ["--data_dir", "{d}/mg", "--eval_batch_size", "0"], None, "--eval_batch_size"),
+    ("mg_eval_episodes", M, ["--data_dir", "{d}/mg", "--eval_episodes", "0"], None, "--eval_episodes must"),
+    ("mg_eval_env_timeout", M, ["--data_dir", "{d}/mg", "--eval_env_timeout", "0"], None, "--eval_env_timeout"),
     ("resume_runs_code", T, ["--resume", "{d}/crafted.pt"], _write("crafted.pt", _crafted_ckpt()),
      "a checkpoint never holds (GLOBAL posix.system)"),
     ("dropout_nan", T, ["--dropout", "nan"], None, "--dropout"),

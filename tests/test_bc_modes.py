@@ -121,7 +121,7 @@ def test_lstm_learns_a_tiny_memory_task_the_mlp_cannot():
 
 
 def test_memory_noise_is_refused_for_bc_modes(tmp_path, capsys):
-    from RATE_model.experiment import run_main
+    from RATE_model.cli import run_main
     from TMaze_new.TMaze_new_src import train_tmaze
 
     with pytest.raises(SystemExit) as e:

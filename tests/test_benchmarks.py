@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_train  # noqa: E402
-import compare_losses  # noqa: E402
-import report  # noqa: E402
+from benchmarks import bench_train, compare_losses, report
 
 
 def test_bench_train_reports_precision_gemm_rates_and_profile(capsys):
@@ -56,7 +48,7 @@ def test_bench_train_with_a_frozen_encoder_skips_the_encoders_work(capsys):
 
 
 def test_bench_minari_measures_both_phases(capsys):
-    import bench_minari
+    from benchmarks import bench_minari
 
     res = bench_minari.main(["--episodes", "3", "--steps", "4"])
     assert res["read_steps"] == 12 and res["write_dataset_mb"] > res["pixels_mb"] > 0

@@ -44,7 +44,7 @@ def _train(memory_grad: str, tmp: Path) -> list[dict[str, torch.Tensor]]:
     # fp32 named here: the spawned ranks do not inherit conftest's "auto means fp32", and on a CPU with native
     # bf16 they would train in bf16 while the single process of the comparison runs fp32
     cfg = TrainConfig(batch_size=5, warmup_steps=1, grad_clip=0.5, precision="fp32")
-    trainer = Trainer(model, cfg, tmp, None, {}, [data])
+    trainer = Trainer(model, cfg, tmp, {}, [data])
     # Plain SGD for the comparison: Adam's g / (|g| + eps) turns float-rounding differences in
     # near-zero gradients (~1e-9, from summing shards in another order) into 1e-6-sized steps.
     trainer.opt = torch.optim.SGD(model.parameters(), lr=0.1)

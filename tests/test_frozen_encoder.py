@@ -55,14 +55,13 @@ def make_store(episodes, where, tmp_path) -> EpisodeStore:
 def test_cached_encodings_are_the_encoders_outputs_and_give_the_same_logits(where, tmp_path):
     eps = image_episodes([7, 4])
     store = make_store(eps, where, tmp_path)
-    weight = np.linspace(0.5, 2.0, store.n_steps).astype(np.float32)
-    frames = consecutive(store, 6, obs_transform=uint8_to_float, step_weight=weight)
+    frames = consecutive(store, 6, obs_transform=uint8_to_float)
     model = vizdoom_model()
     cached = embedded(frames, model.enc.encode_frames, batch_size=3, progress=False)  # batches across episodes
     assert len(cached) == len(frames) == 3 and cached.in_memory and cached.obs_transform is None
     a, b = frames.batch(range(3)), cached.batch(range(3))
     assert b["obs"].shape == (3, 6, 16) and b["obs"].dtype == torch.float32
-    for k in ("action", "rtg", "valid", "weight"):
+    for k in ("action", "rtg", "valid"):
         assert torch.equal(a[k], b[k]), k
     with torch.no_grad():
         want = model.enc.embed_obs(a["obs"])

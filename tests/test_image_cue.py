@@ -1,4 +1,4 @@
-"""The image-cue T-Maze (MinigridMemory/MinigridMemory_src/image_cue.py): Minigrid frames, the task's rules,
+"""The image-cue T-Maze (MinigridMemory/diagnostics/image_cue.py): Minigrid frames, the task's rules,
 the image encoder's initialisation, and the controlled learning test of issue 9 — RATE carries a one-frame
 image cue across segments, a DT whose context ends after the cue stays at chance."""
 
@@ -11,7 +11,7 @@ from torch import nn
 
 pytest.importorskip("minigrid")
 
-from MinigridMemory.MinigridMemory_src import image_cue as ic  # noqa: E402
+from MinigridMemory.diagnostics import image_cue as ic  # noqa: E402
 from MinigridMemory.MinigridMemory_src.minigrid_env import FORWARD, LEFT, RIGHT  # noqa: E402
 from RATE_model.encoders import build_encoders  # noqa: E402
 

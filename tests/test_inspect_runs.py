@@ -1,4 +1,4 @@
-"""RATE_model.report (results tables) and RATE_model.plots (learning curves) on hand-made run folders."""
+"""RATE_model.tools.report (results tables) and RATE_model.tools.plots (learning curves) on hand-made run folders."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from RATE_model import plots, report
+from RATE_model.tools import plots, report
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +86,7 @@ def test_markdown_table_and_json(runs: Path, tmp_path: Path, capsys):
     out = tmp_path / "table.json"
     report.main([str(runs / "tmaze" / "*"), "--markdown", "--metrics", "30", "--json", str(out)])
     text = capsys.readouterr().out
-    assert text.splitlines()[0].startswith("`python -m RATE_model.report ")
+    assert text.splitlines()[0].startswith("`python -m RATE_model.tools.report ")
     table = markdown_rows(text)
     assert table[0] == ["run", "selection", "seeds", "30"]
     assert all(set(c) <= set("-:") and c for c in table[1])
@@ -99,7 +99,7 @@ def test_markdown_table_and_json(runs: Path, tmp_path: Path, capsys):
 
 
 def test_glob_matching_nothing_exits_2_on_one_line(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "RATE_model.report", str(tmp_path / "nothing" / "*")],
+    proc = subprocess.run([sys.executable, "-m", "RATE_model.tools.report", str(tmp_path / "nothing" / "*")],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:") and "nothing" in proc.stderr
@@ -201,7 +201,7 @@ def test_write_curves(tmp_path: Path):
 def test_writing_figures_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path):
     """A train script run inside a notebook writes curves.png; the notebook's own figures must still show."""
     write_metrics(tmp_path / "seed_1", [10, 20], [20], 1.0)
-    code = ("import sys, matplotlib; matplotlib.use('svg'); from RATE_model import plots; "
+    code = ("import sys, matplotlib; matplotlib.use('svg'); from RATE_model.tools import plots; "
             "plots.write_curves(sys.argv[1]); plots.plot_runs([sys.argv[1]], sys.argv[2]); "
             "print(matplotlib.get_backend())")
     root = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@ ablation and attention maps."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 from pathlib import Path
@@ -12,34 +11,39 @@ import numpy as np
 import pytest
 import torch
 
-from RATE_model import attention
+from RATE_model import envs
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
 from RATE_model.model import State
 from RATE_model.rollout import Decoder, memory_noise, noised, rollout, split_seeds
+from RATE_model.tools import attention
 from RATE_model.trainer import Trainer
 from tests.helpers import crash_at, random_batch, tiny_model
 from TMaze_new.TMaze_new_src import train_tmaze
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
+from TMaze_new.TMaze_new_src.tmaze_eval import eval_seeds
 
-EVAL_MODULES = ["TMaze_new.TMaze_new_src.tmaze_eval", "MinigridMemory.MinigridMemory_src.minigrid_eval",
-                "VizDoom.VizDoom_src.vizdoom_eval", "MemoryMaze.MemoryMaze_src.mem_maze_eval",
-                "Atari.Atari_src.atari_eval", "MuJoCo.MuJoCo_src.mujoco_eval"]
+
+def _env(name):
+    try:
+        return envs.get(name)
+    except envs.EnvError as e:
+        pytest.skip(str(e))
 
 
 # ------------------------------------------------------------------------------------ seed splits
-@pytest.mark.parametrize("name", EVAL_MODULES)
+@pytest.mark.parametrize("name", envs.names())
 def test_validation_seeds_never_overlap_test_seeds(name):
-    mod = pytest.importorskip(name)
+    env = _env(name)
     n = 5000
-    test, val = mod.eval_seeds(n, "test"), mod.eval_seeds(n, "validation")
-    if isinstance(test, tuple):  # T-Maze: (goals, seeds)
-        assert list(test[0]) == list(val[0])  # same goal sides, other episodes
-        test, val = test[1], val[1]
-    assert len(set(map(int, test))) == n and not set(map(int, test)) & set(map(int, val))
-    default = mod.eval_seeds(10)
-    default = default[1] if isinstance(default, tuple) else default
-    assert list(map(int, default)) == list(map(int, test[:10]))  # "test" is the default
+    test, val = env.seeds(n, "test"), env.seeds(n, "validation")
+    assert len(set(test)) == n and not set(test) & set(val)
+    assert env.seeds(10) == test[:10]  # "test" is the default
+
+
+def test_tmaze_validation_episodes_have_the_test_episodes_goal_sides():
+    (goals, seeds), (val_goals, val_seeds) = eval_seeds(100), eval_seeds(100, "validation")
+    assert list(goals) == list(val_goals) and not set(seeds) & set(val_seeds)
 
 
 def test_split_seeds_refuse_overlap_and_unknown_split():
@@ -59,7 +63,6 @@ def _trainer(run_dir: Path, validate: bool) -> Trainer:
     model = tiny_model("RATE", dropout=0.1).train()
     cfg = TrainConfig(epochs=2, batch_size=4, warmup_steps=2, seed=7, eval_every=3 if validate else 0)
     stages = [Trajectories(random_batch(16, 12)), Trajectories(random_batch(16, 12))]
-    trainer = Trainer(model, cfg, run_dir, None, {}, stages)
     calls = []
 
     def val(m):  # consumes every RNG: validation must leave training's streams as they were
@@ -67,7 +70,7 @@ def _trainer(run_dir: Path, validate: bool) -> Trainer:
         calls.append(trainer.step)
         return {"x": float(trainer.step)}, SCORES[trainer.step]
 
-    trainer.validate = val
+    trainer = Trainer(model, cfg, run_dir, {}, stages, validate=val)
     trainer.calls = calls
     return trainer
 
@@ -111,7 +114,7 @@ def tmaze_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("inspect")
     scores = iter([0.2, 0.9, 0.1, 0.3, 0.5, 0.4])
     mp = pytest.MonkeyPatch()
-    mp.setattr(train_tmaze, "selection_score", lambda metrics: next(scores))
+    mp.setattr(train_tmaze.ENV, "selection_score", lambda metrics: next(scores))
     try:
         out = train_tmaze.main(TINY + ["--runs_dir", str(root / "runs"), "--data_dir", str(root / "data"),
                                        "--eval_every", "2", "--val_episodes", "4", "--ckpt_folder", "r"])
@@ -202,17 +205,36 @@ def test_rollout_keeps_the_trajectory_it_played():
     assert np.allclose(res.trajectory["rtg"][0], 1.0) and res.trajectory["obs"][0, :, 1].tolist() == [1, -1]
 
 
-# ------------------------------------------------------------------------------------- attention
-def test_recording_attention_changes_no_output_and_rows_are_distributions():
+def test_rollout_returns_the_state_each_segment_hands_on_equal_to_the_forward_pass():
+    """keep_states: the memory after each completed segment, as training's forward pass computes it."""
     torch.manual_seed(0)
-    model = tiny_model("RATE", dropout=0.0)
+    model = tiny_model("RATE", dropout=0.0, env="tmaze")  # K 4, cache 10
+    env = TMazeVecEnv(14, np.array([1, -1]), np.array([0, 1]))
+    res = rollout(model, env, 1.0, 13, keep_trajectory=True, keep_states=True)
+    tr = {k: torch.as_tensor(v).transpose(0, 1) for k, v in res.trajectory.items()}  # [E, T, ...]
+    assert len(res.states) == 3  # segments 1-3 completed; the 4th (step 12) is still open
+    state = None
+    with torch.no_grad():
+        for i, s in enumerate(range(0, 12, 4)):
+            valid = torch.ones(2, 4, dtype=torch.bool)
+            _, state = model(tr["rtg"][:, s:s + 4, None], tr["obs"][:, s:s + 4], tr["action"][:, s:s + 4], valid, state)
+            torch.testing.assert_close(res.states[i].memory, state.memory, rtol=1e-5, atol=1e-5)
+    assert rollout(model, env, 1.0, 13).states == []  # only when asked
+
+
+# ------------------------------------------------------------------------------------- attention
+@pytest.mark.parametrize("d_head", [16, 8])  # the absorbed (d_head >= d) and the standard form
+def test_asking_a_layer_for_its_attention_changes_no_output_and_rows_are_distributions(d_head):
+    torch.manual_seed(0)
+    model = tiny_model("RATE", dropout=0.0, d_head=d_head)
     b = random_batch(1, 4)
     ref, _ = model(b["rtg"], b["obs"], b["action"], b["valid"])
-    for layer in model.layers:
-        layer.attn.record = []
+    asked = []
+    hook = model.layers[0].attn.register_forward_hook(lambda attn, inputs, _: asked.append(attn.probabilities(*inputs)))
     out, _ = model(b["rtg"], b["obs"], b["action"], b["valid"])
+    hook.remove()
     assert torch.equal(ref, out)
-    p = model.layers[0].attn.record[0]
+    p = asked[0]
     assert p.shape == (1, 2, 2 * 2 + 12, 2 * 2 + 12) and torch.allclose(p.sum(-1), torch.ones(1, 2, 16))
 
 
@@ -253,14 +275,13 @@ def test_attention_tool_bad_input_is_one_line(tmaze_run, tmp_path, capsys):
         assert e.value.code == 2 and text in err and len(err.splitlines()) == 1
 
 
-def test_every_env_module_defines_the_inspection_hooks():
-    for name in EVAL_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        assert callable(mod.selection_score) and mod.VALIDATION_EPISODES >= 1
-        assert name in attention.EVAL_MODULES.values() and callable(mod.attention_episode)
+@pytest.mark.parametrize("name", envs.names())
+def test_every_registered_env_implements_the_interface(name):
+    env = _env(name)
+    assert isinstance(env, envs.Environment) and env.name == name and env.validation_episodes >= 1
+    for method in ("evaluate", "selection_score", "attention_episode"):  # what training and the tools call
+        assert getattr(type(env), method) is not getattr(envs.Environment, method), method
+    assert (Path(__file__).resolve().parent.parent / env.train_script).is_file()
 
 
 def test_tmaze_attention_notebook_runs_and_shows_maps(tmp_path):

@@ -16,14 +16,9 @@ import torch
 
 pytest.importorskip("memory_maze")
 
+from MemoryMaze.diagnostics import closed_loop, measure_expert, pretrain_encoder, step_loss  # noqa: E402
 from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
-from MemoryMaze.MemoryMaze_src import (  # noqa: E402
-    closed_loop,
-    measure_expert,
-    mem_maze_eval,
-    pretrain_encoder,
-    step_loss,
-)
+from MemoryMaze.MemoryMaze_src import mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     VIEW_CELLS,
@@ -34,7 +29,7 @@ from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     visible_cells,
 )
 from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import default_batch_size, eval_seeds  # noqa: E402
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV, default_batch_size, target_of  # noqa: E402
 from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
     FORWARD,
     FORWARD_LEFT,
@@ -48,6 +43,7 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
 from RATE_model.collect import episode_path  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
+from RATE_model.tools import evaluate  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +245,7 @@ def test_evaluation_workers_default_to_two_per_core_within_memory(monkeypatch):
 
 
 def test_vector_env_matches_single_env(env):
-    seeds = eval_seeds(2)
+    seeds = ENV.seeds(2)
     with GymVectorEnv(partial(MemoryMazeEnv, max_steps=2), seeds, info_keys=("targets",),
                       context=START_METHOD) as venv:  # this process has rendered (the fixture): no fork
         obs = venv.reset()
@@ -332,7 +328,7 @@ def test_collection_files_resume_and_seeds(tmp_path):
     old = collect(tmp_path / "old", n_episodes=1, max_steps=15, workers=1, progress=False, oracle="privileged")
     assert old["written"] == 1 and json.loads((tmp_path / "old" / "meta.json").read_text())["oracle"] == "privileged"
     maze_seeds = [episode_seeds(0, i)[0] for i in range(100)]
-    assert min(maze_seeds) >= TRAIN_SEED_BASE > max(eval_seeds(100)) and len(set(maze_seeds)) == 100
+    assert min(maze_seeds) >= TRAIN_SEED_BASE > max(ENV.seeds(100)) and len(set(maze_seeds)) == 100
     for bad in (["--max_steps", "0"], ["--epsilon", "2"], ["--n_episodes", "0"]):
         r = subprocess.run([sys.executable, "MemoryMaze/get_data/collect_data.py", *bad, "--out_dir",
                             str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
@@ -349,7 +345,8 @@ def test_readme_command_parses(line):
     mc, tc = split_args(args, "memory_maze")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 6, 8, 64)
     assert (mc.dropout, mc.dropatt) == (0.5, 0.2)
-    assert (args.window_min_reward, args.eval_max_steps, args.eval_episodes, args.target_return) == (2, 1000, 100, 18.1)
+    assert (args.window_min_reward, args.eval_max_steps, args.eval_episodes, args.target_return) == (2, 1000, 100, None)
+    assert target_of(args) == 18.1 == target_of({"target_return": None})  # None: the protocol's target
     assert "num_mem_tokens" in explicit and not args.smoke and args.eval_batch_size is None
 
 
@@ -362,6 +359,11 @@ def test_budget_overrides_and_bad_values(tmp_path):
         train.check_args(train.parse_args(["--eval_batch_size", "0"])[0])
     with pytest.raises(ConfigError, match="window_stride"):
         train.check_args(train.parse_args(["--window_stride", "0"])[0])
+    with pytest.raises(ConfigError, match="target_return takes one value"):
+        train.check_args(train.parse_args(["--target_return", "18.1,12"])[0])
+    args, _ = train.parse_args(["--target_return", "9.5"])
+    assert args.target_return == (9.5,) and target_of(args) == 9.5
+    assert target_of({"target_return": 12}) == 12.0  # a checkpoint recorded before the flag took a list
     r = subprocess.run([sys.executable, "-W", "ignore", "MemoryMaze/MemoryMaze_src/train_mem_maze.py", "--data_dir",
                         str(tmp_path / "none"), "--no_wandb"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "collect_data.py" in r.stderr
@@ -373,7 +375,7 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     res = train.main(argv_of(line) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir", str(data)])
     m = res["runs"]["1"]["metrics"]
-    assert m["episodes_n"] == 2 and [e["seed"] for e in m["episodes"]] == eval_seeds(2)
+    assert m["episodes_n"] == 2 and [e["seed"] for e in m["episodes"]] == ENV.seeds(2)
     assert m["return"] == pytest.approx(np.mean([e["return"] for e in m["episodes"]]))
     assert m["return_first_half"] + m["return_second_half"] == pytest.approx(m["return"])
     assert all(0 <= e["return_first_half"] <= e["return"] for e in m["episodes"])
@@ -406,15 +408,20 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     assert g["segment_1"]["steps"] + g["segment_2"]["steps"] == 400 == g["first_window"]["steps"] * 10
     assert g["after_target_reached"]["steps"] + g["other"]["steps"] == 400
     assert g["all"]["loss"] == pytest.approx((g["segment_1"]["loss"] + g["segment_2"]["loss"]) / 2)
-    lines = mem_maze_eval.main([str(last), "--episodes", "1", "--max_steps", "20", "--target_return", "18.1,5",
-                                "--batch_size", "1", "--out", str(tmp_path / "eval.jsonl")])
+    lines = evaluate.main([str(last), "--eval_episodes", "1", "--eval_max_steps", "20", "--target_return", "18.1,5",
+                           "--eval_batch_size", "1", "--out", str(tmp_path / "eval.jsonl")])
     assert [r["target_return"] for r in lines] == [18.1, 5.0] and all("episodes" not in r for r in lines)
     full = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
-    assert [e["seed"] for e in full[0]["episodes"]] == eval_seeds(1) and full[0]["return"] == lines[0]["return"]
-    with pytest.raises(ConfigError, match="max_steps"):
-        mem_maze_eval.main([str(last), "--max_steps", "1001"])
+    assert [e["seed"] for e in full[0]["episodes"]] == ENV.seeds(1) and full[0]["return"] == lines[0]["return"]
+    with pytest.raises(ConfigError, match="eval_max_steps"):
+        evaluate.main([str(last), "--eval_max_steps", "1001"])
+    recorded = json.loads((last.parent.parent / "results.json").read_text())["metrics"]
+    again = evaluate.main([str(last), "--out", str(tmp_path / "again.jsonl")])  # the run's own protocol, from its flags
+    assert [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()][0] == {
+        **again[0], "episodes": recorded["episodes"]}
+    assert {k: v for k, v in again[0].items() if k in recorded} == {k: recorded[k] for k in recorded if k != "episodes"}
     *episodes, total = closed_loop.main([str(last), "--episodes", "1", "--max_steps", "20"])
-    assert [e["seed"] for e in episodes] == eval_seeds(1) and total["episodes"] == 1
+    assert [e["seed"] for e in episodes] == ENV.seeds(1) and total["episodes"] == 1
     assert total["reached_after_sighting"] <= total["sightings"] and 0 <= total["target_in_view"] <= 1
     assert sum(total["actions"]) == pytest.approx(1.0) and total["return"] == episodes[0]["return"]
     with pytest.raises(ConfigError, match="checkpoint or --oracle"):
@@ -422,7 +429,7 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--device", "gpu7"], "not a device name"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
-        r = subprocess.run([sys.executable, "MemoryMaze/MemoryMaze_src/pretrain_encoder.py", "--data_dir", str(data),
+        r = subprocess.run([sys.executable, "MemoryMaze/diagnostics/pretrain_encoder.py", "--data_dir", str(data),
                             "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
         assert not (tmp_path / "x.pt").exists()

@@ -104,6 +104,33 @@ def test_the_generic_script_trains_and_evaluates_on_a_collected_vector_dataset(m
     assert metrics["targets"] == [best] and 1 <= metrics[f"return_t{best:g}"] <= 30  # the recovered env's limit
 
 
+def test_the_generic_run_records_its_protocol_and_tools_evaluate_reproduces_it(minari_root, tmp_path):
+    """The targets and return-to-go scale derived from the data are recorded with the run's flags; ENV rebuilds the
+    protocol from them (the env from --minari_dataset), so ``python -m RATE_model.tools.evaluate CKPT`` gives the
+    run's metrics exactly. A --rtg_scale below 1 (every default is) is accepted."""
+    from Minari.Minari_src.minari_eval import ENV
+    from Minari.train_minari import main
+    from RATE_model import envs
+    from RATE_model.tools import evaluate as tool
+
+    assert envs.get("minari") is ENV and ENV.seeds(2) == [1_000_000, 1_000_001]
+    collect(gym.make("CartPole-v1", max_episode_steps=25), "test/cartpole/random-v0", 4)
+    out = main(["--minari_dataset", "test/cartpole/random-v0", "--smoke", "--runs_dir", str(tmp_path / "runs"),
+                "--store_dir", str(tmp_path / "store"), "--target_return", "20,40", "--rtg_scale", "0.05",
+                "--no_wandb"])
+    metrics = out["runs"]["1"]["metrics"]
+    assert metrics["targets"] == [20.0, 40.0] and {"return_t20", "return_t40"} <= set(metrics)
+    run = tmp_path / "runs" / "minari" / "RATE" / "seed_1"
+    recorded = json.loads((run / "config.json").read_text())["args"]
+    assert recorded["target_return"] == [20.0, 40.0] and recorded["rtg_scale"] == 0.05
+    rows = tool.main([str(run / "checkpoints" / "last.pt"), "--out", str(tmp_path / "eval.jsonl")])
+    assert len(rows) == 1 and rows[0]["env"] == "minari"
+    full = json.loads((tmp_path / "eval.jsonl").read_text())
+    assert {k: full[k] for k in metrics} == metrics
+    other = tool.main([str(run / "checkpoints" / "last.pt"), "--target_return", "10", "--eval_episodes", "1"])
+    assert other[0]["targets"] == [10.0] and other[0]["episodes_n"] == 1
+
+
 def test_the_generic_script_trains_and_evaluates_on_a_pixel_dataset_of_ours(minari_root, tmp_path):
     """ViZDoom-Two-Colors collected by Minari's DataCollector through its gymnasium id; recovered for evaluation."""
     pytest.importorskip("vizdoom")
@@ -183,7 +210,7 @@ def test_minari_encoders_map_continuous_actions_to_and_from_the_box():
 # ------------------------------------------------------------------------------------------ errors
 def test_a_missing_dataset_is_one_line_naming_it_and_where_minari_looks(minari_root, tmp_path, capsys):
     from Minari.train_minari import main
-    from RATE_model.experiment import run_main
+    from RATE_model.cli import run_main
 
     with pytest.raises(DataError, match=r"no Minari dataset 'mujoco/hopper/medium-v0' in .*MINARI_DATASETS_PATH"):
         load("mujoco/hopper/medium-v0")
@@ -407,7 +434,7 @@ def test_readme_minari_lines_run(minari_root, tmp_path):
 
 
 def test_example_datasets_hold_controller_episodes_with_recoverable_envs(minari_root):
-    from Minari.make_examples import EXAMPLES, main
+    from Minari.get_data.make_examples import EXAMPLES, main
 
     rows = main(["--n_episodes", "3", "--noise", "0.1"])
     by_id = {r["dataset"]: r for r in rows}

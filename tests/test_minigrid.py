@@ -132,7 +132,7 @@ def test_noisy_expert_still_succeeds_and_is_deterministic():
 
 
 def _decisions(size: int, seeds: range, look_first: bool) -> list[dict]:
-    from MinigridMemory.MinigridMemory_src.diagnose_cue import decisive_action
+    from MinigridMemory.diagnostics.diagnose_cue import decisive_action
 
     return [decisive_action(size, s, look_first) for s in seeds]
 
@@ -259,18 +259,39 @@ def test_budget_overrides_and_bad_values():
     assert (args.epochs, args.batch_size, args.device, args.eval_sizes) == (2, 4, "cpu", [11, 31])
     args, _ = train.parse_args(["--smoke", "--epochs", "3"])
     assert args.epochs == 3 and args.context_length == train.SMOKE["context_length"]
-    with pytest.raises(ConfigError, match="eval_sizes"):
-        train.check_args(train.parse_args(["--eval_sizes", "10"])[0])
+    for bad, flag in ((["--eval_sizes", "10"], "eval_sizes"), (["--eval_episodes", "0"], "--eval_episodes"),
+                      (["--eval_env_timeout", "0"], "--eval_env_timeout"),
+                      (["--eval_max_steps", "0"], "--eval_max_steps")):
+        with pytest.raises(ConfigError, match=flag):
+            train.check_args(train.parse_args(bad)[0])
+
+
+def test_env_evaluate_keeps_the_env_timeout_and_the_rollout_cap_apart(monkeypatch):
+    """ENV.evaluate depends on the run's flags alone: --eval_env_timeout is the env's T, --eval_max_steps the cap."""
+    from MinigridMemory.MinigridMemory_src import minigrid_eval
+
+    calls = []
+    monkeypatch.setattr(minigrid_eval, "evaluate_size", lambda model, size, *a, **kw: calls.append((size, a, kw))
+                        or {"return": 0.5, "success": 0.5, "unfinished": 0.0})
+    args, _ = train.parse_args(["--eval_sizes", "11,21", "--eval_env_timeout", "400", "--eval_max_steps", "90"])
+    metrics = minigrid_eval.ENV.evaluate(None, args, "validation")
+    assert [(size, a) for size, a, _ in calls] == [(11, (20, 400, 90, 100)), (21, (20, 400, 90, 100))]
+    assert all(kw["split"] == "validation" for *_, kw in calls) and set(metrics) == {
+        f"{k}_{s}" for k in ("return", "success", "unfinished") for s in (11, 21)}
+    assert minigrid_eval.ENV.selection_score(metrics) == 0.5
+    args, _ = train.parse_args([])
+    assert (args.eval_episodes, args.eval_env_timeout, args.eval_max_steps) == (100, None, 1000)
+    assert minigrid_eval.ENV.seeds(2, "validation") == [2_000_000, 2_000_001]
 
 
 def test_evaluation_tells_unfinished_from_wrong_object():
-    from MinigridMemory.MinigridMemory_src.image_cue import cue_model
+    from MinigridMemory.diagnostics.image_cue import cue_model
     from MinigridMemory.MinigridMemory_src.minigrid_eval import evaluate_size
 
     model = cue_model("DT", 3, 1)
-    cut = evaluate_size(model, 7, n_seeds=4, max_steps=1)  # one step never reaches an object
+    cut = evaluate_size(model, 7, n_episodes=4, max_steps=1)  # one step never reaches an object
     assert cut == {"return": 0.0, "success": 0.0, "unfinished": 1.0}
-    full = evaluate_size(model, 7, n_seeds=4, max_steps=300)
+    full = evaluate_size(model, 7, n_episodes=4, max_steps=300)
     assert 0.0 <= full["unfinished"] <= 1.0 and full["success"] + full["unfinished"] <= 1.0
 
 
@@ -290,6 +311,11 @@ def test_smoke_run_end_to_end(tmp_path):
     assert (tmp_path / "data" / "smoke" / "episode_000000.npz").exists()
     saved = json.loads((tmp_path / "runs" / "minigrid" / "RATE" / "results.json").read_text())
     assert saved["model_config"]["env"] == "minigrid" and saved["model_config"]["num_mem_tokens"] == 15
+    # the generic checkpoint evaluation rebuilds the protocol from the recorded flags: the same metrics
+    from RATE_model.tools import evaluate
+
+    (again,) = evaluate.main([str(tmp_path / "runs" / "minigrid" / "RATE" / "seed_1" / "checkpoints" / "last.pt")])
+    assert {k: v for k, v in again.items() if k not in ("checkpoint", "env", "split")} == metrics
 
 
 # ---------------------------------------------------------------- notebook

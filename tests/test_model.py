@@ -234,23 +234,3 @@ def test_bf16_autocast_training_and_decoding_track_fp32(d_head):
                 dec.observe_action(batch["action"][:, t])
     torch.testing.assert_close(out.float(), base, rtol=0, atol=0.1)
     torch.testing.assert_close(torch.stack(inc, 1).float(), base.detach(), rtol=0, atol=0.1)
-
-
-@pytest.mark.parametrize("mode", ["RATE", "DT"])
-def test_hidden_action_inputs_make_logits_independent_of_past_actions(mode):
-    """--no_action_inputs (the copying check): training and decoding both ignore the actions taken."""
-    batch = random_batch(2, 12)
-    other = {**batch, "action": (batch["action"] + 1) % 4}
-    seen, hidden = tiny_model(mode), tiny_model(mode, action_inputs=False)
-    hidden.load_state_dict(seen.state_dict())  # the same weights: only the flag differs
-    with torch.no_grad():
-        a, b = (torch.cat(run_segments(seen, x), 1) for x in (batch, other))
-        c, d = (torch.cat(run_segments(hidden, x), 1) for x in (batch, other))
-        assert not torch.allclose(a[:, 1:], b[:, 1:])
-        torch.testing.assert_close(c, d, rtol=0, atol=0)
-        for acts in (batch["action"], other["action"]):
-            dec, inc = Decoder(hidden, 2), []
-            for t in range(12):
-                inc.append(dec.act_logits(batch["rtg"][:, t, 0], batch["obs"][:, t]))
-                dec.observe_action(acts[:, t])
-            torch.testing.assert_close(torch.stack(inc, 1), c, rtol=1e-5, atol=1e-5)

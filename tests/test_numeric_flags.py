@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from RATE_model.cli import run_main
 from RATE_model.config import OneLineErrorParser, float_list, unit_floats
-from RATE_model.experiment import run_main
 
 TRAIN = ["--smoke", "--no_wandb", "--device", "cpu", "--runs_dir", "{t}/runs", "--data_dir", "{t}/data"]
 # script: (module, argv that reaches the checks, writing only under {t} if it ran on)
@@ -30,17 +30,17 @@ SCRIPTS = {
     "gen_mem_maze": ("MemoryMaze.get_data.collect_data", ["--out_dir", "{t}/out"]),
     "gen_atari": ("Atari.get_data.collect_replay", ["--game", "Pong", "--out_dir", "{t}/out"]),
     "gen_mujoco": ("MuJoCo.get_data.generate_d4rl", ["--env", "hopper", "--dataset", "medium", "--out_dir", "{t}/out"]),
-    "measure_vizdoom": ("VizDoom.VizDoom_src.measure_expert", ["--episodes", "2"]),
-    "measure_minigrid": ("MinigridMemory.MinigridMemory_src.measure_expert", ["--episodes", "2"]),
-    "measure_mem_maze": ("MemoryMaze.MemoryMaze_src.measure_expert", ["--episodes", "2"]),
-    "measure_atari": ("Atari.Atari_src.measure_expert", ["--games", "Pong", "--episodes", "1"]),
-    "frame_choice": ("VizDoom.VizDoom_src.frame_choice", ["--data_dir", "{t}/none", "--heldout_dir", "{t}/none"]),
-    "probe_colour": ("VizDoom.VizDoom_src.probe_colour", ["{t}/none.pt", "--data_dir", "{t}/data", "--out", "{t}/o"]),
-    "diagnose_expert": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["expert", "--out", "{t}/o.json"]),
-    "diagnose_image": ("MinigridMemory.MinigridMemory_src.diagnose_cue", ["image", "--out", "{t}/o.json"]),
+    "measure_vizdoom": ("VizDoom.diagnostics.measure_expert", ["--episodes", "2"]),
+    "measure_minigrid": ("MinigridMemory.diagnostics.measure_expert", ["--episodes", "2"]),
+    "measure_mem_maze": ("MemoryMaze.diagnostics.measure_expert", ["--episodes", "2"]),
+    "measure_atari": ("Atari.diagnostics.measure_expert", ["--games", "Pong", "--episodes", "1"]),
+    "frame_choice": ("VizDoom.diagnostics.frame_choice", ["--data_dir", "{t}/none", "--heldout_dir", "{t}/none"]),
+    "probe_colour": ("VizDoom.diagnostics.probe_colour", ["{t}/none.pt", "--data_dir", "{t}/data", "--out", "{t}/o"]),
+    "diagnose_expert": ("MinigridMemory.diagnostics.diagnose_cue", ["expert", "--out", "{t}/o.json"]),
+    "diagnose_image": ("MinigridMemory.diagnostics.diagnose_cue", ["image", "--out", "{t}/o.json"]),
     "download_d4rl": ("download_d4rl_datasets", ["--out_dir", "{t}/out", "--source", "{t}"]),
     "popgym_data": ("POPGym.get_data.gen_popgym_data", ["--out_dir", "{t}/out", "--tasks", "easy"]),
-    "measure_popgym": ("POPGym.POPGym_src.measure_experts", ["--tasks", "easy", "--out", "{t}/o.json"]),
+    "measure_popgym": ("POPGym.diagnostics.measure_experts", ["--tasks", "easy", "--out", "{t}/o.json"]),
     "popgym_grid": ("POPGym.run_grid", ["--runs_dir", "{t}/runs", "--data_dir", "{t}/data"]),
 }
 FLOAT_TYPES = (float, float_list, unit_floats)
@@ -51,8 +51,9 @@ RANGES = [
     *[(s, ["--warmup_steps", "-1"], "--warmup_steps") for s in SCRIPTS if s.startswith("train_")],  # before smoke data
     ("train_tmaze", ["--start_seed", "-1"], "--start_seed"),
     ("train_minigrid", ["--seed", str(2**32)], "--seed"),
-    ("train_vizdoom", ["--eval_timeout", "5001"], "--eval_timeout"),
-    ("train_vizdoom", ["--choice_weight", "0"], "--choice_weight"),
+    ("train_minigrid", ["--eval_env_timeout", "0"], "--eval_env_timeout"),
+    ("train_vizdoom", ["--eval_max_steps", "5001"], "--eval_max_steps"),
+    ("train_vizdoom", ["--eval_pillar_tics", "1"], "--eval_pillar_tics"),
     ("train_atari", ["--data_seed", "-1"], "--data_seed"),
     ("gen_vizdoom", ["--n_steps", "5001"], "--n_steps"),
     ("gen_minigrid", ["--max_attempts", "0"], "--max_attempts"),

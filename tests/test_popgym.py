@@ -20,7 +20,7 @@ pytest.importorskip("popgym")
 from POPGym import run_grid  # noqa: E402
 from POPGym import train_popgym as train  # noqa: E402
 from POPGym.get_data.gen_popgym_data import generate, play_episode, select_tasks  # noqa: E402
-from POPGym.POPGym_src.paper_results import PAPER, paper_value  # noqa: E402
+from POPGym.paper_results import PAPER, paper_value  # noqa: E402
 from POPGym.POPGym_src.popgym_data import load_episode, popgym_store, task_files  # noqa: E402
 from POPGym.POPGym_src.popgym_env import (  # noqa: E402
     FAMILIES,
@@ -35,7 +35,7 @@ from POPGym.POPGym_src.popgym_env import (  # noqa: E402
     spec_of,
     task_id,
 )
-from POPGym.POPGym_src.popgym_eval import eval_seeds  # noqa: E402
+from POPGym.POPGym_src.popgym_eval import ENV  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.encoders import build_encoders  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_vector_env_matches_single_envs_and_freezes_finished_episodes():
 
 
 def test_evaluation_seeds_are_disjoint_from_training_and_each_other():
-    test, val = set(eval_seeds(100, "test")), set(eval_seeds(100, "validation"))
+    test, val = set(ENV.seeds(100, "test")), set(ENV.seeds(100, "validation"))
     assert not test & val and min(test | val) >= 1_000_000
 
 
@@ -190,7 +190,7 @@ def readme_lines() -> list[str]:
     return [line.strip() for line in re.findall(r"^\s*(python3 POPGym/\S+\.py[^\n]*)$", text, re.M)]
 
 
-def test_flags_family_config_and_bad_values(tmp_path, capsys):
+def test_flags_and_bad_values(tmp_path, capsys):
     args, _ = train.parse_args(["--task", "popgym-LabyrinthEscapeEasy-v0", "--epochs", "2"])
     assert args.epochs == 2 and args.context_length == 0 and args.sections == 3
     for argv, msg in ((["--task", "popgym-NoSuchTaskEasy-v0"], "unknown POPGym task"),
@@ -226,6 +226,26 @@ def test_smoke_runs_every_kind_of_space(tmp_path, task, mode):
         np.testing.assert_allclose(cfg["env_kwargs"]["obs_std"], obs.std(0), rtol=1e-4, atol=1e-5)
     else:
         assert "obs_mean" not in cfg["env_kwargs"]
+
+
+def test_tools_evaluate_reproduces_a_runs_results_from_its_checkpoint(tmp_path):
+    """ENV rebuilds the protocol from the run's recorded flags (--task, the budget): ``python -m
+    RATE_model.tools.evaluate CKPT`` gives the run's metrics exactly, and flags given to it replace the recorded."""
+    from RATE_model import envs
+    from RATE_model.tools import evaluate as tool
+
+    assert envs.get("popgym") is ENV and ENV.validation_episodes == 50
+    task = "popgym-RepeatFirstEasy-v0"
+    res = train.main(["--task", task, "--smoke", "--no_wandb", "--runs_dir", str(tmp_path / "runs"), "--data_dir",
+                      str(tmp_path / "data")])
+    metrics = res["runs"]["1"]["metrics"]
+    ckpt = tmp_path / "runs" / "popgym" / task / "RATE" / "seed_1" / "checkpoints" / "last.pt"
+    rows = tool.main([str(ckpt), "--out", str(tmp_path / "eval.jsonl")])
+    assert len(rows) == 1 and rows[0]["env"] == "popgym" and "episodes" not in rows[0]
+    full = json.loads((tmp_path / "eval.jsonl").read_text())
+    assert {k: full[k] for k in metrics} == metrics
+    tool.main([str(ckpt), "--eval_episodes", "3", "--eval_batch_size", "2", "--out", str(tmp_path / "three.jsonl")])
+    assert len(json.loads((tmp_path / "three.jsonl").read_text())["episodes"]) == 3
 
 
 def test_readme_smoke_lines_run(tmp_path):

@@ -100,7 +100,7 @@ def test_trainer_autocasts_forward_and_keeps_fp32_master_weights(tmp_path, monke
     model = tiny_model("RATE").train()
     model.layers[0].attn.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     data = Trajectories(random_batch(8, 12))
-    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, precision="bf16"), tmp_path, None, {}, [data])
+    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, precision="bf16"), tmp_path, {}, [data])
     trainer.train_batch(data.batch(torch.arange(8)))
     assert trainer.precision == "bf16" and set(seen) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -127,7 +127,7 @@ def test_bf16_resume_is_bit_exact(tmp_path):
 TINY_TMAZE = ["--no_wandb", "--context_length", "5", "--max_n_final", "2", "--n_layer", "2", "--n_head", "2",
               "--d_model", "32", "--d_head", "16", "--d_inner", "32", "--skip_dec_ffn", "--trajectories_per_side",
               "100", "--epochs", "40", "--lr", "3e-3", "--warmup_steps", "10", "--batch_size", "32",
-              "--eval_lengths", "10", "--eval_seeds", "100", "--dropout", "0", "--nmt", "2", "--n_head_ca", "2",
+              "--eval_lengths", "10", "--eval_episodes", "100", "--dropout", "0", "--nmt", "2", "--n_head_ca", "2",
               "--mrv_act", "relu"]
 
 

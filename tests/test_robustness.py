@@ -113,7 +113,7 @@ def _data(n=16, T=12):
 def test_ckpt_every_fires_when_a_multiple_is_crossed_in_detach_mode(tmp_path):
     """3 segments per batch in detach mode: steps go 3, 6, 9, ...; --ckpt_every 2 must still save."""
     model = tiny_model("RATE", memory_grad="detach").train()
-    trainer = Trainer(model, TrainConfig(epochs=1, batch_size=4, warmup_steps=1, ckpt_every=2), tmp_path, None, {},
+    trainer = Trainer(model, TrainConfig(epochs=1, batch_size=4, warmup_steps=1, ckpt_every=2), tmp_path, {},
                       [_data()])
     saved = []
     orig = trainer.save
@@ -125,7 +125,7 @@ def test_ckpt_every_fires_when_a_multiple_is_crossed_in_detach_mode(tmp_path):
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     data = _data()
     trainer = Trainer(tiny_model("RATE").train(), TrainConfig(epochs=1, batch_size=4, warmup_steps=1, ckpt_every=1),
-                      tmp_path, None, {}, [data])
+                      tmp_path, {}, [data])
     third = trainer._epoch_batches(len(data), 0, 0)[2]
     data.tensors["rtg"][third[0]] = float("nan")  # one window of the third batch
     with pytest.raises(NonFiniteLossError, match="optimizer step 3;"):

@@ -316,20 +316,6 @@ def test_store_training_is_deterministic_with_workers_and_resumes_exactly(tmp_pa
         assert torch.equal(a, resumed.model.state_dict()[name]), name
 
 
-def test_step_weights_follow_their_rows_and_are_zero_at_padding(make_store):
-    eps = episodes([7, 3])
-    store = make_store(eps)
-    weight = np.arange(10, dtype=np.float32)  # row i weighs i
-    data = consecutive(store, 5, step_weight=weight)
-    b = data[data.epoch_windows(0, 0)]  # windows (0, 0), (0, 5), (1, 0)
-    assert b["weight"].dtype == torch.float32
-    assert b["weight"].tolist() == [[0, 1, 2, 3, 4], [5, 6, 0, 0, 0], [7, 8, 9, 0, 0]]
-    assert "weight" not in consecutive(store, 5)[np.array([[0, 0]])]
-    for bad in (np.ones(9), np.full(10, -1.0), np.full(10, np.nan)):
-        with pytest.raises(ValueError, match="step_weight"):
-            consecutive(store, 5, step_weight=bad)
-
-
 def test_windows_validate_their_store():
     store = EpisodeStore.from_episodes([{"obs": np.zeros((3, 2)), "action": np.zeros(3, int)}])
     with pytest.raises(DataError, match="lacks fields"):

@@ -153,7 +153,7 @@ def test_paper_code_flags_accepted():
     args, _ = train_tmaze.parse_args(["--min_n_final", "2", "--start_seed", "3", "--end_seed", "4", "--n_layer", "2",
                                       "--n_head", "2", "--d_model", "32", "--context_length", "10", "--sections", "2",
                                       "--epochs", "1", "--batch_size", "8", "--device", "cpu",
-                                      "--eval_lengths", "9,30", "--eval_seeds", "10"])
+                                      "--eval_lengths", "9,30", "--eval_episodes", "10"])
     assert (args.min_n_final, args.start_seed, args.end_seed, args.sections) == (2, 3, 4, 2)
     assert args.eval_lengths == [9, 30]
 

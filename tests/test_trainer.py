@@ -9,7 +9,7 @@ import torch
 
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
-from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler, keyframe_weights
+from RATE_model.trainer import Trainer, action_loss, build_optimizer, build_scheduler
 from tests.helpers import fit_tiny, random_batch, tiny_model
 from TMaze_new.TMaze_new_src import train_tmaze
 
@@ -60,7 +60,7 @@ def _data(n=16, T=12):
 @pytest.mark.parametrize("memory_grad,mrv_gets_grad,steps", [("bptt", True, 1), ("detach", False, 3)])
 def test_memory_gradient_modes(tmp_path, memory_grad, mrv_gets_grad, steps):
     model = tiny_model("RATE", memory_grad=memory_grad).train()
-    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1), tmp_path, None, {}, [_data()])
+    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1), tmp_path, {}, [_data()])
     trainer.train_batch(_data(8).batch(torch.arange(8)))
     grads = [p.grad for p in model.memory.mrv.parameters()]
     has = any(g is not None and g.abs().sum() > 0 for g in grads)
@@ -80,7 +80,7 @@ def test_grad_checkpoint_step_equals_plain_step(tmp_path, monkeypatch):
         torch.manual_seed(0)
         model = tiny_model("RATE").eval()  # no dropout, so the recomputation is exact
         cfg = TrainConfig(batch_size=8, warmup_steps=1, grad_checkpoint=ckpt)
-        Trainer(model, cfg, tmp_path / str(ckpt), None, {}, [_data()]).train_batch(_data(8).batch(torch.arange(8)))
+        Trainer(model, cfg, tmp_path / str(ckpt), {}, [_data()]).train_batch(_data(8).batch(torch.arange(8)))
         params.append([p.detach().clone() for p in model.parameters()])
         assert bool(calls) == ckpt
     for a, b in zip(*params, strict=True):
@@ -107,7 +107,7 @@ def test_resume_with_other_model_config_fails_clearly(tmp_path):
 
     t = _fit(tmp_path, "a")
     other = tiny_model("RATE", n_layer=3)
-    trainer = Trainer(other, TrainConfig(), tmp_path / "b", None, {}, [_data()])
+    trainer = Trainer(other, TrainConfig(), tmp_path / "b", {}, [_data()])
     with pytest.raises(CheckpointError, match="n_layer"):
         trainer.load(t.run_dir / "checkpoints" / "last.pt")
 
@@ -131,7 +131,7 @@ def test_rate_learns_two_segment_tmaze_and_segment_limited_dt_cannot(tmp_path):
     common = ["--no_wandb", "--runs_dir", str(tmp_path), "--data_dir", str(tmp_path / "data"), "--context_length", "5",
               "--max_n_final", "2", "--n_layer", "2", "--n_head", "2", "--d_model", "32", "--d_head", "16",
               "--d_inner", "32", "--skip_dec_ffn", "--trajectories_per_side", "100", "--epochs", "40", "--lr", "3e-3",
-              "--warmup_steps", "10", "--batch_size", "32", "--eval_lengths", "10", "--eval_seeds", "100",
+              "--warmup_steps", "10", "--batch_size", "32", "--eval_lengths", "10", "--eval_episodes", "100",
               "--dropout", "0"]
     rate = train_tmaze.main(common + ["--nmt", "2", "--n_head_ca", "2", "--mrv_act", "relu", "--ckpt_folder", "rate"])
     # RATE with no memory tokens and no cache is DT on one 5-step segment (tested in test_model)
@@ -140,61 +140,3 @@ def test_rate_learns_two_segment_tmaze_and_segment_limited_dt_cannot(tmp_path):
     assert rate["mean"]["10"] >= 0.95
     assert dt["mean"]["10"] <= 0.7
     assert math.isfinite(rate["runs"]["1"]["optimizer_steps"])
-
-
-def test_keyframe_weights_mark_action_changes_and_window_starts():
-    actions = torch.tensor([[2, 2, 3, 3, 2, -10], [1, 1, 1, 0, -10, -10]])
-    valid = actions >= 0
-    w = keyframe_weights(actions, valid, 4.0)
-    assert w.tolist() == [[4, 1, 4, 1, 4, 0], [4, 1, 1, 4, 0, 0]]
-    assert torch.equal(keyframe_weights(actions, valid, 1.0), valid.float())  # the plain loss
-
-
-def test_keyframe_weighted_loss_is_the_weighted_mean_of_step_losses(tmp_path):
-    """The trainer's loss with --keyframe_weight W: per segment, the mean of the per-step losses (the
-    teacher-forced ones of RATE_model.diagnose) weighted W at action changes, 1 elsewhere."""
-    from RATE_model.diagnose import step_losses
-
-    torch.manual_seed(0)
-    model = tiny_model("RATE").eval()  # no dropout
-    batch = _data(8).batch(torch.arange(8))
-    ce, _ = step_losses(model, batch)
-    w = keyframe_weights(batch["action"], batch["valid"], 3.0)
-    K = model.cfg.context_length
-    per_seg = [(torch.nan_to_num(ce[:, s:s + K]) * w[:, s:s + K]).sum() / w[:, s:s + K].sum()
-               for s in range(0, ce.shape[1], K)]
-    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, keyframe_weight=3.0), tmp_path, None, {},
-                      [_data()])
-    assert trainer.train_batch(batch) == pytest.approx(float(torch.stack(per_seg).mean()), rel=1e-5)
-
-
-def test_data_step_weights_multiply_the_keyframe_weights(tmp_path):
-    """A batch's own ``weight`` (from the dataset's step_weight) weighs each step's loss, times the keyframe
-    weight; a segment whose steps all weigh 0 adds nothing (not 0 / 0)."""
-    from RATE_model.diagnose import step_losses
-
-    actions = torch.tensor([[2, 2, 3, -10]])
-    base = torch.tensor([[0.5, 2.0, 0.0, 7.0]])
-    assert keyframe_weights(actions, actions >= 0, 4.0, base).tolist() == [[2.0, 2.0, 0.0, 0.0]]
-    torch.manual_seed(0)
-    model = tiny_model("RATE").eval()
-    batch = _data(8).batch(torch.arange(8))
-    K = model.cfg.context_length
-    data_w = torch.rand(batch["valid"].shape)
-    data_w[:, K:2 * K] = 0.0  # the second segment weighs nothing
-    ce, _ = step_losses(model, batch)
-    w = keyframe_weights(batch["action"], batch["valid"], 3.0, data_w)
-    per_seg = [(torch.nan_to_num(ce[:, s:s + K]) * w[:, s:s + K]).sum() / w[:, s:s + K].sum().clamp_min(1e-6)
-               for s in range(0, ce.shape[1], K)]
-    trainer = Trainer(model, TrainConfig(batch_size=8, warmup_steps=1, keyframe_weight=3.0), tmp_path, None, {},
-                      [_data()])
-    loss = trainer.train_batch({**batch, "weight": data_w})
-    assert per_seg[1] == 0.0 and loss == pytest.approx(float(torch.stack(per_seg).mean()), rel=1e-5)
-
-
-def test_keyframe_weight_needs_discrete_actions(tmp_path):
-    from RATE_model.config import ConfigError
-
-    model = tiny_model("RATE", env="mujoco")
-    with pytest.raises(ConfigError, match="discrete"):
-        Trainer(model, TrainConfig(keyframe_weight=2.0), tmp_path, None, {}, [_data()])

@@ -3,7 +3,9 @@ commands (the paper README's lines with --smoke), notebook."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import shlex
 from functools import partial
@@ -15,13 +17,15 @@ import torch
 
 vzd = pytest.importorskip("vizdoom")
 
-from RATE_model.attention import load_model  # noqa: E402
+from RATE_model.checkpoint import load_model  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
+from RATE_model.tools import evaluate  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
+from VizDoom.diagnostics import frame_choice, measure_expert, probe_colour, step_loss  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
-from VizDoom.VizDoom_src import frame_choice, measure_expert, probe_colour, step_loss, vizdoom_eval  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
+from VizDoom.VizDoom_src import vizdoom_eval  # noqa: E402
 from VizDoom.VizDoom_src.expert import (  # noqa: E402
     Expert,
     expert_action,
@@ -398,13 +402,6 @@ def test_generated_files_resume_and_loader(tmp_path):
     assert b["obs"].dtype.is_floating_point and float(b["obs"].max()) <= 1.0
     assert b["rtg"][0, 0, 0].item() == pytest.approx(float(ep["reward"].sum()), rel=1e-5)
     assert np.array_equal(b["action"][0].numpy(), ep["action"])
-    for colour, episodes in (("red", [0, 2]), ("green", [1, 3])):  # the curriculum's one-colour stage
-        one = vizdoom_dataset(tmp_path, window=12, progress=False, colour=colour)
-        keys = one.epoch_windows(0, 0)
-        assert sorted(int(k[0]) for k in keys) == episodes
-        assert one.batch([0, 1])["obs"].shape[0] == 2
-    with pytest.raises(ValueError, match="colour"):
-        vizdoom_dataset(tmp_path, window=12, progress=False, colour="blue")
     with pytest.raises(ValueError, match="collected with"):  # another expert setting: never mixed in
         collect(tmp_path, n_episodes=4, n_steps=12, epsilon=0.1, workers=1, progress=False, target_noise=50.0)
     with pytest.raises(ValueError, match="visible expert"):
@@ -430,7 +427,7 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         vizdoom_dataset(tmp_path / "missing", window=5)
 
 
-def test_choice_weight_weighs_the_colour_dependent_steps_right_after_a_pickup(tmp_path):
+def test_frame_choice_finds_the_colour_dependent_steps_right_after_a_pickup(tmp_path):
     # two hand-made episodes: pickups (reward >= 1) at steps 1, 4, 5 of the first, 0 and 5 of the second
     rewards = [[0.02, 1.02, 0.02, 0.02, 1.02, 1.02], [1.02, 0.02, 0.02, 0.02, 0.02, 1.02]]
     dependent = [[1, 1, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1]]  # step 5 of the first follows a pickup, not dependent
@@ -439,13 +436,9 @@ def test_choice_weight_weighs_the_colour_dependent_steps_right_after_a_pickup(tm
         np.savez(episode_path(tmp_path, i), obs=np.zeros((T, *OBS_SHAPE), np.uint8), action=np.zeros(T, np.int64),
                  reward=np.array(r, np.float32), done=np.arange(T) == T - 1, is_red=np.full(T, i == 0),
                  colour_dependent=np.array(d, bool))
-    data = vizdoom_dataset(tmp_path, window=6, progress=False, choice_weight=5.0)
-    w = data[data.epoch_windows(0, 0)]["weight"]
     # episode 0: step 2 follows the pickup at 1 (dependent), step 5 follows 4 (not); episode 1: step 1 follows 0,
     # and its step 0 follows nothing (the pickup at the first episode's last step is another episode)
-    assert w.tolist() == [[1, 1, 5, 1, 1, 1], [1, 5, 1, 1, 1, 1]]
-    assert "weight" not in vizdoom_dataset(tmp_path, window=6, progress=False)[data.epoch_windows(0, 0)]
-    frames = frame_choice.colour_dependent_frames(tmp_path, 2)  # the same steps for the single-frame test
+    frames = frame_choice.colour_dependent_frames(tmp_path, 2)
     assert len(frames["obs"]) == 9 and frames["after_pickup"].sum() == 2
     rows = frame_choice.main(["--data_dir", str(tmp_path), "--heldout_dir", str(tmp_path), "--episodes", "2",
                               "--train_frames", "after_pickup", "--steps", "2", "--batch_size", "4"])
@@ -453,8 +446,8 @@ def test_choice_weight_weighs_the_colour_dependent_steps_right_after_a_pickup(tm
     ep = dict(np.load(episode_path(tmp_path, 1)))
     del ep["colour_dependent"]
     np.savez(episode_path(tmp_path, 1), **ep)
-    with pytest.raises(DataError, match="colour_dependent"):
-        vizdoom_dataset(tmp_path, window=6, progress=False, choice_weight=5.0)
+    with pytest.raises(ConfigError, match="colour_dependent"):
+        frame_choice.colour_dependent_frames(tmp_path, 2)
 
 
 def test_colour_marker_paints_only_its_corner(env, tmp_path):
@@ -495,17 +488,18 @@ def test_readme_command_parses(line):
     train.check_args(args)
     mc, tc = split_args(args, "vizdoom")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model, mc.d_head) == (30, 3, 6, 8, 128, 128)
-    assert (tc.lr, tc.batch_size, args.eval_timeout, args.target_return) == (3e-4, 64, 2100, 56.5)
+    assert (tc.lr, tc.batch_size, args.eval_max_steps, args.target_return) == (3e-4, 64, 2100, [56.5])
     assert "num_mem_tokens" in explicit and not args.smoke
 
 
 def test_budget_overrides_and_bad_values():
-    args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_timeout", "4200"])
-    assert (args.epochs, args.batch_size, args.device, args.eval_timeout) == (2, 4, "cpu", 4200)
-    with pytest.raises(ConfigError, match="eval_episodes"):
-        train.check_args(train.parse_args(["--eval_episodes", "0"])[0])
-    with pytest.raises(ConfigError, match="pillar_tics"):
-        train.check_args(train.parse_args(["--eval_pillar_tics", "1"])[0])
+    args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_max_steps", "4200"])
+    assert (args.epochs, args.batch_size, args.device, args.eval_max_steps) == (2, 4, "cpu", 4200)
+    for bad, flag in ((["--eval_episodes", "0"], "--eval_episodes"), (["--eval_pillar_tics", "1"], "pillar_tics"),
+                      (["--eval_max_steps", "5001"], "--eval_max_steps must be <= 5000"),
+                      (["--target_return", "56.5,5"], "--target_return takes one value in training")):
+        with pytest.raises(ConfigError, match=flag):
+            train.check_args(train.parse_args(bad)[0])
     with pytest.raises(ValueError, match="pillar_tics"):
         collect(Path("/nonexistent"), n_episodes=1, pillar_tics=0)
 
@@ -525,6 +519,25 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     folder = shlex.split(line)[shlex.split(line).index("--ckpt_folder") + 1]
     saved = json.loads((runs / "vizdoom" / folder / "results.json").read_text())
     assert saved["model_config"]["env"] == "vizdoom" and (data / "smoke" / "episode_000011.npz").exists()
+    recorded = json.loads((runs / "vizdoom" / folder / "seed_1" / "config.json").read_text())["args"]
+    assert recorded["mark_colour"] is False and recorded["eval_max_steps"] == 60  # the smoke data has no marker
+
+
+def test_env_evaluate_reads_the_protocol_from_the_runs_flags(monkeypatch):
+    """ENV.evaluate depends on the run's flags alone (recorded in config.json and the checkpoint)."""
+    calls = []
+    monkeypatch.setattr(vizdoom_eval, "evaluate", lambda model, *a, **kw: calls.append((a, kw)) or {"return": 1.0})
+    args, _ = train.parse_args(["--eval_max_steps", "90", "--target_return", "5", "--eval_pillar_tics", "60"])
+    args.mark_colour = True
+    vizdoom_eval.ENV.evaluate(None, args, "test")
+    vizdoom_eval.ENV.evaluate(None, argparse.Namespace(**{**vars(args), "eval_greedy": True}), "validation")
+    (a, kw), (a_val, kw_val) = calls
+    assert a == (100, 90, 50, 5.0) and a_val[0] == vizdoom_eval.ENV.validation_episodes == 10
+    assert kw["scenario"].pillar_tics == 60 and kw["mark_colour"] and kw["sample"] and not kw_val["sample"]
+    assert (kw["split"], kw_val["split"]) == ("test", "validation")
+    assert vizdoom_eval.ENV.selection_score({"return": 2.5}) == 2.5
+    assert vizdoom_eval.ENV.seeds(3) == [1_000_000, 1_000_001, 1_000_002] and is_red(vizdoom_eval.ENV.seeds(1)[0])
+    assert vizdoom_eval.one_target(None) == 56.5 and vizdoom_eval.one_target(56.5) == 56.5  # older records
 
 
 def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
@@ -533,6 +546,11 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     train.main(shlex.split(README_LINES[0])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs),
                                                    "--data_dir", str(data), "--ckpt_folder", "probe"])
     ckpt = runs / "vizdoom" / "probe" / "seed_1" / "checkpoints" / "last.pt"
+    # the generic checkpoint evaluation rebuilds the run's protocol from its recorded flags: the same metrics
+    (again,) = evaluate.main([str(ckpt)])
+    run = json.loads((runs / "vizdoom" / "probe" / "seed_1" / "results.json").read_text())["metrics"]
+    assert set(again) - {"checkpoint", "env", "split"} == set(run) - {"episodes"}
+    assert all(again[k] == v or (math.isnan(again[k]) and math.isnan(v)) for k, v in run.items() if k != "episodes")
     out = tmp_path / "probe.json"
     acc = probe_colour.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "12", "--out", str(out)])
     assert set(acc) == {"obs_step0", "obs_step0_fresh_init", "memory_after_segment_1", "memory_after_segment_2"}
@@ -558,34 +576,22 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert json.loads(out.read_text()) == res
     pref = res["preference"]["colour_dependent"]  # the smoke files record the other-colour action
     assert pref["steps"] == groups["colour_dependent"]["steps"] and 0.0 <= pref["prefers_chosen"] <= 1.0
-    evals = vizdoom_eval.main([str(ckpt), "--episodes", "2", "--timeout", "10", "--target_return", "56.5,5",
-                               "--batch_size", "2"])
+    evals = evaluate.main([str(ckpt), "--eval_episodes", "2", "--eval_max_steps", "10", "--target_return", "56.5,5",
+                           "--eval_batch_size", "2"])
     assert [e["target_return"] for e in evals] == [56.5, 5.0] and all(e["episodes_n"] == 2 for e in evals)
     assert all(e["length"] <= 10 and "right_pickups_red_0_90" in e for e in evals)
     # greedy (the diagnosis): the action sampler's seed no longer matters, the episodes are the model's argmax
     greedy = [vizdoom_eval.evaluate(model, 2, 10, 2, sample=False, sample_seed=s, progress=False)["episodes"]
               for s in (0, 1)]
     assert greedy[0] == greedy[1]
-    (g,) = vizdoom_eval.main([str(ckpt), "--episodes", "2", "--timeout", "10", "--batch_size", "2", "--greedy"])
-    assert g["actions"] == "greedy" and evals[0]["actions"] == "sampled"
-    with pytest.raises(ConfigError, match="--timeout"):
-        vizdoom_eval.main([str(ckpt), "--timeout", "99999"])
+    out = tmp_path / "greedy.jsonl"
+    (g,) = evaluate.main([str(ckpt), "--eval_episodes", "2", "--eval_max_steps", "10", "--eval_batch_size", "2",
+                          "--eval_greedy", "--precision", "fp32", "--out", str(out)])
+    assert g["episodes_n"] == 2 and json.loads(out.read_text())["episodes"] == greedy[0]
+    with pytest.raises(ConfigError, match="--eval_max_steps"):
+        evaluate.main([str(ckpt), "--eval_max_steps", "99999"])
     with pytest.raises(ConfigError, match="generate_iter_data"):  # a folder without episodes
         step_loss.main([str(ckpt), "--data_dir", str(tmp_path / "none")])
-
-
-def test_colour_curriculum_trains_one_colour_then_all(tmp_path_factory):
-    data = tmp_path_factory.getbasetemp() / "vizdoom_data"
-    runs = tmp_path_factory.mktemp("runs")
-    train.main(shlex.split(README_LINES[0])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
-                                                   str(data), "--ckpt_folder", "curr", "--colour_curriculum", "red",
-                                                   "--keyframe_weight", "3"])
-    run = runs / "vizdoom" / "curr" / "seed_1"
-    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
-    assert ckpt["data_sizes"] == [12, 24] and ckpt["complete"]  # smoke: 12 episodes (6 red) of 20 steps, windows of 10
-    assert ckpt["config"]["train"]["keyframe_weight"] == 3.0
-    stages = [json.loads(line).get("charts/stage") for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {0, 1} <= set(stages)
 
 
 # ---------------------------------------------------------------- notebook

@@ -18,18 +18,10 @@ from typing import Any
 
 from MemoryMaze.get_data.collect_data import DATA_DIR, collect
 from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_dataset
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import VALIDATION_EPISODES, evaluate, selection_score
-from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS
-from RATE_model.config import (
-    add_episode_data_flags,
-    add_eval_flags,
-    build_parser,
-    check_eval_flags,
-    check_positive,
-    parse_with_smoke,
-    split_args,
-)
-from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV, check_one_target
+from RATE_model.cli import load_defaults, run_main
+from RATE_model.config import add_episode_data_flags, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.experiment import episode_folder, run_experiment, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -49,16 +41,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--window_stride", type=int,
                    help="steps between training window offsets (default: the window, K·N, as the reference; smaller: "
                         "overlapping windows)")
-    add_eval_flags(g, MAX_STEPS, episodes="fixed evaluation mazes",
-                   batch="episodes stepped together (one worker process of ~1.4 GB each; default: 2 per core)")
-    g.add_argument("--target_return", type=float, help="initial return-to-go at evaluation")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Memory Maze flag values that cannot work."""
+    """Memory Maze flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
     check_positive(args, ("max_episodes", "window_stride"))
-    check_eval_flags(args, MAX_STEPS, "the task's episode length")
+    ENV.check_eval_flags(args)
+    check_one_target(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -73,12 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [mem_maze_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes,
                                  args.window_min_reward, stride=args.window_stride)]
 
-    def evaluate_model(model, split):
-        n = args.eval_episodes if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, n, args.eval_max_steps, args.eval_batch_size, args.target_return, split=split)
-
-    return run_experiment(args, "memory_maze", mc, tc, build_stages, evaluate_model, seeds,
-                          Path(args.runs_dir or "runs"), selection_score)
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
-"""Minigrid-Memory evaluation protocol (SPEC §3): fixed seeds per grid size, sampled actions from a
-seeded generator, target return 0.96; metrics are mean return and success rate per grid size.
+"""Minigrid-Memory evaluation protocol (SPEC §3), and ``ENV``, Minigrid-Memory's
+:class:`RATE_model.envs.Environment`: fixed seeds per grid size, sampled actions from a seeded generator,
+target return 0.96; metrics are mean return and success rate per grid size.
+
+Two step limits, two meanings: ``--eval_env_timeout`` is the env's own timeout T (default 5·size², it sets
+the reward 1 − 0.9·t/T, so it changes the task); ``--eval_max_steps`` only stops the rollout earlier
+(unfinished episodes count as failures with return 0), which bounds evaluation cost on CPU.
 
 Under torchrun each rank plays a contiguous slice of the seeds and the per-episode results are
 gathered; the sampled actions then come from per-rank generators, so the numbers are not identical
@@ -11,36 +16,82 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, default_timeout
+from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, check_size, default_timeout
 from RATE_model import distributed
+from RATE_model.config import ConfigError, add_eval_flags, check_positive, int_list
+from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout, split_seeds
+from RATE_model.rollout import Episode, rollout
 
 PROTOCOL_SIZES = (11, 21, 31, 41, 51, 61, 71, 81, 91)
 TARGET_RETURN = 0.96
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share a seed index with small training runs
-VALIDATION_SEED_OFFSET = 2_000_000  # validation episodes (evaluation during training); never test ones
-VALIDATION_EPISODES = 20  # per grid size
+DEFAULT_BATCH = 100  # episodes stepped together when --eval_batch_size is not given
 
 
-def eval_seeds(n: int, split: str = "test") -> list[int]:
-    """The fixed environment seeds of the split (``test`` or ``validation``), the same for every grid size."""
-    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+class Minigrid(Environment):
+    """Minigrid-Memory: the cue object is seen at the start, the matching one must be touched at the
+    junction; success rate per grid size."""
+
+    name, title = "minigrid", "Minigrid-Memory"
+    train_script = "MinigridMemory/MinigridMemory_src/train_minigridmemory.py"
+    package, extra = "minigrid", "minigrid"
+    test_seed_offset, validation_seed_offset = 1_000_000, 2_000_000  # never a training seed index
+    validation_episodes = 20  # per grid size
+
+    def add_eval_flags(self, parser):
+        g = parser.add_argument_group("Minigrid-Memory evaluation")
+        g.add_argument("--eval_sizes", type=int_list, help="grid sizes to evaluate, e.g. 11,31,91")
+        add_eval_flags(g, episodes="fixed episodes per grid size", batch="episodes stepped together")
+        g.add_argument("--eval_max_steps", type=int,
+                       help="rollout cap: stop each evaluation episode after this many steps (unfinished episodes "
+                            "count as failures); the task itself is set by --eval_env_timeout")
+        g.add_argument("--eval_env_timeout", type=int,
+                       help="the env's episode timeout T at evaluation (default 5*size^2, as in the data); it sets "
+                            "the reward 1 - 0.9*t/T, so it changes the task")
+
+    def check_eval_flags(self, args):
+        super().check_eval_flags(args)
+        check_positive(args, ("eval_env_timeout",))
+        for size in args.eval_sizes:
+            try:
+                check_size(size)
+            except ValueError as e:
+                raise ConfigError(f"--eval_sizes: {e}") from None
+
+    def evaluate(self, model, args, split="test"):
+        return evaluate(model, args.eval_sizes, self.episodes(args, split), getattr(args, "eval_env_timeout", None),
+                        args.eval_max_steps, args.eval_batch_size or DEFAULT_BATCH, split=split)
+
+    def selection_score(self, metrics):
+        """The mean success rate over the evaluated grid sizes."""
+        return float(np.mean([v for k, v in metrics.items() if k.startswith("success_")]))
+
+    def attention_episode(self, seed, length, args):
+        """Grid size ``length`` (default: the run's first evaluation size), its timeout, sampled actions; the
+        cue object is in view from the first step."""
+        size = length or int((args.get("eval_sizes") or [11])[0])
+        T = args.get("eval_env_timeout") or default_timeout(size)
+        steps = min(T, args.get("eval_max_steps") or T)
+        return Episode(MinigridMemoryVecEnv(size, [seed], timeout=T), TARGET_RETURN, steps, sample=True,
+                       cue_steps=(0,))
 
 
-def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | None = None,
-                  max_steps: int | None = None, batch_size: int = 100, sample_seed: int = 0,
+ENV = Minigrid()
+
+
+def evaluate_size(model: RATE, size: int, n_episodes: int = 100, env_timeout: int | None = None,
+                  max_steps: int | None = None, batch_size: int = DEFAULT_BATCH, sample_seed: int = 0,
                   split: str = "test") -> dict[str, float]:
     """Mean return, success rate and the fraction of unfinished episodes (no object touched before the
-    timeout or ``max_steps``) over ``n_seeds`` fixed episodes of the ``split`` on a size×size grid; the other failures
-    touched the wrong object.
+    timeout or ``max_steps``) over ``n_episodes`` fixed episodes of the ``split`` (``ENV.seeds``) on a
+    size×size grid; the other failures touched the wrong object.
 
-    ``timeout`` is the env's T (default 5·size²); ``max_steps`` optionally stops the rollout earlier
+    ``env_timeout`` is the env's T (default 5·size²); ``max_steps`` optionally stops the rollout earlier
     (unfinished episodes count as failures with return 0), which bounds evaluation cost on CPU.
     """
-    T = default_timeout(size) if timeout is None else timeout
+    T = default_timeout(size) if env_timeout is None else env_timeout
     steps = T if max_steps is None else min(T, max_steps)
-    seeds = distributed.shard(eval_seeds(n_seeds, split))
+    seeds = distributed.shard(ENV.seeds(n_episodes, split))
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size + 7919 * distributed.rank())
     returns, successes, unfinished = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     for i in range(0, len(seeds), batch_size):
@@ -54,28 +105,14 @@ def evaluate_size(model: RATE, size: int, n_seeds: int = 100, timeout: int | Non
             for i, k in enumerate(("return", "success", "unfinished"))}
 
 
-def attention_episode(seed: int, length: int | None, args: dict) -> Episode:
-    """One episode for the attention tool: grid size ``length`` (default: the run's first evaluation
-    size), its timeout, sampled actions; the cue object is in view from the first step."""
-    size = length or int((args.get("eval_sizes") or [11])[0])
-    T = args.get("eval_timeout") or default_timeout(size)
-    steps = min(T, args.get("eval_max_steps") or T)
-    return Episode(MinigridMemoryVecEnv(size, [seed], timeout=T), TARGET_RETURN, steps, sample=True, cue_steps=(0,))
-
-
-def evaluate(model: RATE, sizes: list[int], n_seeds: int = 100, timeout: int | None = None,
-             max_steps: int | None = None, batch_size: int = 100, progress: bool = True,
+def evaluate(model: RATE, sizes: list[int], n_episodes: int = 100, env_timeout: int | None = None,
+             max_steps: int | None = None, batch_size: int = DEFAULT_BATCH, progress: bool = True,
              split: str = "test") -> dict[str, float]:
     """{"return_<size>": mean return, "success_<size>": success rate, "unfinished_<size>": fraction that
     touched no object in time} for every grid size."""
     out: dict[str, float] = {}
     show = None if progress and distributed.is_main() else True  # None: only on a terminal
     for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=show, leave=False):
-        m = evaluate_size(model, size, n_seeds, timeout, max_steps, batch_size, split=split)
+        m = evaluate_size(model, size, n_episodes, env_timeout, max_steps, batch_size, split=split)
         out.update({f"{k}_{size}": v for k, v in m.items()})
     return out
-
-
-def selection_score(metrics: dict[str, float]) -> float:
-    """What best-on-validation maximises: the mean success rate over the evaluated grid sizes."""
-    return float(np.mean([v for k, v in metrics.items() if k.startswith("success_")]))

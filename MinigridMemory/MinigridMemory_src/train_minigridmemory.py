@@ -17,25 +17,17 @@ from typing import Any
 
 from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
 from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
-from MinigridMemory.MinigridMemory_src.minigrid_env import check_size
-from MinigridMemory.MinigridMemory_src.minigrid_eval import VALIDATION_EPISODES, evaluate, selection_score
-from RATE_model.config import (
-    ConfigError,
-    add_episode_data_flags,
-    build_parser,
-    check_positive,
-    int_list,
-    parse_with_smoke,
-    split_args,
-)
+from MinigridMemory.MinigridMemory_src.minigrid_eval import ENV
+from RATE_model.cli import load_defaults, run_main
+from RATE_model.config import add_episode_data_flags, build_parser, check_positive, parse_with_smoke, split_args
 from RATE_model.data import episode_files
-from RATE_model.experiment import episode_folder, load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.experiment import episode_folder, run_experiment, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
 # --smoke: tiny data (16 episodes on 9x9), model and evaluation; the whole pipeline in seconds on 2 CPU cores.
 SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
-             epochs=1, batch_size=8, warmup_steps=5, max_episodes=None, eval_sizes=[7, 9], eval_seeds=4,
+             epochs=1, batch_size=8, warmup_steps=5, max_episodes=None, eval_sizes=[7, 9], eval_episodes=4,
              eval_max_steps=30, eval_batch_size=4)
 SMOKE_DATA = dict(n_episodes=16, size=9, epsilon=0.1, seed=0)
 
@@ -43,23 +35,15 @@ SMOKE_DATA = dict(n_episodes=16, size=9, epsilon=0.1, seed=0)
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    g = add_episode_data_flags(p, "Minigrid-Memory", DATA_DIR, "collect_traj.py")
-    g.add_argument("--eval_sizes", type=int_list, help="grid sizes to evaluate, e.g. 11,31,91")
-    g.add_argument("--eval_seeds", type=int, help="fixed episodes per grid size")
-    g.add_argument("--eval_timeout", type=int, help="env timeout T at evaluation (default 5*size^2)")
-    g.add_argument("--eval_max_steps", type=int, help="stop evaluation rollouts after this many steps")
-    g.add_argument("--eval_batch_size", type=int, help="episodes stepped together")
+    add_episode_data_flags(p, "Minigrid-Memory", DATA_DIR, "collect_traj.py")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Minigrid flag values that cannot work."""
-    for size in args.eval_sizes:
-        try:
-            check_size(size)
-        except ValueError as e:
-            raise ConfigError(f"--eval_sizes: {e}") from None
-    check_positive(args, ("eval_seeds", "eval_batch_size", "max_episodes", "eval_timeout", "eval_max_steps"))
+    """Minigrid flag values that cannot work, evaluation flags included (before any data is made)."""
+    check_positive(args, ("max_episodes",))
+    ENV.check_eval_flags(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -73,13 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [minigrid_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
-    def evaluate_model(model, split):
-        n = args.eval_seeds if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, args.eval_sizes, n, args.eval_timeout, args.eval_max_steps, args.eval_batch_size,
-                        split=split)
-
-    return run_experiment(args, "minigrid", mc, tc, build_stages, evaluate_model, seeds,
-                          Path(args.runs_dir or "runs"), selection_score)
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

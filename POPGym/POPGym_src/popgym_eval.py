@@ -3,7 +3,8 @@ actions (argmax for Battleship and MineSweeper, the head's output for the Pendul
 to its natural end. The metric is the mean return (each task's already lies in about [−1, 1]).
 
 Test seeds are 1 000 000 + i and validation seeds 2 000 000 + i; training episodes use seeds below
-1 000 000 (``get_data/gen_popgym_data.py``), so the three never meet."""
+1 000 000 (``get_data/gen_popgym_data.py``), so the three never meet. ``ENV`` is POPGym's
+:class:`RATE_model.envs.Environment`: the protocol of the run's ``--task``."""
 
 from __future__ import annotations
 
@@ -12,26 +13,49 @@ import torch
 
 from POPGym.POPGym_src.popgym_env import ARGMAX_FAMILIES, PopgymVecEnv, family_of
 from RATE_model import distributed
+from RATE_model.config import add_eval_flags
+from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import rollout, sem, split_seeds
+from RATE_model.rollout import Episode, rollout, sem
 
 TARGET_RETURN = 1.0
 EVAL_EPISODES = 100
-VALIDATION_EPISODES = 50
-EVAL_SEED_OFFSET = 1_000_000
-VALIDATION_SEED_OFFSET = 2_000_000
 MAX_STEPS = 2048  # above every task's own episode limit (LabyrinthEscape/Explore: 1 024): episodes end naturally
 
 
-def eval_seeds(n: int, split: str = "test") -> list[int]:
-    """The fixed env seeds of the split (``test`` or ``validation``)."""
-    return split_seeds(n, split, EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET)
+class POPGym(Environment):
+    """One of POPGym's 48 tasks (``--task``); the mean return over fixed seeds."""
+
+    name, title, package, extra = "popgym", "POPGym", "popgym", "popgym"
+    train_script = "POPGym/train_popgym.py"
+    validation_episodes = 50
+
+    def add_eval_flags(self, parser):
+        g = parser.add_argument_group("POPGym evaluation")
+        add_eval_flags(g, episodes="fixed test seeds (the protocol: 100)", batch="episodes stepped together")
+
+    def evaluate(self, model, args, split="test"):
+        return evaluate(model, args.task, self.episodes(args, split), args.eval_batch_size, split=split)
+
+    def selection_score(self, metrics):
+        """The mean return."""
+        return float(metrics["return"])
+
+    def attention_episode(self, seed, length, args):
+        """One episode of the run's task on env seed ``seed``, at most ``length`` steps (default: to its end),
+        actions as the protocol takes them; every observation may matter, so no cue step is marked."""
+        task = args["task"]
+        return Episode(PopgymVecEnv(task, [seed]), TARGET_RETURN, length or MAX_STEPS,
+                       sample=family_of(task) not in ARGMAX_FAMILIES)
+
+
+ENV = POPGym()
 
 
 def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size: int = 100,
              split: str = "test", sample_seed: int = 0) -> dict[str, object]:
     """{"return", "return_sem", "length", "episodes": per-episode returns} over ``n_episodes`` seeds of ``split``."""
-    seeds = distributed.shard(eval_seeds(n_episodes, split))
+    seeds = distributed.shard(ENV.seeds(n_episodes, split))
     sample = family_of(task) not in ARGMAX_FAMILIES
     gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
     returns, lengths = [np.zeros(0)], [np.zeros(0)]
@@ -45,8 +69,3 @@ def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size
     r = np.concatenate([p[0] for p in parts])
     n = np.concatenate([p[1] for p in parts])
     return {"return": float(r.mean()), "return_sem": sem(r), "length": float(n.mean()), "episodes": r.tolist()}
-
-
-def selection_score(metrics: dict[str, object]) -> float:
-    """What best-on-validation maximises: the mean return."""
-    return float(metrics["return"])

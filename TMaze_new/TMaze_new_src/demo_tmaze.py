@@ -16,14 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from RATE_model.experiment import run_main
+from RATE_model.cli import run_main
 from TMaze_new.TMaze_new_src import train_tmaze
 
 OUT = Path("results")
 TRAIN_T = 30
 LENGTHS = [9, 30, 90, 150, 300, 900]
 COMMON = ("--context_length 10 --max_n_final 3 --n_layer 3 --n_head 4 --d_head 16 --d_inner 64 --skip_dec_ffn "
-          "--lr 1e-3 --warmup_steps 50 --eval_seeds 100 --runs_dir runs/demo --no_wandb "
+          "--lr 1e-3 --warmup_steps 50 --eval_episodes 100 --runs_dir runs/demo --no_wandb "
           f"--eval_lengths {','.join(map(str, LENGTHS))}")
 MODELS = {
     "RATE": "--model_mode RATE --nmt 5 --mem_len 0 --n_head_ca 4 --mrv_act relu --epochs 8 --ckpt_folder RATE",

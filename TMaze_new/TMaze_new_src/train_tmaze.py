@@ -14,17 +14,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.config import ConfigError, build_parser, int_list, parse_with_smoke, split_args, str2bool
-from RATE_model.experiment import load_defaults, run_experiment, run_main, run_seeds
+from RATE_model.cli import load_defaults, run_main
+from RATE_model.config import ConfigError, build_parser, parse_with_smoke, split_args, str2bool
+from RATE_model.experiment import run_experiment, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
-from TMaze_new.TMaze_new_src.tmaze_eval import VALIDATION_EPISODES, evaluate, selection_score
+from TMaze_new.TMaze_new_src.tmaze_eval import ENV
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
 # --smoke: the whole pipeline (data, training, evaluation) in well under a minute on 2 CPU cores.
 SMOKE = dict(context_length=5, max_n_final=2, n_layer=2, n_head=2, d_model=32, d_head=16, d_inner=32,
              epochs=1, batch_size=32, warmup_steps=5, trajectories_per_side=40, eval_lengths=[10, 20],
-             eval_seeds=10)
+             eval_episodes=10)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
@@ -34,12 +35,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     t.add_argument("--curr", type=str2bool, help="curriculum over N = min_n_final..max_n_final ('true'/'false')")
     t.add_argument("--max_n_final", type=int, help="longest training corridor in segments (N)")
     t.add_argument("--min_n_final", type=int, help="shortest training corridor in segments")
-    t.add_argument("--start_seed", type=int, help="first seed run (inclusive)")
-    t.add_argument("--end_seed", type=int, help="last seed run (inclusive)")
-    t.add_argument("--eval_lengths", type=int_list, help="corridor lengths T to evaluate, e.g. 30,90,270")
-    t.add_argument("--eval_seeds", type=int, help="episodes per length (half up, half down)")
     t.add_argument("--trajectories_per_side", type=int, help="oracle trajectories per goal side and N")
     t.add_argument("--data_dir", type=Path, default=DATA_DIR, help="dataset cache folder")
+    ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
 
@@ -52,11 +50,8 @@ def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
         args.max_n_final = args.sections
     if not 1 <= args.min_n_final <= args.max_n_final:
         raise ConfigError(f"need 1 <= --min_n_final ({args.min_n_final}) <= --max_n_final ({args.max_n_final})")
-    if any(T < 3 for T in args.eval_lengths):
-        raise ConfigError(f"--eval_lengths must all be >= 3, got {args.eval_lengths}")
-    for name in ("eval_seeds", "trajectories_per_side"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.trajectories_per_side < 1:
+        raise ConfigError(f"--trajectories_per_side must be >= 1, got {args.trajectories_per_side}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,12 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [tmaze_dataset(mc.context_length, c, args.max_n_final, args.trajectories_per_side, args.data_dir)
                 for c in counts]
 
-    def evaluate_model(model, split):
-        n = args.eval_seeds if split == "test" else args.val_episodes or VALIDATION_EPISODES
-        return evaluate(model, args.eval_lengths, n, split=split)
-
-    return run_experiment(args, "tmaze", mc, tc, build_stages, evaluate_model, run_seeds(args, explicit),
-                          Path(args.runs_dir or "runs"), selection_score)
+    return run_experiment(args, ENV, mc, tc, build_stages, run_seeds(args, explicit), Path(args.runs_dir or "runs"))
 
 
 if __name__ == "__main__":

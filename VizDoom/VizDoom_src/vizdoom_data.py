@@ -12,22 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from RATE_model.data import (
-    DataError,
-    WindowDataset,
-    consecutive,
-    episode_files,
-    file_fields,
-    folder_store,
-    load_image_episode,
-    uint8_to_float,
-)
+from RATE_model.data import WindowDataset, consecutive, folder_store, load_image_episode, uint8_to_float
 from VizDoom.VizDoom_src.vizdoom_env import PICKUP_REWARD
 
 OBS_SHAPE = (3, 64, 112)
 N_ACTIONS = 5
 FIELDS = ("obs", "action", "reward", "done", "is_red")
-COLOURS = ("red", "green")
 HOW = "python3 VizDoom/get_data/generate_iter_data.py --out_dir {}"
 
 
@@ -38,25 +28,11 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def vizdoom_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
-                    progress: bool = True, colour: str | None = None, choice_weight: float = 1.0) -> WindowDataset:
+                    progress: bool = True) -> WindowDataset:
     """Consecutive windows of ``window`` (= K·N) steps from the first ``max_episodes`` episodes of
-    ``data_dir``, read from its episode store (built on first use); with ``colour`` ("red" or "green") only
-    the episodes of that pillar colour; ``choice_weight`` W ≠ 1: the :func:`choice_steps` weigh W in the loss."""
+    ``data_dir``, read from its episode store (built on first use)."""
     store = folder_store(data_dir, load_episode, HOW.format(data_dir), max_episodes, progress, "ViZDoom episode store")
-    files = episode_files(Path(data_dir))[:max_episodes]
-    weight = None
-    if choice_weight != 1.0:
-        choice = choice_steps(files)
-        if len(choice) != store.n_steps:
-            raise DataError(f"the episode files of {data_dir} hold {len(choice)} steps, its episode store "
-                            f"{store.n_steps}: delete {Path(data_dir) / 'store'} to rebuild it")
-        weight = np.where(choice, choice_weight, 1.0)
-    episodes = None
-    if colour is not None:
-        if colour not in COLOURS:
-            raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
-        episodes = np.flatnonzero(pillar_colours(files) == (colour == "red"))
-    return consecutive(store, window, episodes, obs_transform=uint8_to_float, step_weight=weight)
+    return consecutive(store, window, obs_transform=uint8_to_float)
 
 
 def follows_pickup(rewards: np.ndarray) -> np.ndarray:
@@ -65,23 +41,3 @@ def follows_pickup(rewards: np.ndarray) -> np.ndarray:
     after = np.zeros(rewards.shape, bool)
     after[..., 1:] = rewards[..., :-1] >= PICKUP_REWARD
     return after
-
-
-def choice_steps(files: list[Path]) -> np.ndarray:
-    """The steps where the expert chooses its next item (bool [n_steps], the files' steps back to back):
-    colour-dependent (their ``colour_dependent`` field) and right after a right item was picked up. There the
-    turn it was making tells nothing about the next item, so imitation cannot follow the trajectory and needs
-    the colour."""
-    steps = []
-    for f in files:
-        side = file_fields(f, ("colour_dependent", "reward"))
-        if "colour_dependent" not in side:
-            raise DataError(f"{f} has no colour_dependent field (needed by --choice_weight): regenerate it "
-                            "with generate_iter_data.py")
-        steps.append(side["colour_dependent"].astype(bool) & follows_pickup(side["reward"]))
-    return np.concatenate(steps)
-
-
-def pillar_colours(files: list[Path]) -> np.ndarray:
-    """Whether each episode file's pillar is red (bool [n]), read from its ``is_red`` field alone."""
-    return np.array([bool(file_fields(f, ("is_red",))["is_red"][0]) for f in files], bool)

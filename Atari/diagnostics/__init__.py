@@ -1,0 +1,1 @@
+"""Atari diagnosis scripts: scripted-expert measurements and probes, encoder pretraining."""

@@ -1,0 +1,1 @@
+"""Memory Maze diagnosis scripts: oracle measurements, per-step losses, closed-loop behaviour, encoder pretraining."""

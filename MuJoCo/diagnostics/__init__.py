@@ -1,0 +1,1 @@
+"""MuJoCo diagnosis scripts: whether evaluation feeds a policy what training fed it, and how a failing policy fails."""

@@ -1,0 +1,62 @@
+"""What every command of the project shares: config.yaml defaults, JSON-lines output, and the entry point
+that turns configuration and data problems into one line on stderr (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from RATE_model.checkpoint import CheckpointError
+from RATE_model.config import ConfigError
+from RATE_model.data import DataError
+from RATE_model.envs import EnvError
+from RATE_model.trainer import NonFiniteLossError
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, EnvError, FileNotFoundError)
+
+
+def load_defaults(path: Path) -> dict[str, Any]:
+    """An environment's config.yaml as parser defaults."""
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a YAML mapping of flag names to values")
+    return data
+
+
+def write_json_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as one JSON object per line in ``path`` (its folder made if missing): a command's ``--out``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def evaluate_targets(targets: Iterable[Any], evaluate_one: Callable[[Any], dict[str, Any]],
+                     out: Path | None = None) -> list[dict[str, Any]]:
+    """A checkpoint evaluation command's loop: ``evaluate_one(target)`` for each target return, one JSON line
+    each on stdout without its ``episodes`` list, every result with its episodes in ``out`` (JSON lines)."""
+    short, full = [], []
+    for target in targets:
+        full.append(evaluate_one(target))
+        short.append({k: v for k, v in full[-1].items() if k != "episodes"})
+        print(json.dumps(short[-1]), flush=True)
+    if out:
+        write_json_lines(out, full)
+    return short
+
+
+def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
+    """Call ``main``; report configuration and data problems on one line (exit 2), Ctrl-C as 130."""
+    try:
+        main(argv)
+    except USER_ERRORS as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        sys.exit(130)
