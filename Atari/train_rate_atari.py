@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
-from Atari.Atari_src.atari_env import GAMES, N_ACTIONS
-from Atari.Atari_src.atari_eval import ENV, check_one_target
+from Atari.Atari_src.atari_env import N_ACTIONS
+from Atari.Atari_src.atari_eval import ENV
 from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
 from RATE_model.cli import load_defaults, run_main
 from RATE_model.config import (
     ConfigError,
-    add_store_flags,
     build_parser,
     check_positive,
     parse_with_smoke,
@@ -64,16 +63,7 @@ def buffer_list(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    g = p.add_argument_group("Atari")
-    g.add_argument("--game", choices=GAMES)
-    g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path,
-                   help="DQN-replay root holding <Game>/<run>/replay_logs")
-    g.add_argument("--run", help="run folder inside <Game>/ (the reference reads 1)")
-    g.add_argument("--buffers", type=buffer_list, help="checkpoints to draw from, e.g. 0-49 (default) or 1,2,3")
-    g.add_argument("--num_steps", type=int, help="transitions to sample (Decision Transformer: 500 000)")
-    g.add_argument("--trajectories_per_buffer", type=int, help="trajectories taken per checkpoint visit")
-    g.add_argument("--data_seed", type=int, help="seed of the trajectory sample")
-    add_store_flags(g, "<data_dir>/<Game>/<run>/store_<data_seed>")
+    ENV.add_data_flags(p)
     ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
@@ -82,7 +72,6 @@ def check_args(args: argparse.Namespace) -> None:
     """Atari flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
     check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
     ENV.check_eval_flags(args)
-    check_one_target(args)
 
 
 def data_root(args: argparse.Namespace) -> Path:

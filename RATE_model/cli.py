@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +34,6 @@ def write_json_lines(path: Path, rows: list[dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def evaluate_targets(targets: Iterable[Any], evaluate_one: Callable[[Any], dict[str, Any]],
-                     out: Path | None = None) -> list[dict[str, Any]]:
-    """A checkpoint evaluation command's loop: ``evaluate_one(target)`` for each target return, one JSON line
-    each on stdout without its ``episodes`` list, every result with its episodes in ``out`` (JSON lines)."""
-    short, full = [], []
-    for target in targets:
-        full.append(evaluate_one(target))
-        short.append({k: v for k, v in full[-1].items() if k != "episodes"})
-        print(json.dumps(short[-1]), flush=True)
-    if out:
-        write_json_lines(out, full)
-    return short
 
 
 def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:

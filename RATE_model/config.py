@@ -136,7 +136,7 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if self.pixel_norm and self.init_encoder:
             raise ConfigError("--pixel_norm fits a fresh encoder; one from --init_encoder keeps the standardisation "
-                              "it was pretrained with (pretrain_encoder.py --pixel_norm)")
+                              "it was pretrained with (tools.pretrain_encoder --pixel_norm)")
         for name in ("lr_end_factor", "weight_decay", "grad_clip"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -227,8 +227,9 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     t.add_argument("--warmup_steps", type=int)
     t.add_argument("--grad_clip", type=float)
     t.add_argument("--init_encoder", help="start the observation encoder from these weights (a file written by "
-                                          "RATE_model.encoders.save_encoder, e.g. VizDoom's frame_choice.py "
-                                          "--save_encoder): a pretrained image encoder")
+                                          "RATE_model.encoders.save_encoder, e.g. python -m "
+                                          "RATE_model.tools.pretrain_encoder --save_encoder): a pretrained image "
+                                          "encoder")
     t.add_argument("--freeze_encoder", action="store_true", default=None,
                    help="do not train the observation encoder (image environments): every stored frame is encoded "
                         "once per run and training skips the encoder (with --init_encoder: a pretrained one)")

@@ -9,7 +9,8 @@ others): a gap near ln 2 between such groups, when the cue decides between two a
 does not use the cue. ``preference`` is the sharper test where the counterfactual action is known (what
 the expert would have done with the other cue): a model that uses the cue prefers the data's action.
 ``dataset_losses`` runs ``step_losses`` over a table of a dataset's windows in batches, and ``window_fields``
-cuts a per-step field of the episode files (e.g. what the expert was doing) into the same windows.
+cuts a per-step field of the episode files (e.g. what the expert was doing) into the same windows
+(``store_windows``: a field of the dataset's episode store).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from RATE_model.data import Windows
+from RATE_model.data import WindowDataset, Windows
 from RATE_model.model import RATE
 
 
@@ -115,3 +116,11 @@ def window_fields(per_episode: Sequence[np.ndarray], table: np.ndarray, window: 
         seg = x[start:start + window]
         return np.pad(seg, (0, window - len(seg)))
     return np.stack([cut(per_episode[e], s) for e, s in table])
+
+
+def store_windows(data: WindowDataset, table: np.ndarray, name: str) -> np.ndarray:
+    """Field ``name`` of the episode store behind ``data`` (e.g. ``reward``) cut into its windows ``table``
+    [n, 2] as :func:`window_fields` does: [n, data.window], zero past an episode's end."""
+    store = data.store
+    whole = store.take(name, np.arange(store.n_steps)[None])[0]
+    return window_fields(np.split(whole, store.offsets[1:-1]), table, data.window)

@@ -88,11 +88,11 @@ PIXEL_STD_FLOOR = 0.02  # of the [0, 1] pixel range (5 of 255 levels): pixels th
 class ImageEncoder(nn.Sequential):
     """The layers of :func:`image_encoder` after a per-pixel standardisation of the frames (scaled to [0, 1]):
     ``(x − pixel_mean) / pixel_std``, the identity (buffers 0 and 1) until :meth:`set_pixel_stats` fits it
-    to data (``pretrain_encoder.py --pixel_norm``). On Pong's gray screen the ball and paddles move a few
-    pixels of a nearly constant frame: frames differ from each other 4× less per pixel than Breakout's and the
-    fresh encoder's outputs 12× less relative to their mean, and frame BC stayed at the frame-blind floor for
-    5 000 steps; standardised, the moving pixels stand out and it left the floor within 250
-    (Atari/RESULTS_atari.md). The two buffers travel in the weights (``save_encoder``, checkpoints); weight
+    to data (``python -m RATE_model.tools.pretrain_encoder --pixel_norm``). On Pong's gray screen the ball and
+    paddles move a few pixels of a nearly constant frame: frames differ from each other 4× less per pixel than
+    Breakout's and the fresh encoder's outputs 12× less relative to their mean, and frame BC stayed at the
+    frame-blind floor for 5 000 steps; standardised, the moving pixels stand out and it left the floor within
+    250 (Atari/RESULTS_atari.md). The two buffers travel in the weights (``save_encoder``, checkpoints); weight
     files written before they existed load as the identity."""
 
     def __init__(self, *layers: nn.Module):
@@ -168,7 +168,7 @@ def load_encoder(encoder: nn.Module, path: str | Path) -> dict[str, Any]:
         raise ValueError(f"cannot read encoder weights {path}: {' '.join(str(e).split())[:200]}") from None
     if not isinstance(saved, dict) or ENCODER_FILE_KEY not in saved:
         raise ValueError(f"{path} holds no encoder weights (expected a file written by save_encoder, e.g. "
-                         "frame_choice.py --save_encoder)")
+                         "python -m RATE_model.tools.pretrain_encoder --save_encoder)")
     try:
         encoder.load_state_dict(saved[ENCODER_FILE_KEY])
     except RuntimeError as e:

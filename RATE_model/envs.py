@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from RATE_model.config import check_eval_flags
+from RATE_model.config import ConfigError, check_eval_flags
 from RATE_model.rollout import split_seeds
 
 if TYPE_CHECKING:
     from RATE_model.data import Windows
     from RATE_model.model import RATE
+    from RATE_model.pretrain import Frames
     from RATE_model.rollout import Episode
 
 ENTRY_POINTS = "rate_rl.envs"
@@ -55,6 +56,9 @@ class Environment:
     validation_seed_offset: int = VALIDATION_SEED_OFFSET
     validation_episodes: int = 10  # per evaluation setting, when --val_episodes is not given
     several_targets: bool = False  # evaluate() plays every --target_return value at once (else one per call)
+    target_return: float | None = None  # the protocol's return-to-go when --target_return is not given
+    start_method: str = "fork"  # worker processes of tools.measure ("forkserver": a simulator a forked child can't use)
+    frame_groups: tuple[str, ...] = ()  # the groups of steps frames() names (tools.pretrain_encoder --frames)
 
     # --- evaluation protocol ---------------------------------------------------------------------------
     def seeds(self, n: int, split: str = "test") -> list[int]:
@@ -73,17 +77,37 @@ class Environment:
         ``tools.evaluate`` (which lays them over a checkpoint's recorded flags)."""
 
     def check_eval_flags(self, args: Any) -> None:
-        """ConfigError for evaluation flags that cannot work (here: the shared budget flags below 1; an env
-        that checks more calls this too)."""
+        """ConfigError for evaluation flags that cannot work (here: the shared budget flags below 1, and
+        several --target_return values where the protocol takes one); an env that checks more calls this too."""
         check_eval_flags(args)
+        targets = getattr(args, "target_return", None)
+        if not self.several_targets and isinstance(targets, (list, tuple)) and len(targets) > 1:
+            raise ConfigError(f"--target_return takes one value in training on {self.name}, got "
+                              f"{','.join(map(str, targets))} (python -m RATE_model.tools.evaluate CKPT "
+                              "--target_return A,B plays several)")
+
+    def target(self, args: Any) -> float:
+        """The one return-to-go a run evaluates with: its ``--target_return`` (a one-value list; older runs
+        recorded a number), else :meth:`default_target`. ``args``: a namespace or a dict of recorded flags."""
+        t = args.get("target_return") if isinstance(args, dict) else getattr(args, "target_return", None)
+        if isinstance(t, (list, tuple)):
+            t = t[0] if t else None
+        return self.default_target(args) if t is None else float(t)
+
+    def default_target(self, args: Any) -> float:
+        """The protocol's return-to-go (an env whose target depends on the run, e.g. the game, overrides this)."""
+        if self.target_return is None:
+            raise EnvError(f"{self.name} has no default --target_return")
+        return float(self.target_return)
 
     def evaluate(self, model: RATE, args: Any, split: str = "test") -> dict[str, Any]:
         """The protocol's metrics of ``model`` on the split's seeds (numbers, plus lists such as ``episodes``)."""
         raise NotImplementedError
 
     def selection_score(self, metrics: dict[str, Any]) -> float:
-        """The number best-on-validation maximises, from :meth:`evaluate`'s validation metrics."""
-        raise NotImplementedError
+        """The number best-on-validation maximises, from :meth:`evaluate`'s validation metrics: here the mean
+        return."""
+        return float(metrics["return"])
 
     # --- inspection tools ------------------------------------------------------------------------------
     def attention_episode(self, seed: int, length: int | None, args: dict[str, Any]) -> Episode:
@@ -102,9 +126,47 @@ class Environment:
         ``tools.step_loss``."""
         return {}
 
-    def policies(self) -> dict[str, Callable[..., Any]]:
-        """Named scripted policies (experts, oracles, random) that ``tools.measure`` plays on the protocol."""
+    def counterfactual(self, data: Windows, table: np.ndarray) -> tuple[np.ndarray, Sequence[str]] | None:
+        """Where the held-out data records what the expert would have done had the cue been the other value:
+        those actions [n, T] over the windows ``table`` and the names of the :meth:`step_groups` at which
+        ``tools.step_loss`` reports the model's preference for the data's action over them
+        (:func:`RATE_model.diagnose.preference`); None where the data has none."""
+        return None
+
+    def step_summary(self, groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Numbers ``tools.step_loss`` adds to a checkpoint's line, from its per-group results ``groups``
+        ({name: {loss, accuracy, steps}}), e.g. the loss gap between two groups."""
         return {}
+
+    # --- scripted policies (tools.measure) ---------------------------------------------------------------
+    def add_measure_flags(self, parser: argparse.ArgumentParser) -> None:
+        """The flags :meth:`policies` reads beyond the evaluation flags (a game, a task, a grid size, an expert's
+        epsilon), each with a default; ``tools.measure`` declares them next to :meth:`add_eval_flags`."""
+
+    def policies(self, args: Any) -> dict[str, Callable[[int], dict[str, Any]]]:
+        """Named scripted policies (experts, oracles, random) that ``tools.measure`` plays on the protocol.
+
+        ``args``: the env's flags (the evaluation and measure flags over the train script's defaults). Each
+        policy is a function of one env seed (one of :meth:`seeds`) that plays one episode of the protocol's
+        setting on it and returns at least ``{"return": float, "length": int}``; numeric extras (``"success"``,
+        a count, a bool) are allowed and ``tools.measure`` averages them. A policy depends only on ``args`` and
+        the seed (its random draws are seeded from it), so the numbers do not depend on the worker processes.
+        The functions may be closures: each worker process calls ``policies(args)`` itself.
+        Raises ConfigError, naming the flag, for measure flags that cannot work (before any episode)."""
+        return {}
+
+    # --- training data (the train script and tools.pretrain_encoder) -------------------------------------
+    def add_data_flags(self, parser: argparse.ArgumentParser) -> None:
+        """The train script's data flags (which episodes it reads, and how it cuts them), declared once for the
+        train script and for ``tools.pretrain_encoder``, which reads the same episodes; their defaults are the
+        train script's (config.yaml, laid over them by each command)."""
+
+    def frames(self, args: Any, data_dir: Path | None = None, episodes: int | None = None) -> Frames:
+        """The training data's episodes (``args``: the data flags of :meth:`add_data_flags`), or the first
+        ``episodes`` episodes of the folder ``data_dir`` (held-out ones), as single-frame behaviour cloning reads
+        them (:class:`RATE_model.pretrain.Frames`; their ``groups`` are named in :attr:`frame_groups`):
+        ``tools.pretrain_encoder``'s data. ConfigError, naming the flag, for a data flag that cannot work."""
+        raise EnvError(f"{self.name} has no image frames to pretrain an encoder on")
 
     def __repr__(self) -> str:
         return f"<Environment {self.name}>"
@@ -149,3 +211,14 @@ def get(name: str) -> Environment:
     if not isinstance(env, Environment):
         raise EnvError(f"entry point {eps[name].value} is not an Environment")
     return register(env)
+
+
+def train_defaults(env: Environment) -> dict[str, Any]:
+    """The env's train-script defaults: the ``config.yaml`` beside its evaluation module (empty if none)."""
+    import sys
+
+    from RATE_model.cli import load_defaults
+
+    file = getattr(sys.modules.get(type(env).__module__), "__file__", None)
+    path = Path(file).parent / "config.yaml" if file else None
+    return load_defaults(path) if path is not None and path.is_file() else {}

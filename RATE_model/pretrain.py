@@ -7,15 +7,20 @@ for training with ``--init_encoder FILE --freeze_encoder``: a step then costs th
 cheaper on our CPU, benchmarks/RESULTS.md), so a CPU budget buys several times more optimizer steps. The
 labels make the encoder keep what the policy reads from a frame (where a visible goal is, where the walls
 are); what needs memory stays for the sequence model.
+
+An env hands its frames over as :class:`Frames` (:meth:`RATE_model.envs.Environment.frames`): the episode
+store and, where the env has them, what a frame cannot show but a sequence model knows (a ``condition`` per
+step, e.g. ViZDoom's pillar colour, given to the head beside the frame), the expert's counterfactual actions
+(held-out ``preference`` for the data's action over them) and named groups of steps (train on some, evaluate
+on others, each reported). The command is ``python -m RATE_model.tools.pretrain_encoder``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,26 +28,68 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from RATE_model.config import PRECISIONS, ConfigError, check_positive
+from RATE_model.config import ConfigError
 from RATE_model.data import frames_at
-from RATE_model.encoders import ImageEncoder, build_encoders, save_encoder
-from RATE_model.precision import autocast, describe_precision, resolve_precision
+from RATE_model.diagnose import preference
+from RATE_model.encoders import ImageEncoder
+from RATE_model.precision import autocast
 from RATE_model.store import EpisodeStore
 
 CPU = torch.device("cpu")
 PIXEL_STATS_FRAMES = 4096  # observations the per-pixel standardisation is fitted to (--pixel_norm)
 
 
-class FramePolicy(nn.Module):
-    """Action logits from one frame: ``encoder`` (uint8 frames [N, C, H, W] / 255 -> [N, d]) and an MLP head."""
+@dataclass
+class Frames:
+    """An env's episodes as single-frame behaviour cloning reads them. ``store``: fields ``obs`` (uint8 frames)
+    and ``action`` (an index below ``n_actions``); ``frame_stack`` S > 1: a step's input is its last S frames
+    (Atari's observations). ``encoder`` and ``encoder_kwargs``: the :func:`RATE_model.encoders.build_encoders`
+    builder whose observation encoder is trained (None: the env's name) and its sizes. Per step [n_steps]:
+    ``condition``, integers below ``n_conditions`` that the head reads beside the frame (what a sequence model
+    knows from memory and a frame cannot show); ``other_action``, the expert's action had the cue been the other
+    value (held-out ``preference``); ``groups``, named boolean masks (what ``--frames`` and ``--eval_frames``
+    select, each reported held out)."""
 
-    def __init__(self, encoder: nn.Module, d: int, n_actions: int, hidden: int = 128):
+    store: EpisodeStore
+    n_actions: int
+    frame_stack: int = 1
+    encoder: str | None = None
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    condition: np.ndarray | None = None
+    n_conditions: int = 0
+    other_action: np.ndarray | None = None
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def select(self, names: Sequence[str]) -> np.ndarray:
+        """The steps in every group of ``names`` (bool [n_steps]; every step for none). ConfigError for a name
+        that is not a group of these frames."""
+        mask = np.ones(self.store.n_steps, bool)
+        for name in names:
+            if name not in self.groups:
+                raise ConfigError(f"no frame group {name!r} in these episodes; groups: "
+                                  f"{', '.join(self.groups) or 'none'}")
+            mask &= np.asarray(self.groups[name], bool)
+        return mask
+
+
+class FramePolicy(nn.Module):
+    """Action logits from one frame: ``encoder`` (uint8 frames [N, C, H, W] / 255 -> [N, d]) and an MLP head;
+    with ``n_conditions`` > 0 the head also reads an embedding of each frame's condition (:class:`Frames`)."""
+
+    def __init__(self, encoder: nn.Module, d: int, n_actions: int, hidden: int = 128, n_conditions: int = 0):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
+        self.condition = nn.Embedding(n_conditions, d) if n_conditions else None
+        self.head = nn.Sequential(nn.Linear(2 * d if n_conditions else d, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, n_actions))
 
-    def forward(self, frames: Tensor) -> Tensor:
-        return self.head(self.encoder(frames.float() / 255.0))
+    def forward(self, frames: Tensor, condition: Tensor | None = None) -> Tensor:
+        x = self.encoder(frames.float() / 255.0)
+        if self.condition is not None:
+            if condition is None:
+                raise ValueError("this policy reads a condition beside each frame")
+            x = torch.cat([x, self.condition(condition.long()).to(x.dtype)], -1)
+        return self.head(x)
 
 
 def split_rows(store: EpisodeStore, heldout_episodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,27 +101,50 @@ def split_rows(store: EpisodeStore, heldout_episodes: int) -> tuple[np.ndarray, 
     return np.arange(cut), np.arange(cut, store.n_steps)
 
 
+def _inputs(frames: Frames, rows: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """The policy's inputs at the store's steps ``rows``: frames (each step's last ``frame_stack``) and conditions."""
+    x = torch.from_numpy(frames_at(frames.store, rows, frames.frame_stack)).to(device)
+    c = None if frames.condition is None else torch.from_numpy(np.asarray(frames.condition)[rows]).to(device)
+    return x, c
+
+
 @torch.no_grad()
-def evaluate(policy: FramePolicy, store: EpisodeStore, rows: np.ndarray, batch_size: int = 1024,
-             precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1) -> dict[str, float]:
-    """Cross-entropy and argmax accuracy of ``policy`` on the store's consecutive steps ``rows`` (each step's
-    last ``frame_stack`` frames), beside the accuracy of always taking the most frequent action there (what a
-    frame-blind policy gets)."""
+def evaluate(policy: FramePolicy, frames: Frames, rows: np.ndarray, batch_size: int = 1024,
+             precision: str = "fp32", device: torch.device = CPU) -> dict[str, Any]:
+    """Cross-entropy and argmax accuracy of ``policy`` on the steps ``rows`` of ``frames``, beside the accuracy
+    of always taking their most frequent action (what a frame-blind policy gets). Where the frames have
+    counterfactual actions, ``preference`` for the data's action over them
+    (:func:`RATE_model.diagnose.preference`: 0.5 = the cue not used); where they have groups, ``groups``: the
+    same per group on its steps among ``rows``."""
     was_training = policy.training
     policy.eval()
-    ce, hit = 0.0, 0
-    actions = store.take("action", rows[None])[0].astype(np.int64)  # one contiguous read
+    actions = frames.store.take("action", rows[None])[0].astype(np.int64)  # one contiguous read
+    logp = np.zeros((len(rows), frames.n_actions), np.float32)
     for i in range(0, len(rows), batch_size):
-        frames = torch.from_numpy(frames_at(store, rows[i:i + batch_size], frame_stack))  # one contiguous read
+        x, c = _inputs(frames, rows[i:i + batch_size], device)
         with autocast(device, precision):
-            logits = policy(frames.to(device)).float()
-        target = torch.from_numpy(actions[i:i + batch_size]).to(device)
-        ce += float(F.cross_entropy(logits, target, reduction="sum"))
-        hit += int((logits.argmax(1) == target).sum())
+            logits = policy(x, c).float()
+        logp[i:i + batch_size] = F.log_softmax(logits, -1).cpu().numpy()
     policy.train(was_training)
+    ce = -np.take_along_axis(logp, actions[:, None], 1)[:, 0].astype(np.float64)
+    hit = logp.argmax(1) == actions
     n = max(len(rows), 1)
-    return {"heldout_loss": ce / n, "heldout_accuracy": hit / n,
-            "majority_accuracy": float(np.bincount(actions).max() / n) if len(rows) else 0.0}
+    out: dict[str, Any] = {"heldout_loss": float(ce.sum() / n), "heldout_accuracy": float(hit.sum() / n),
+                           "majority_accuracy": float(np.bincount(actions).max() / n) if len(rows) else 0.0}
+    other = None if frames.other_action is None else np.asarray(frames.other_action)[rows].astype(np.int64)
+    if other is not None:
+        out["preference"] = preference(logp, actions, other, np.ones(len(rows), bool))
+    if frames.groups:
+        out["groups"] = {}
+        for name, mask in frames.groups.items():
+            m = np.asarray(mask, bool)[rows]
+            k = int(m.sum())
+            group: dict[str, Any] = {"loss": float(ce[m].mean()) if k else None,
+                                     "accuracy": float(hit[m].mean()) if k else None, "steps": k}
+            if other is not None:
+                group["preference"] = preference(logp, actions, other, m)
+            out["groups"][name] = group
+    return out
 
 
 def fit_pixel_norm(encoder: nn.Module, store: EpisodeStore, rows: np.ndarray, frame_stack: int,
@@ -88,99 +158,62 @@ def fit_pixel_norm(encoder: nn.Module, store: EpisodeStore, rows: np.ndarray, fr
     encoder.set_pixel_stats(torch.from_numpy(frames_at(store, sample, frame_stack)).float() / 255.0)
 
 
-def frame_bc(store: EpisodeStore, encoder: nn.Module, d: int, n_actions: int, steps: int, batch_size: int = 256,
-             lr: float = 3e-4, heldout_episodes: int = 0, eval_every: int = 250, seed: int = 0,
-             precision: str = "fp32", device: torch.device = CPU, frame_stack: int = 1,
-             log: Callable[[str], Any] = print, pixel_norm: bool = False) -> tuple[FramePolicy, list[dict[str, Any]]]:
+def frame_bc(frames: Frames, encoder: nn.Module, d: int, steps: int, batch_size: int = 256, lr: float = 3e-4,
+             heldout_episodes: int = 0, eval_every: int = 250, seed: int = 0, precision: str = "fp32",
+             device: torch.device = CPU, log: Callable[[str], Any] = print, pixel_norm: bool = False,
+             heldout: Frames | None = None, train_frames: Sequence[str] = (),
+             eval_frames: Sequence[str] | None = None,
+             curriculum: tuple[Sequence[str], int] | None = None) -> tuple[FramePolicy, list[dict[str, Any]]]:
     """Train ``encoder`` (in place) with a :class:`FramePolicy` head for ``steps`` AdamW steps on random
-    minibatches of the store's frames and actions (fields ``obs`` uint8 and ``action`` index), all but the
-    last ``heldout_episodes`` episodes (``frame_stack`` S > 1: each step's last S frames, as Atari's
-    observations), on ``device`` with the forward pass in ``precision`` (fp32 or bf16,
-    resolved); every ``eval_every`` steps (and at the end) one row of training loss and held-out metrics
-    (:func:`evaluate`) goes to ``log`` as a JSON line. ``pixel_norm``: first fit the encoder's (an
-    :class:`~RATE_model.encoders.ImageEncoder`) per-pixel standardisation to ``PIXEL_STATS_FRAMES`` training
-    observations. Returns the policy and the rows."""
+    minibatches of ``frames``' steps in every group of ``train_frames``, all but the last ``heldout_episodes``
+    episodes, or all of them where ``heldout`` holds episodes of its own; on ``device`` with the forward pass in
+    ``precision`` (fp32 or bf16, resolved). ``curriculum`` (names, S): the first S steps draw only from the
+    training steps in those groups too. Every ``eval_every`` steps (and at the end) one row of training loss
+    (and ``stage``: the curriculum's groups, then ``all``) and :func:`evaluate` on the held-out steps in every
+    group of ``eval_frames`` (default: ``train_frames``) goes to ``log`` as a JSON line. ``pixel_norm``: first
+    fit the encoder's (an :class:`~RATE_model.encoders.ImageEncoder`) per-pixel standardisation to
+    ``PIXEL_STATS_FRAMES`` training observations. Returns the policy and the rows."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_rows, heldout_rows = split_rows(store, heldout_episodes)
+    if heldout is None:
+        train_rows, heldout_rows = split_rows(frames.store, heldout_episodes)
+        heldout = frames
+    else:
+        train_rows, heldout_rows = np.arange(frames.store.n_steps), np.arange(heldout.store.n_steps)
+    train_rows = train_rows[frames.select(train_frames)[train_rows]]
+    heldout_rows = heldout_rows[heldout.select(train_frames if eval_frames is None else eval_frames)[heldout_rows]]
+    if not len(train_rows):
+        raise ConfigError(f"no training frames in {','.join(train_frames) or 'the episodes'}")
+    first, first_steps = train_rows, 0
+    if curriculum is not None:
+        names, first_steps = curriculum
+        first = train_rows[frames.select(names)[train_rows]]
+        if not len(first):
+            raise ConfigError(f"the curriculum's group {','.join(names)} has no training frames")
     if pixel_norm:
-        fit_pixel_norm(encoder, store, train_rows, frame_stack, rng)
-    policy = FramePolicy(encoder, d, n_actions).to(device)
+        fit_pixel_norm(encoder, frames.store, train_rows, frames.frame_stack, rng)
+    policy = FramePolicy(encoder, d, frames.n_actions, n_conditions=frames.n_conditions).to(device)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.1)
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     for step in range(1, steps + 1):
-        idx = np.sort(train_rows[rng.integers(len(train_rows), size=batch_size)])  # sorted: sequential reads
+        pool = first if step <= first_steps else train_rows
+        idx = np.sort(pool[rng.integers(len(pool), size=batch_size)])  # sorted: sequential reads
+        x, c = _inputs(frames, idx, device)
         with autocast(device, precision):
-            logits = policy(torch.from_numpy(frames_at(store, idx, frame_stack)).to(device))
-        actions = torch.from_numpy(store.take("action", idx).astype(np.int64)).to(device)
+            logits = policy(x, c)
+        actions = torch.from_numpy(frames.store.take("action", idx).astype(np.int64)).to(device)
         loss = F.cross_entropy(logits.float(), actions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % eval_every == 0 or step == steps:
-            held = evaluate(policy, store, heldout_rows, precision=precision, device=device,
-                            frame_stack=frame_stack) if len(heldout_rows) else {}
-            rows.append({"step": step, "seconds": round(time.time() - t0, 1), "train_loss": float(loss.detach()),
-                         **held})
+            row: dict[str, Any] = {"step": step, "seconds": round(time.time() - t0, 1),
+                                   "train_loss": float(loss.detach())}
+            if curriculum is not None:
+                row["stage"] = ",".join(curriculum[0]) if step <= first_steps else "all"
+            if len(heldout_rows):
+                row.update(evaluate(policy, heldout, heldout_rows, precision=precision, device=device))
+            rows.append(row)
             log(json.dumps(rows[-1]))
     return policy, rows
-
-
-# ---------------------------------------------------------------------------------------- command line
-def add_pretrain_flags(p: argparse.ArgumentParser, heldout_episodes: int, d_model: int) -> None:
-    """The flags every ``pretrain_encoder.py`` shares (its data flags are its own)."""
-    p.add_argument("--heldout_episodes", type=int, default=heldout_episodes, help="the last N episodes are held out")
-    p.add_argument("--d_model", type=int, default=d_model, help="encoder output width (the sequence model's d)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--eval_every", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 autocast on a CPU with native bf16, else fp32")
-    p.add_argument("--pixel_norm", action="store_true",
-                   help="standardise each pixel by its mean and spread in the training frames (fitted once, saved "
-                        "with the encoder): for screens whose moving objects are a few pixels of a constant "
-                        "background, e.g. Pong")
-    p.add_argument("--save_encoder", type=Path, required=True, help="write the trained encoder's weights here")
-    p.add_argument("--out", type=Path, help="also write the evaluations here, one JSON line each")
-
-
-def check_pretrain_flags(args: argparse.Namespace) -> None:
-    """Values of :func:`add_pretrain_flags` that cannot work (before any data is read)."""
-    from RATE_model.trainer import resolve_device
-
-    check_positive(args, ("d_model", "steps", "batch_size", "eval_every"))
-    resolve_device(args.device)
-    if args.heldout_episodes < 0:
-        raise ConfigError(f"--heldout_episodes must be >= 0, got {args.heldout_episodes}")
-    if not (np.isfinite(args.lr) and args.lr > 0):
-        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
-
-
-def pretrain(args: argparse.Namespace, store: EpisodeStore, env: str, n_actions: int, script: str,
-             frame_stack: int = 1, env_kwargs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """A ``pretrain_encoder.py`` run: :func:`frame_bc` of ``env``'s image encoder (``env_kwargs``: its sizes)
-    on ``store`` with the flags of :func:`add_pretrain_flags`; the encoder saved to ``--save_encoder`` (with
-    the flags and the last evaluation), the evaluations to ``--out``. Returns the evaluation rows."""
-    from RATE_model.cli import write_json_lines  # experiment imports the trainer; keep this module light
-    from RATE_model.trainer import resolve_device
-
-    if args.heldout_episodes >= store.n_episodes:
-        raise ConfigError(f"--heldout_episodes {args.heldout_episodes} leaves none of the {store.n_episodes} "
-                          "episodes to train on")
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    print(describe_precision(args.precision, device), flush=True)
-    encoder = build_encoders(env, args.d_model, **(env_kwargs or {})).obs
-    _, rows = frame_bc(store, encoder, args.d_model, n_actions, args.steps, args.batch_size, args.lr,
-                       args.heldout_episodes, args.eval_every, args.seed, precision, device, frame_stack,
-                       pixel_norm=args.pixel_norm)
-    info = {"script": script, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "last_evaluation": rows[-1]}
-    save_encoder(encoder.cpu(), args.save_encoder, info)
-    if args.out:
-        write_json_lines(args.out, rows)
-    return rows

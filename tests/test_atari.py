@@ -31,7 +31,7 @@ from Atari.Atari_src.atari_data import (  # noqa: E402
     write_checkpoint,
 )
 from Atari.Atari_src.atari_env import FIRE, MAX_STEPS, ROM_FRAME_LIMIT, FireReset, make_env  # noqa: E402
-from Atari.Atari_src.atari_eval import ENV, RANDOM_HUMAN, gamer_normalised, target_of  # noqa: E402
+from Atari.Atari_src.atari_eval import ENV, RANDOM_HUMAN, gamer_normalised  # noqa: E402
 from Atari.Atari_src.expert import make_policy, play_episode  # noqa: E402
 from Atari.get_data import collect_replay  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
@@ -368,17 +368,17 @@ def test_readme_line_parses_verbatim(line):
     args, explicit = train.parse_args(argv_of(line))
     assert args.num_mem_tokens == 15 and args.mem_len == 360 and args.n_head_ca == 1 and args.skip_dec_ffn
     assert args.seed == 123 and {"num_mem_tokens", "seed"} <= explicit and not args.smoke
-    assert args.target_return is None and target_of(args) == {"Breakout": 90, "Qbert": 14_000, "Seaquest": 1_150,
+    assert args.target_return is None and ENV.target(args) == {"Breakout": 90, "Qbert": 14_000, "Seaquest": 1_150,
                                                                "Pong": 20}[args.game]
 
 
 def test_one_target_return_per_run_and_old_records():
     args, _ = train.parse_args(["--game", "Breakout", "--target_return", "180"])
-    assert args.target_return == (180.0,) and target_of(args) == 180.0
+    assert args.target_return == (180.0,) and ENV.target(args) == 180.0
     with pytest.raises(ConfigError, match="target_return takes one value"):
         train.check_args(train.parse_args(["--game", "Breakout", "--target_return", "90,180"])[0])
-    assert target_of({"game": "Pong", "target_return": None}) == 20.0 and target_of({"game": "Qbert"}) == 14_000.0
-    assert target_of({"game": "Pong", "target_return": 5}) == 5.0  # recorded before the flag took a list
+    assert ENV.target({"game": "Pong", "target_return": None}) == 20.0 and ENV.target({"game": "Qbert"}) == 14_000.0
+    assert ENV.target({"game": "Pong", "target_return": 5}) == 5.0  # recorded before the flag took a list
     assert ENV.seeds(2) == [1_000_000, 1_000_001] and ENV.seeds(1, "validation") == [2_000_000]
 
 
@@ -480,17 +480,19 @@ def test_data_root_comes_from_the_flag_then_wandb_config(tmp_path, monkeypatch):
 
 
 def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
-    from Atari.diagnostics import pretrain_encoder
+    from RATE_model.tools import pretrain_encoder
 
     data = tmp_path / "atari_data"
     collect_replay.collect("Breakout", data / "smoke", progress=False, **train.SMOKE_DATA)  # what --smoke makes
     enc = tmp_path / "encoder.pt"
-    rows = pretrain_encoder.main(["--game", "Breakout", "--data_dir", str(data / "smoke"), "--num_steps", "400",
-                                  "--heldout_episodes", "1", "--steps", "4", "--eval_every", "2", "--batch_size", "8",
-                                  "--d_model", "32", "--precision", "fp32", "--pixel_norm", "--save_encoder", str(enc)])
+    rows = pretrain_encoder.main(["--env", "atari", "--game", "Breakout", "--data_dir", str(data / "smoke"),
+                                  "--num_steps", "400", "--heldout_episodes", "1", "--steps", "4", "--eval_every", "2",
+                                  "--batch_size", "8", "--d_model", "32", "--precision", "fp32", "--pixel_norm",
+                                  "--save_encoder", str(enc)])
     assert [r["step"] for r in rows] == [2, 4] and 0 <= rows[-1]["heldout_accuracy"] <= 1
     saved = torch.load(enc, weights_only=True)
-    assert saved["info"]["script"] == "pretrain_encoder.py" and saved["info"]["last_evaluation"] == rows[-1]
+    assert saved["info"]["script"] == "RATE_model.tools.pretrain_encoder" and saved["info"]["env"] == "atari"
+    assert saved["info"]["last_evaluation"] == rows[-1]
     assert saved["obs_encoder"]["0.1.weight"].shape[1] == 4  # the first convolution reads 4-frame stacks
     assert saved["obs_encoder"]["pixel_mean"].shape == (4, 84, 84)  # --pixel_norm: fitted, saved with the weights
     runs = tmp_path / "runs"
@@ -516,8 +518,8 @@ def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
     recorded = json.loads((last.parent.parent / "results.json").read_text())["metrics"]
     again = evaluate.main([str(last)])[0]  # the run's own protocol, rebuilt from its recorded flags
     assert {k: v for k, v in again.items() if k in recorded} == {k: v for k, v in recorded.items() if k != "episodes"}
-    r = subprocess.run([sys.executable, "Atari/diagnostics/pretrain_encoder.py", "--game", "Breakout", "--data_dir",
-                        str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99", "--save_encoder",
-                        str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "RATE_model.tools.pretrain_encoder", "--env", "atari", "--game",
+                        "Breakout", "--data_dir", str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99",
+                        "--save_encoder", str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "leaves none of the" in r.stderr
     assert not (tmp_path / "x.pt").exists()

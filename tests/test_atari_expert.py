@@ -9,7 +9,8 @@ pytest.importorskip("ale_py")
 
 from Atari.Atari_src.atari_env import N_ACTIONS  # noqa: E402
 from Atari.Atari_src.expert import FIRE, NOOP, POLICIES, make_policy, reflect  # noqa: E402
-from Atari.diagnostics import measure_expert  # noqa: E402
+from RATE_model.cli import run_main  # noqa: E402
+from RATE_model.tools import measure  # noqa: E402
 
 PONG_UP, PONG_DOWN = 2, 3  # RIGHT moves Pong's paddle up
 BREAKOUT_RIGHT, BREAKOUT_LEFT = 2, 3
@@ -150,17 +151,23 @@ def test_make_policy_rejects_an_unknown_game():
 
 def test_measure_cli_bad_game_is_one_line_error(capsys):
     with pytest.raises(SystemExit) as e:
-        measure_expert.main(["--games", "Tetris"])
+        run_main(measure.main, ["--env", "atari", "--game", "Tetris"])
     assert e.value.code == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--game" in err[0]
 
 
 @pytest.mark.parametrize("game, steps", [("Breakout", 2000), ("Pong", 1500), ("Qbert", 600), ("Seaquest", 1000)])
-def test_scripted_beats_random(game, steps):
-    out = measure_expert.measure(game, episodes=1, epsilons=[0.0], max_steps=steps, seed=0)
-    assert set(out) == {"game", "episodes", "random", "0.0"}
-    assert out["0.0"]["mean"] > out["random"]["mean"]
-    assert out["0.0"]["steps_per_s"] > 0  # the speed itself is benchmarks/' business, not a test's
+def test_scripted_beats_random(game, steps, capsys):
+    out = measure.main(["--env", "atari", "--game", game, "--episodes", "1", "--eval_max_steps", str(steps),
+                        "--workers", "1"])
+    capsys.readouterr()
+    got = {m["policy"]: m for m in out}
+    assert set(got) == {"scripted", "random"} and all(m["episodes"] == 1 for m in out)
+    assert got["scripted"]["flags"]["game"] == game and got["scripted"]["flags"]["epsilon"] == 0.0
+    assert got["scripted"]["return"] > got["random"]["return"]
+    assert got["scripted"]["normalised"] > got["random"]["normalised"]
+    assert got["scripted"]["steps_per_s"] > 0  # the speed itself is benchmarks/' business, not a test's
 
 
 @pytest.mark.parametrize("game", ["Breakout", "Pong"])

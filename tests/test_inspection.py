@@ -279,7 +279,7 @@ def test_attention_tool_bad_input_is_one_line(tmaze_run, tmp_path, capsys):
 def test_every_registered_env_implements_the_interface(name):
     env = _env(name)
     assert isinstance(env, envs.Environment) and env.name == name and env.validation_episodes >= 1
-    for method in ("evaluate", "selection_score", "attention_episode"):  # what training and the tools call
+    for method in ("evaluate", "attention_episode"):  # what training and the tools call (the score defaults to return)
         assert getattr(type(env), method) is not getattr(envs.Environment, method), method
     assert (Path(__file__).resolve().parent.parent / env.train_script).is_file()
 

@@ -16,8 +16,8 @@ import torch
 
 pytest.importorskip("memory_maze")
 
-from MemoryMaze.diagnostics import closed_loop, measure_expert, pretrain_encoder, step_loss  # noqa: E402
-from MemoryMaze.get_data.collect_data import TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
+from MemoryMaze.diagnostics import closed_loop, measure_expert  # noqa: E402
+from MemoryMaze.get_data.collect_data import DATA_DIR, TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
 from MemoryMaze.MemoryMaze_src import mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
@@ -29,7 +29,7 @@ from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     visible_cells,
 )
 from MemoryMaze.MemoryMaze_src.mem_maze_data import load_episode, mem_maze_dataset  # noqa: E402
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV, default_batch_size, target_of  # noqa: E402
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV, default_batch_size  # noqa: E402
 from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
     FORWARD,
     FORWARD_LEFT,
@@ -43,7 +43,7 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
 from RATE_model.collect import episode_path  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
-from RATE_model.tools import evaluate  # noqa: E402
+from RATE_model.tools import evaluate, pretrain_encoder, step_loss  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,22 +215,23 @@ def test_visible_oracle_sees_what_the_camera_renders_and_repeats_its_episode(env
 
 
 def test_measure_expert_reports_each_policy_and_its_halves(capsys):
-    vis = measure_expert.main(["--oracle", "visible", "--episodes", "2", "--max_steps", "60", "--workers", "2",
-                               "--json"])
+    (vis,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "60", "--workers",
+                                  "2", "--json"])
     line = json.loads(capsys.readouterr().out.strip())  # --json: exactly one JSON line
     assert line == json.loads(json.dumps(vis))
     assert (vis["policy"], vis["episodes"], vis["max_steps"]) == ("visible", 2, 60)
     assert vis["return"] == pytest.approx(vis["return_first_half"] + vis["return_second_half"])
-    assert 0.0 <= vis["seen_at_assignment"] <= 1.0 and vis["steps_per_s_per_process"] > 0
-    random = measure_expert.main(["--oracle", "random", "--episodes", "2", "--max_steps", "60", "--workers", "2"])
+    assert 0.0 <= vis["seen_at_assignment"] <= 1.0 and vis["steps_per_s"] > 0
+    (random,) = measure_expert.main(["--policies", "random", "--episodes", "2", "--eval_max_steps", "60",
+                                     "--workers", "2"])
     assert "random: return" in capsys.readouterr().out and "seen_at_assignment" not in random
     assert vis["return"] >= random["return"]
-    with pytest.raises(SystemExit):
-        measure_expert.main(["--oracle", "dreamer"])
+    with pytest.raises(ConfigError, match="unknown policy 'dreamer'"):
+        measure_expert.main(["--policies", "dreamer"])
     with pytest.raises(ConfigError, match="epsilon"):
         measure_expert.main(["--epsilon", "1.5"])
     with pytest.raises(ConfigError, match="max_steps"):
-        measure_expert.main(["--max_steps", "1001"])
+        measure_expert.main(["--eval_max_steps", "1001"])
 
 
 def test_evaluation_workers_default_to_two_per_core_within_memory(monkeypatch):
@@ -346,7 +347,7 @@ def test_readme_command_parses(line):
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 6, 8, 64)
     assert (mc.dropout, mc.dropatt) == (0.5, 0.2)
     assert (args.window_min_reward, args.eval_max_steps, args.eval_episodes, args.target_return) == (2, 1000, 100, None)
-    assert target_of(args) == 18.1 == target_of({"target_return": None})  # None: the protocol's target
+    assert ENV.target(args) == 18.1 == ENV.target({"target_return": None})  # None: the protocol's target
     assert "num_mem_tokens" in explicit and not args.smoke and args.eval_batch_size is None
 
 
@@ -362,8 +363,8 @@ def test_budget_overrides_and_bad_values(tmp_path):
     with pytest.raises(ConfigError, match="target_return takes one value"):
         train.check_args(train.parse_args(["--target_return", "18.1,12"])[0])
     args, _ = train.parse_args(["--target_return", "9.5"])
-    assert args.target_return == (9.5,) and target_of(args) == 9.5
-    assert target_of({"target_return": 12}) == 12.0  # a checkpoint recorded before the flag took a list
+    assert args.target_return == (9.5,) and ENV.target(args) == 9.5
+    assert ENV.target({"target_return": 12}) == 12.0  # a checkpoint recorded before the flag took a list
     r = subprocess.run([sys.executable, "-W", "ignore", "MemoryMaze/MemoryMaze_src/train_mem_maze.py", "--data_dir",
                         str(tmp_path / "none"), "--no_wandb"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "collect_data.py" in r.stderr
@@ -388,13 +389,16 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     data = tmp_path_factory.getbasetemp() / "memory_maze_data" / "smoke"  # the smoke commands' data
     collect(data, progress=False, **train.SMOKE_DATA)
     enc, out = tmp_path / "encoder.pt", tmp_path / "rows.jsonl"
-    rows = pretrain_encoder.main(["--data_dir", str(data), "--heldout_episodes", "1", "--steps", "4", "--eval_every",
-                                  "2", "--batch_size", "8", "--d_model", "32", "--precision", "fp32",
-                                  "--save_encoder", str(enc), "--out", str(out)])
+    rows = pretrain_encoder.main(["--env", "memory_maze", "--data_dir", str(data), "--heldout_episodes", "1", "--steps",
+                                  "4", "--eval_every", "2", "--batch_size", "8", "--d_model", "32", "--precision",
+                                  "fp32", "--save_encoder", str(enc), "--out", str(out)])
     assert [r["step"] for r in rows] == [2, 4] and [json.loads(line) for line in out.read_text().splitlines()] == rows
     assert 0 <= rows[-1]["heldout_accuracy"] <= 1 and rows[-1]["majority_accuracy"] > 0
     saved = torch.load(enc, weights_only=True)
-    assert saved["info"]["script"] == "pretrain_encoder.py" and saved["info"]["last_evaluation"] == rows[-1]
+    assert saved["info"]["script"] == "RATE_model.tools.pretrain_encoder" and saved["info"]["env"] == "memory_maze"
+    assert saved["info"]["last_evaluation"] == rows[-1]
+    defaults = pretrain_encoder.parser(ENV).parse_args(["--env", "memory_maze", "--save_encoder", "x.pt"])
+    assert (defaults.d_model, defaults.data_dir, defaults.max_episodes) == (64, DATA_DIR, None)  # train script's
     runs = tmp_path / "runs"
     train.main(argv_of(README_LINES[1]) + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
                                            str(data.parent), "--init_encoder", str(enc), "--freeze_encoder"])
@@ -404,10 +408,13 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
         assert torch.equal(weights[f"enc.obs.{k}"], v), k
     res = step_loss.main([str(last), "--data_dir", str(data), "--out", str(tmp_path / "steps.jsonl")])[0]
     g = res["groups"]  # 4 episodes of 100 steps, every 10-step window (K 5 x N 2)
-    assert (res["episodes"], res["windows"], g["all"]["steps"]) == (4, 40, 400)
+    assert (res["env"], res["episodes"], res["windows"], g["all"]["steps"]) == ("memory_maze", 4, 40, 400)
     assert g["segment_1"]["steps"] + g["segment_2"]["steps"] == 400 == g["first_window"]["steps"] * 10
     assert g["after_target_reached"]["steps"] + g["other"]["steps"] == 400
     assert g["all"]["loss"] == pytest.approx((g["segment_1"]["loss"] + g["segment_2"]["loss"]) / 2)
+    assert [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()] == [res]
+    with pytest.raises(ConfigError, match="collect_data.py --seed 1"):  # no held-out folder: the command that makes it
+        step_loss.main([str(last), "--data_dir", str(tmp_path / "none")])
     lines = evaluate.main([str(last), "--eval_episodes", "1", "--eval_max_steps", "20", "--target_return", "18.1,5",
                            "--eval_batch_size", "1", "--out", str(tmp_path / "eval.jsonl")])
     assert [r["target_return"] for r in lines] == [18.1, 5.0] and all("episodes" not in r for r in lines)
@@ -429,8 +436,9 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--device", "gpu7"], "not a device name"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
-        r = subprocess.run([sys.executable, "MemoryMaze/diagnostics/pretrain_encoder.py", "--data_dir", str(data),
-                            "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "RATE_model.tools.pretrain_encoder", "--env", "memory_maze",
+                            "--data_dir", str(data), "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT,
+                           capture_output=True, text=True)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
         assert not (tmp_path / "x.pt").exists()
 
@@ -439,7 +447,7 @@ def test_step_groups_split_a_hand_made_window():
     rewards = np.zeros((2, 6), np.float32)
     rewards[0, 1] = 1  # reached at step 1: steps 2.. follow a reached target
     actions = np.array([[0, 0, 1, 1, 2, 2], [3, 3, 3, 3, 3, 3]])
-    g = step_loss.step_groups(np.array([0, 90]), actions, rewards, segment=3)
+    g = mem_maze_eval.maze_groups(np.array([0, 90]), actions, rewards, segment=3)
     assert g["first_window"].tolist() == [[True] * 6, [False] * 6]
     assert g["after_target_reached"].tolist() == [[False, False, True, True, True, True], [False] * 6]
     assert g["action_changed"].tolist() == [[False, False, True, False, True, False], [False] * 6]

@@ -330,3 +330,21 @@ def test_notebook_executes():
     client.execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2
+
+
+def test_measure_plays_the_expert_on_the_protocol(capsys, tmp_path):
+    """``tools.measure --env minigrid``: the noise-free expert solves every protocol grid, and an episode longer
+    than ``--eval_max_steps`` counts as a failure with return 0, as at evaluation; the collection-speed script
+    reports episodes per second and the size of the files."""
+    from MinigridMemory.diagnostics import collection_speed
+    from RATE_model.tools import measure
+
+    (m,) = measure.main(["--env", "minigrid", "--size", "9", "--episodes", "6", "--workers", "2"])
+    assert (m["policy"], m["episodes"], m["success"], m["cue_seen"]) == ("expert", 6, 1.0, 1.0)
+    assert 0.9 < m["return"] < 1.0 and m["flags"]["size"] == 9 and m["flags"]["epsilon"] == 0.0
+    (capped,) = measure.main(["--env", "minigrid", "--size", "9", "--episodes", "6", "--workers", "1",
+                              "--eval_max_steps", "3"])
+    assert (capped["success"], capped["return"], capped["length"]) == (0.0, 0.0, 3.0)
+    stats = collection_speed.main(["--episodes", "4", "--size", "9", "--workers", "1"])
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == stats
+    assert stats["written"] == 4 and stats["episodes_per_s"] > 0 and stats["mb_per_1000_episodes"] > 0

@@ -297,3 +297,17 @@ def test_published_tables_regenerate_from_the_committed_run_records(tmp_path, re
     doc = (ROOT / "POPGym" / "RESULTS_popgym.md").read_text()
     rows = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert len(rows) >= 4 and all(ln in doc for ln in rows), [ln for ln in rows if ln not in doc]
+
+
+def test_measure_plays_the_history_only_expert_beside_the_paper(capsys):
+    """``tools.measure --env popgym`` plays the data's expert on the test seeds (RepeatFirst: always right);
+    ``diagnostics/measure_experts.py`` puts the same numbers beside the paper's."""
+    from POPGym.diagnostics import measure_experts
+    from RATE_model.tools import measure
+
+    task = "popgym-RepeatFirstEasy-v0"
+    (m,) = measure.main(["--env", "popgym", "--task", task, "--episodes", "4", "--workers", "2"])
+    assert (m["policy"], m["return"], m["return_sem"], m["flags"]) == ("expert", 1.0, 0.0, {"task": task})
+    (row,) = measure_experts.main(["--tasks", task, "--episodes", "4", "--workers", "1"])
+    assert "| RepeatFirstEasy | +1.000 ± 0.000 | +1.00 | -0.49 |" in capsys.readouterr().out
+    assert (row["return"], row["mean_length"]) == (m["return"], m["length"]) and row["ms_per_step"] > 0

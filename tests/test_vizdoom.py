@@ -20,9 +20,12 @@ vzd = pytest.importorskip("vizdoom")
 from RATE_model.checkpoint import load_model  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
-from RATE_model.tools import evaluate  # noqa: E402
+from RATE_model.encoders import image_encoder  # noqa: E402
+from RATE_model.pretrain import FramePolicy, Frames, frame_bc  # noqa: E402
+from RATE_model.store import EpisodeStore  # noqa: E402
+from RATE_model.tools import evaluate, measure, pretrain_encoder, step_loss  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
-from VizDoom.diagnostics import frame_choice, measure_expert, probe_colour, step_loss  # noqa: E402
+from VizDoom.diagnostics import measure_expert, probe_colour  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src import vizdoom_eval  # noqa: E402
@@ -39,6 +42,7 @@ from VizDoom.VizDoom_src.vizdoom_env import (  # noqa: E402
     FORWARD,
     LEFT,
     LEFT_FORWARD,
+    N_ACTIONS,
     OBS_SHAPE,
     PICKUP_KEYS,
     RIGHT_FORWARD,
@@ -216,26 +220,37 @@ def test_swapped_colours_change_the_experts_target(env):
 
 
 def test_measure_expert_reports_every_policy_per_colour(capsys):
-    out = measure_expert.main(["--episodes", "2", "--timeout", "20", "--epsilons", "0", "--workers", "1"])
+    out = measure_expert.main(["--episodes", "2", "--eval_max_steps", "20", "--epsilon", "0", "--workers", "1"])
     assert [m["policy"] for m in out] == ["visible", "privileged", "random"]
     for m in out:
         assert m["episodes"] == 2 and m["length"] == 20.0 and m["return_red"] == pytest.approx(0.4)
     assert out[0]["colour_dependent_steps"] > 0 and out[1]["colour_dependent_steps"] > 0
     assert out[2]["colour_dependent_steps"] == 0.0
     capsys.readouterr()
-    (m,) = measure_expert.main(["--expert", "visible", "--episodes", "2", "--timeout", "20", "--workers", "1",
-                                "--json"])
+    (m,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "20", "--workers",
+                                "1", "--json"])
     line = capsys.readouterr().out.strip()
     assert json.loads(line) == m and {"return", "return_red", "return_green", "right_share"} <= set(m)
-    with pytest.raises(SystemExit):
-        measure_expert.main(["--epsilons", "0,1.5"])
-    with pytest.raises(SystemExit):
-        measure_expert.main(["--expert", "visible,oracle"])
-    (noisy,) = measure_expert.main(["--expert", "visible", "--episodes", "2", "--timeout", "20", "--workers", "1",
-                                    "--target_noise", "300", "--target_hold", "5"])
+    with pytest.raises(ConfigError, match="--epsilon"):
+        measure_expert.main(["--epsilon", "1.5"])
+    with pytest.raises(ConfigError, match="unknown policy 'oracle'"):
+        measure_expert.main(["--policies", "visible,oracle"])
+    (noisy,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "20",
+                                    "--workers", "1", "--target_noise", "300", "--target_hold", "5"])
     assert (noisy["target_noise"], noisy["target_hold"]) == (300.0, 5) and "J=300/5" in measure_expert.row(noisy)
     with pytest.raises(ConfigError, match="--target_noise"):
         measure_expert.main(["--target_noise", "-1"])
+
+
+def test_the_shared_measure_tool_plays_the_same_episodes(capsys):
+    """``tools.measure --env vizdoom`` gives the script's shared numbers; two workers give one's."""
+    argv = ["--policies", "privileged", "--episodes", "2", "--eval_max_steps", "20", "--epsilon", "0.5"]
+    (script,) = measure_expert.main([*argv, "--workers", "1"])
+    (tool,) = measure.main(["--env", "vizdoom", *argv, "--workers", "2"])
+    capsys.readouterr()
+    assert (tool["length"], tool["episodes"]) == (script["length"], script["episodes"])
+    assert (tool["return"], tool["return_sem"]) == pytest.approx((script["return"], script["return_sem"]), abs=0.01)
+    assert tool["red"] == 0.5 and tool["colour_dependent"] > 0 and tool["flags"]["epsilon"] == 0.5
 
 
 # ---------------------------------------------------------------- the visible expert
@@ -427,7 +442,7 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         vizdoom_dataset(tmp_path / "missing", window=5)
 
 
-def test_frame_choice_finds_the_colour_dependent_steps_right_after_a_pickup(tmp_path):
+def test_frames_find_the_colour_dependent_steps_right_after_a_pickup(tmp_path):
     # two hand-made episodes: pickups (reward >= 1) at steps 1, 4, 5 of the first, 0 and 5 of the second
     rewards = [[0.02, 1.02, 0.02, 0.02, 1.02, 1.02], [1.02, 0.02, 0.02, 0.02, 0.02, 1.02]]
     dependent = [[1, 1, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1]]  # step 5 of the first follows a pickup, not dependent
@@ -438,16 +453,20 @@ def test_frame_choice_finds_the_colour_dependent_steps_right_after_a_pickup(tmp_
                  colour_dependent=np.array(d, bool))
     # episode 0: step 2 follows the pickup at 1 (dependent), step 5 follows 4 (not); episode 1: step 1 follows 0,
     # and its step 0 follows nothing (the pickup at the first episode's last step is another episode)
-    frames = frame_choice.colour_dependent_frames(tmp_path, 2)
-    assert len(frames["obs"]) == 9 and frames["after_pickup"].sum() == 2
-    rows = frame_choice.main(["--data_dir", str(tmp_path), "--heldout_dir", str(tmp_path), "--episodes", "2",
-                              "--train_frames", "after_pickup", "--steps", "2", "--batch_size", "4"])
-    assert [r["step"] for r in rows] == [2]
+    frames = vizdoom_eval.ENV.frames(argparse.Namespace(data_dir=tmp_path, max_episodes=2))
+    assert frames.groups["colour_dependent"].sum() == 9 and frames.groups["after_pickup"].sum() == 2
+    assert frames.condition.tolist() == [1] * 6 + [0] * 6 and frames.other_action is None  # the pillar: red, green
+    rows = pretrain_encoder.main(["--env", "vizdoom", "--data_dir", str(tmp_path), "--max_episodes", "2",
+                                  "--heldout_dir", str(tmp_path), "--heldout_episodes", "2", "--frames", "after_pickup",
+                                  "--eval_frames", "colour_dependent", "--d_model", "64", "--steps", "2",
+                                  "--batch_size", "4", "--save_encoder", str(tmp_path / "enc.pt")])
+    assert [r["step"] for r in rows] == [2] and rows[-1]["groups"]["after_pickup"]["steps"] == 2
+    assert rows[-1]["groups"]["colour_dependent"]["steps"] == 9
     ep = dict(np.load(episode_path(tmp_path, 1)))
     del ep["colour_dependent"]
     np.savez(episode_path(tmp_path, 1), **ep)
     with pytest.raises(ConfigError, match="colour_dependent"):
-        frame_choice.colour_dependent_frames(tmp_path, 2)
+        vizdoom_eval.ENV.frames(argparse.Namespace(data_dir=tmp_path, max_episodes=2))
 
 
 def test_colour_marker_paints_only_its_corner(env, tmp_path):
@@ -537,7 +556,24 @@ def test_env_evaluate_reads_the_protocol_from_the_runs_flags(monkeypatch):
     assert (kw["split"], kw_val["split"]) == ("test", "validation")
     assert vizdoom_eval.ENV.selection_score({"return": 2.5}) == 2.5
     assert vizdoom_eval.ENV.seeds(3) == [1_000_000, 1_000_001, 1_000_002] and is_red(vizdoom_eval.ENV.seeds(1)[0])
-    assert vizdoom_eval.one_target(None) == 56.5 and vizdoom_eval.one_target(56.5) == 56.5  # older records
+    assert vizdoom_eval.ENV.target({"target_return": None}) == 56.5 == vizdoom_eval.ENV.target({"target_return": 56.5})
+
+
+def test_colour_groups_split_a_hand_made_window():
+    """ENV.step_groups' masks: windows at episode steps 20 and 40 (the pillar leaves the screen at step 23)."""
+    dep = np.array([[1, 1, 1, 1, 0, 0], [0, 1, 1, 0, 1, 1]], bool)
+    actions = np.array([[0, 0, 1, 1, 1, 2], [3, 3, 3, 4, 4, 4]])
+    rewards = np.zeros((2, 6), np.float32)
+    rewards[1, 3] = 1.0  # a right item picked up at step 3: step 4 chooses the next item
+    g = vizdoom_eval.colour_groups(dep, np.array([20, 40]), actions, rewards)
+    assert g["colour_dependent_pillar_in_view"].tolist() == [[True] * 3 + [False] * 3, [False] * 6]
+    assert (g["colour_dependent_after_pillar"] == dep & ~g["colour_dependent_pillar_in_view"]).all()
+    assert g["colour_dependent_action_changed"].tolist() == [[False, False, True, False, False, False],
+                                                            [False] * 6]
+    assert g["colour_dependent_action_repeated"][1].tolist() == [False, True, True, False, True, True]
+    assert g["colour_dependent_after_pickup"].tolist() == [[False] * 6, [False] * 4 + [True, False]]
+    assert (g["other"] == ~dep).all() and g["other_action_changed"][1].tolist() == [False, False, False, True,
+                                                                                    False, False]
 
 
 def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tmp_path):
@@ -566,8 +602,8 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     assert {f"rollout_memory_after_segment_{s}" for s in (1, 2, 3)} <= set(acc)
     (res,) = step_loss.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "6", "--batch_size", "4",
                              "--out", str(out)])
-    groups = res["groups"]
-    assert res["episodes"] == 6 and groups["all"]["steps"] == 6 * 20  # smoke episodes: 20 steps
+    groups = res["groups"]  # python -m RATE_model.tools.step_loss through ENV.heldout / step_groups / counterfactual
+    assert res["env"] == "vizdoom" and res["episodes"] == 6 and groups["all"]["steps"] == 6 * 20  # smoke: 20 steps
     assert groups["colour_dependent"]["steps"] + groups["other"]["steps"] == 120
     assert groups["colour_dependent"]["steps"] == sum(
         int(np.load(episode_path(data / "smoke", i))["colour_dependent"].sum()) for i in range(6))
@@ -611,9 +647,10 @@ def test_notebook_generates_a_tiny_dataset(tmp_path, monkeypatch):
     assert len(images) == 2 and os.environ["VIZDOOM_NB_EPISODES"] == "2"
 
 
-def _blob_frames(n: int, red: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _blob_frames(n: int, red: bool, rng: np.random.Generator) -> Frames:
     """Grey frames with a red and a green square on opposite halves; the expert heads for the pillar's colour
-    (left + forward or right + forward), the other-colour action is the opposite turn."""
+    (left + forward or right + forward), the other-colour action is the opposite turn (one episode, the colour
+    given beside each frame, as ``ENV.frames`` gives it)."""
     obs = np.full((n, *OBS_SHAPE), 90, np.uint8)
     red_left = rng.random(n) < 0.5
     for i in range(n):
@@ -623,40 +660,53 @@ def _blob_frames(n: int, red: bool, rng: np.random.Generator) -> dict[str, np.nd
             obs[i, channel, y:y + 16, x:x + 16] = 255
     target_left = red_left == red
     action = np.where(target_left, LEFT_FORWARD, RIGHT_FORWARD)
-    return {"obs": obs, "action": action, "action_other_colour": np.where(target_left, RIGHT_FORWARD, LEFT_FORWARD),
-            "red": np.full(n, red), "after_pickup": np.arange(n) % 4 == 0}
+    store = EpisodeStore.from_episodes([{"obs": obs, "action": action}])
+    return Frames(store, N_ACTIONS, condition=np.full(n, int(red)), n_conditions=2,
+                  other_action=np.where(target_left, RIGHT_FORWARD, LEFT_FORWARD),
+                  groups={"colour_dependent": np.ones(n, bool), "after_pickup": np.arange(n) % 4 == 0,
+                          "red": np.full(n, red), "green": np.full(n, not red)})
 
 
-def test_frame_choice_learns_one_colour_from_single_frames():
+def test_frame_bc_learns_one_colour_from_single_frames():
     rng = np.random.default_rng(0)
     train_frames, heldout = _blob_frames(512, True, rng), _blob_frames(128, True, rng)
-    net, rows = frame_choice.train(train_frames, heldout, steps=60, batch_size=32, lr=1e-3, eval_every=30,
-                                   log=lambda _: None)
-    assert isinstance(net, frame_choice.FramePolicy)
-    assert [r["step"] for r in rows] == [30, 60] and rows[-1]["stage"] == "all"
-    assert rows[-1]["colour_dependent"]["steps"] == 128 and rows[-1]["after_pickup"]["steps"] == 32
-    assert rows[-1]["colour_dependent"]["prefers_chosen"] > 0.9 and rows[-1]["accuracy"] > 0.9
+    torch.manual_seed(0)  # lr 3e-4 (the tool's): held-out accuracy 1.0 at step 60 for seeds 0-4; 1e-3 stalls on one
+    net, rows = frame_bc(train_frames, image_encoder(OBS_SHAPE, 64), 64, steps=60, batch_size=32, lr=3e-4,
+                         eval_every=30, heldout=heldout, log=lambda _: None)
+    assert isinstance(net, FramePolicy) and net.condition is not None  # the colour is read beside the frame
+    assert [r["step"] for r in rows] == [30, 60] and "stage" not in rows[-1]
+    g = rows[-1]["groups"]
+    assert g["colour_dependent"]["preference"]["steps"] == 128 and g["after_pickup"]["preference"]["steps"] == 32
+    assert rows[-1]["preference"]["prefers_chosen"] > 0.9 and rows[-1]["heldout_accuracy"] > 0.9
 
 
-def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_path):
+def test_pretrain_encoder_reads_the_colour_dependent_steps(tmp_path_factory, tmp_path):
     data = tmp_path_factory.getbasetemp() / "vizdoom_data" / "smoke"
     if not data.exists():
         collect(data, workers=1, progress=False, **train.SMOKE_DATA)
-    frames = frame_choice.colour_dependent_frames(data, 12)
+    frames = vizdoom_eval.ENV.frames(argparse.Namespace(data_dir=data, max_episodes=12))
     dep = [np.load(episode_path(data, i))["colour_dependent"] for i in range(12)]
-    assert len(frames["obs"]) == sum(int(d.sum()) for d in dep) and frames["obs"].dtype == np.uint8
-    assert frames["red"].sum() == sum(int(d.sum()) for d in dep[::2])  # even episodes: red pillar
-    green = frame_choice.colour_dependent_frames(data, 12, "green")
-    assert len(green["obs"]) == sum(int(d.sum()) for d in dep[1::2]) and not green["red"].any()
+    chosen = frames.select(["colour_dependent"])
+    assert chosen.sum() == sum(int(d.sum()) for d in dep) and frames.store.spec("obs")[1] == np.uint8
+    assert frames.select(["colour_dependent", "red"]).sum() == sum(int(d.sum()) for d in dep[::2])  # even: red
+    green = frames.select(["colour_dependent", "green"])
+    assert green.sum() == sum(int(d.sum()) for d in dep[1::2]) and not frames.condition[green].any()
+    other = np.concatenate([np.load(episode_path(data, i))["action_other_colour"] for i in range(12)])
+    assert (frames.other_action == other).all()
     out = tmp_path / "rows.jsonl"
     enc = tmp_path / "encoder.pt"
-    rows = frame_choice.main(["--data_dir", str(data), "--heldout_dir", str(data), "--episodes", "12", "--steps", "4",
-                              "--eval_every", "2", "--batch_size", "8", "--first_colour_steps", "2", "--out", str(out),
-                              "--save_encoder", str(enc)])
+    rows = pretrain_encoder.main(["--env", "vizdoom", "--data_dir", str(data), "--max_episodes", "12", "--heldout_dir",
+                                  str(data), "--heldout_episodes", "12", "--frames", "colour_dependent",
+                                  "--curriculum", "red:2", "--d_model", "64", "--steps", "4", "--eval_every", "2",
+                                  "--batch_size", "8", "--out", str(out), "--save_encoder", str(enc)])
     assert [r["stage"] for r in rows] == ["red", "all"]
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    assert rows[-1]["groups"]["colour_dependent"]["steps"] == chosen.sum() == rows[-1]["groups"]["red"]["steps"] + \
+        rows[-1]["groups"]["green"]["steps"]
+    assert 0 <= rows[-1]["preference"]["prefers_chosen"] <= 1 and rows[-1]["preference"]["steps"] > 0
     saved = torch.load(enc, weights_only=True)
-    assert saved["info"]["script"] == "frame_choice.py" and saved["info"]["last_evaluation"] == rows[-1]
+    assert saved["info"]["script"] == "RATE_model.tools.pretrain_encoder" and saved["info"]["env"] == "vizdoom"
+    assert saved["info"]["last_evaluation"] == rows[-1]
     # the sequence model starts from it, frozen: its encoder is the saved one after training
     runs = tmp_path / "runs"
     argv = shlex.split(README_LINES[1])[2:] + ["--smoke", "--no_wandb", "--runs_dir", str(runs), "--data_dir",
@@ -673,9 +723,9 @@ def test_frame_choice_reads_the_colour_dependent_steps(tmp_path_factory, tmp_pat
     before = (run / "checkpoints" / "last.pt").read_bytes()  # resuming the finished frozen run only evaluates
     train.main([*argv, "--resume", "latest"])
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
-    with pytest.raises(ConfigError, match="no episode files"):
-        frame_choice.main(["--data_dir", str(tmp_path / "none"), "--heldout_dir", str(data)])
+    with pytest.raises(DataError, match="generate_iter_data.py"):
+        pretrain_encoder.main(["--env", "vizdoom", "--data_dir", str(tmp_path / "none"), "--save_encoder", "x.pt"])
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "episode_000000.npz").write_bytes(b"not a zip file")
     with pytest.raises(DataError, match="episode_000000"):
-        frame_choice.colour_dependent_frames(tmp_path / "bad", 1)
+        vizdoom_eval.ENV.frames(argparse.Namespace(data_dir=tmp_path / "bad", max_episodes=1))

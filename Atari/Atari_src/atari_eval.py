@@ -16,18 +16,30 @@ instead of a sampled one (``--eval_greedy``: how much of a score the sampling co
 
 from __future__ import annotations
 
+import argparse
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from Atari.Atari_src.atari_env import MAX_STEPS, make_env
+from Atari.Atari_src.atari_data import FRAME_STACK, atari_store
+from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, make_env
+from Atari.Atari_src.expert import make_policy, play_episode
 from RATE_model import distributed
-from RATE_model.config import ConfigError, add_eval_flags, add_target_return_flag, check_eval_flags
+from RATE_model.config import (
+    ConfigError,
+    add_eval_flags,
+    add_store_flags,
+    add_target_return_flag,
+    check_eval_flags,
+    check_positive,
+)
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
+from RATE_model.pretrain import Frames
 from RATE_model.rollout import Episode, rollout, sem
 from RATE_model.vector import GymVectorEnv
 
@@ -70,33 +82,11 @@ def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_
                          for s, r, n in zip(seed_all, ret, steps, strict=True)]}
 
 
-def target_of(args: Any) -> float:
-    """The run's one ``--target_return`` (a list of one value; None: the game's, :data:`TARGET_RETURNS`).
-    ``args`` is a namespace or a dict of recorded flags; a checkpoint from before the flag took a list
-    records a number or None."""
-    get = args.get if isinstance(args, dict) else partial(getattr, args)
-    t = get("target_return", None)
-    if isinstance(t, (list, tuple)):
-        t = t[0] if t else None
-    return TARGET_RETURNS[get("game", None) or "Breakout"] if t is None else float(t)
-
-
-def check_one_target(args: Any) -> None:
-    """ConfigError unless the run has at most one ``--target_return``: training evaluates one target
-    (``tools.evaluate``, which plays several in turn, checks with :meth:`check_eval_flags` alone)."""
-    targets = getattr(args, "target_return", None)
-    if isinstance(targets, (list, tuple)) and len(targets) > 1:
-        raise ConfigError(f"--target_return takes one value in training, got {','.join(map(str, targets))} "
-                          "(python -m RATE_model.tools.evaluate CKPT --target_return A,B plays several)")
-
-
 class Atari(Environment):
     """Atari 2600 (Breakout, Qbert, Seaquest, Pong) from DQN-replay data; raw and gamer-normalised return."""
 
     name, title, package, extra = "atari", "Atari", "ale-py", "atari"
     train_script = "Atari/train_rate_atari.py"
-    test_seed_offset = 1_000_000  # evaluation env seeds; the data generator seeds from SeedSequence children
-    validation_seed_offset = 2_000_000  # validation episodes (evaluation during training); never test ones
     validation_episodes = 4
 
     def add_eval_flags(self, parser):
@@ -111,12 +101,13 @@ class Atari(Environment):
         check_eval_flags(args, MAX_STEPS, "108 000 frames")
 
     def evaluate(self, model, args, split="test"):
-        return evaluate(model, args.game, self.episodes(args, split), args.eval_max_steps, target_of(args),
+        return evaluate(model, args.game, self.episodes(args, split), args.eval_max_steps, self.target(args),
                         args.eval_batch_size, split=split, greedy=bool(getattr(args, "eval_greedy", None)))
 
-    def selection_score(self, metrics):
-        """The mean return."""
-        return float(metrics["return"])
+    def default_target(self, args):
+        """The game's (:data:`TARGET_RETURNS`)."""
+        game = args.get("game") if isinstance(args, dict) else getattr(args, "game", None)
+        return float(TARGET_RETURNS[game or "Breakout"])
 
     def attention_episode(self, seed, length, args):
         """One episode of the run's game: at most ``length`` steps (default: the run's evaluation limit),
@@ -124,7 +115,65 @@ class Atari(Environment):
         game = args.get("game") or "Breakout"
         steps = length or int(args.get("eval_max_steps") or MAX_STEPS)
         env = GymVectorEnv(partial(make_env, game), [seed])
-        return Episode(env, target_of(args), steps, sample=True, close=env.close)
+        return Episode(env, self.target(args), steps, sample=True, close=env.close)
+
+    def add_measure_flags(self, parser):
+        parser.add_argument("--game", choices=GAMES, help="the game (default: the train script's, Breakout)")
+        parser.add_argument("--epsilon", type=float, default=0.0,
+                            help="the scripted policy's share of uniformly random actions")
+        parser.add_argument("--data_env", action="store_true",
+                            help="play in the data's env (sticky actions 0.25, no no-op starts) instead of the "
+                                 "evaluation's")
+
+    def policies(self, args):
+        """``scripted``: the game's RAM controller (``expert.make_policy``), each action replaced with
+        probability ``--epsilon`` by a uniformly random one; ``random``: uniformly random actions. Both play
+        ``--game`` in the evaluation's env (``--data_env``: the data's) for at most ``--eval_max_steps`` agent
+        steps, their random draws seeded by the env seed. Extra: ``normalised`` (gamer-normalised return)."""
+        game = args.game or "Breakout"
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+        max_steps = int(getattr(args, "eval_max_steps", None) or MAX_STEPS)
+
+        def play(seed, scripted):
+            env = make_env(game, data=bool(args.data_env))
+            try:
+                ep = play_episode(env, make_policy(game) if scripted else None, args.epsilon, seed,
+                                  np.random.default_rng(seed), max_steps, keep=False)
+            finally:
+                env.close()
+            ret = float(ep["reward"].sum())
+            return {"return": ret, "length": len(ep["reward"]), "normalised": float(gamer_normalised(game, ret))}
+
+        return {"scripted": partial(play, scripted=True), "random": partial(play, scripted=False)}
+
+    def add_data_flags(self, parser):
+        from Atari.train_rate_atari import buffer_list
+
+        g = parser.add_argument_group("Atari")
+        g.add_argument("--game", choices=GAMES)
+        g.add_argument("--data_dir", "--data_dir_prefix", dest="data_dir", type=Path,
+                       help="DQN-replay root holding <Game>/<run>/replay_logs")
+        g.add_argument("--run", help="run folder inside <Game>/ (the reference reads 1)")
+        g.add_argument("--buffers", type=buffer_list, help="checkpoints to draw from, e.g. 0-49 (default) or 1,2,3")
+        g.add_argument("--num_steps", type=int, help="transitions to sample (Decision Transformer: 500 000)")
+        g.add_argument("--trajectories_per_buffer", type=int, help="trajectories taken per checkpoint visit")
+        g.add_argument("--data_seed", type=int, help="seed of the trajectory sample")
+        add_store_flags(g, "<data_dir>/<Game>/<run>/store_<data_seed>")
+
+    def frames(self, args, data_dir=None, episodes=None):
+        """The training data's episode store (Decision Transformer's sample of the data flags' DQN-replay run, as
+        the train script builds and reuses it); each step's input is its 4-frame stack, as the models see it."""
+        if data_dir is not None:
+            raise ConfigError("--heldout_dir: Atari's data is one sample of a DQN-replay run; its last "
+                              "--heldout_episodes trajectories are held out")
+        from Atari.train_rate_atari import data_root
+
+        check_positive(args, ("num_steps", "trajectories_per_buffer"))
+        root = data_root(argparse.Namespace(**{**vars(args), "smoke": False}))
+        store = atari_store(root, args.game, args.run, args.buffers, args.num_steps, args.trajectories_per_buffer,
+                            seed=args.data_seed, store_dir=args.store_dir)
+        return Frames(store, N_ACTIONS[args.game], FRAME_STACK, encoder_kwargs={"n_actions": N_ACTIONS[args.game]})
 
 
 ENV = Atari()

@@ -1,1 +1,1 @@
-"""Atari diagnosis scripts: scripted-expert measurements and probes, encoder pretraining."""
+"""Atari diagnosis scripts: probes of the scripted RAM experts."""

@@ -246,8 +246,3 @@ def oracle_episode(env: MemoryMazeEnv, seed: int, n_steps: int, epsilon: float, 
             break
     return {"obs": np.stack(frames), "action": ONE_HOT[actions], "reward": np.asarray(rewards, np.float32),
             "seen_at_assignment": np.asarray(agent.seen_at_assignment if agent else [], bool)}
-
-
-def episode_stats(episode: dict[str, Any]) -> dict[str, float]:
-    """Targets reached and steps of an ``oracle_episode``."""
-    return {"return": float(episode["reward"].sum()), "steps": len(episode["reward"])}

@@ -16,11 +16,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from MemoryMaze.get_data.collect_data import DATA_DIR, collect
+from MemoryMaze.get_data.collect_data import collect
 from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_dataset
-from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV, check_one_target
+from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV
 from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import add_episode_data_flags, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.config import build_parser, check_positive, parse_with_smoke, split_args
 from RATE_model.experiment import episode_folder, run_experiment, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
@@ -36,11 +36,7 @@ SMOKE_DATA = dict(n_episodes=4, max_steps=100, epsilon=0.1, seed=0)
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    g = add_episode_data_flags(p, "Memory Maze", DATA_DIR, "collect_data.py")
-    g.add_argument("--window_min_reward", type=float, help="keep training windows holding at least this reward")
-    g.add_argument("--window_stride", type=int,
-                   help="steps between training window offsets (default: the window, K·N, as the reference; smaller: "
-                        "overlapping windows)")
+    ENV.add_data_flags(p)
     ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
@@ -49,7 +45,6 @@ def check_args(args: argparse.Namespace) -> None:
     """Memory Maze flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
     check_positive(args, ("max_episodes", "window_stride"))
     ENV.check_eval_flags(args)
-    check_one_target(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""Memory Maze diagnosis scripts: oracle measurements, per-step losses, closed-loop behaviour, encoder pretraining."""
+"""Memory Maze diagnosis scripts beyond the tools: the oracles' halves and closed-loop behaviour."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from MinigridMemory.MinigridMemory_src.expert import expert_episode
 from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, check_size, default_timeout
 from RATE_model import distributed
 from RATE_model.config import ConfigError, add_eval_flags, check_positive, int_list
@@ -74,6 +75,33 @@ class Minigrid(Environment):
         steps = min(T, args.get("eval_max_steps") or T)
         return Episode(MinigridMemoryVecEnv(size, [seed], timeout=T), TARGET_RETURN, steps, sample=True,
                        cue_steps=(0,))
+
+    def add_measure_flags(self, parser):
+        parser.add_argument("--size", type=int, default=31, help="grid size of the episodes (odd, >= 7; default 31, "
+                                                                "the training size)")
+        parser.add_argument("--epsilon", type=float, default=0.0, help="the expert's share of random actions")
+
+    def policies(self, args):
+        """``expert``: the scripted expert of the data (``expert.expert_episode``, its noise seeded by the env
+        seed) with ``--epsilon`` random actions, on a ``--size`` grid with the protocol's timeout
+        (``--eval_env_timeout``) and rollout cap (``--eval_max_steps``: an episode it has not finished by then is
+        a failure with return 0, as at evaluation). Extras: ``success``, ``cue_seen``."""
+        try:
+            size = check_size(int(args.size))
+        except ValueError as e:
+            raise ConfigError(f"--size: {e}") from None
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise ConfigError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+        timeout, cap = getattr(args, "eval_env_timeout", None), getattr(args, "eval_max_steps", None)
+
+        def expert(seed):
+            ep = expert_episode(size, seed, args.epsilon, timeout, noise_seed=seed)
+            length, success, ret = len(ep["action"]), bool(ep["success"]), float(ep["reward"].sum())
+            if cap and length > cap:
+                length, success, ret = cap, False, 0.0
+            return {"return": ret, "length": length, "success": success, "cue_seen": bool(ep["cue_seen"])}
+
+        return {"expert": expert}
 
 
 ENV = Minigrid()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from POPGym.POPGym_src.popgym_env import ARGMAX_FAMILIES, PopgymVecEnv, family_of
+from POPGym.POPGym_src.popgym_env import ARGMAX_FAMILIES, TASKS, PopgymVecEnv, family_of, make
 from RATE_model import distributed
 from RATE_model.config import add_eval_flags
 from RATE_model.envs import Environment
@@ -37,16 +37,31 @@ class POPGym(Environment):
     def evaluate(self, model, args, split="test"):
         return evaluate(model, args.task, self.episodes(args, split), args.eval_batch_size, split=split)
 
-    def selection_score(self, metrics):
-        """The mean return."""
-        return float(metrics["return"])
-
     def attention_episode(self, seed, length, args):
         """One episode of the run's task on env seed ``seed``, at most ``length`` steps (default: to its end),
         actions as the protocol takes them; every observation may matter, so no cue step is marked."""
         task = args["task"]
         return Episode(PopgymVecEnv(task, [seed]), TARGET_RETURN, length or MAX_STEPS,
                        sample=family_of(task) not in ARGMAX_FAMILIES)
+
+    def add_measure_flags(self, parser):
+        parser.add_argument("--task", choices=TASKS, metavar="popgym-<Task>-v0",
+                            help="one of POPGym's 48 task ids (default: the train script's)")
+
+    def policies(self, args):
+        """``expert``: the task's history-only expert (``get_data/gen_popgym_data.play_episode``, the data's
+        policy: it acts on what it has observed, its draws seeded by the env seed), to the episode's end."""
+        from POPGym.get_data.gen_popgym_data import play_episode  # the generator's module: only when measuring
+
+        env: list = []  # one env per process, reset with each episode's seed (as the generator does)
+
+        def expert(seed):
+            if not env:
+                env.append(make(args.task))
+            ep = play_episode(args.task, seed, env[0])
+            return {"return": float(ep["reward"].sum()), "length": len(ep["reward"])}
+
+        return {"expert": expert}
 
 
 ENV = POPGym()

@@ -1,5 +1,6 @@
 """Measure the history-only experts on the evaluation protocol's test seeds and print them beside the paper's
-PPO-GRU data column and its random policy.
+PPO-GRU data column and its random policy (one task alone: ``python -m RATE_model.tools.measure --env popgym
+--task popgym-<Task>-v0``).
 
     python3 POPGym/diagnostics/measure_experts.py                       # 48 tasks × 100 seeds, every core
     python3 POPGym/diagnostics/measure_experts.py --tasks easy --episodes 20 --out experts.json
@@ -9,40 +10,28 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from POPGym.get_data.gen_popgym_data import play_episode, select_tasks
+from POPGym.get_data.gen_popgym_data import select_tasks
 from POPGym.paper_results import paper_value
-from POPGym.POPGym_src.popgym_env import TASKS, make
+from POPGym.POPGym_src.popgym_env import TASKS
 from POPGym.POPGym_src.popgym_eval import ENV
-from RATE_model.config import OneLineErrorParser
-from RATE_model.rollout import sem
+from RATE_model.cli import run_main
+from RATE_model.config import OneLineErrorParser, check_positive
+from RATE_model.tools import measure as shared
 
 
-def measure(task: str, episodes: int = 100) -> dict[str, Any]:
-    """Mean return ± SEM, mean length and seconds per step of the task's expert on the first ``episodes`` test
-    seeds (the seeds models are evaluated on)."""
-    env = make(task)
-    t0, returns, lengths = time.perf_counter(), [], []
-    for seed in ENV.seeds(episodes, "test"):
-        ep = play_episode(task, seed, env)
-        returns.append(float(ep["reward"].sum()))
-        lengths.append(len(ep["reward"]))
-    env.close()
-    r = np.asarray(returns)
-    return {"task": task, "episodes": episodes, "return": float(r.mean()), "return_sem": sem(r),
-            "mean_length": float(np.mean(lengths)), "ms_per_step": 1000 * (time.perf_counter() - t0) / sum(lengths),
+def measure(task: str, episodes: int = 100, workers: int = 1) -> dict[str, Any]:
+    """Mean return ± SEM, mean length and milliseconds per step (per process) of the task's expert on the first
+    ``episodes`` test seeds (the seeds models are evaluated on), with the paper's data and random returns."""
+    args = shared.env_args(ENV, task=task, episodes=episodes, workers=workers, policies=["expert"])
+    line, _ = shared.measure(ENV, "expert", args, progress=False)
+    return {"task": task, "episodes": line["episodes"], "return": line["return"], "return_sem": line["return_sem"],
+            "mean_length": line["length"], "ms_per_step": 1000 / line["steps_per_s"],
             "paper_data": paper_value(task, "data"), "paper_random": paper_value(task, "Random")}
-
-
-def _measure(args: tuple[str, int]) -> dict[str, Any]:
-    return measure(*args)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -60,15 +49,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = OneLineErrorParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--tasks", type=select_tasks, default=list(TASKS), help="all (default), easy, families, ids")
     p.add_argument("--episodes", type=int, default=100, help="test seeds per task (the protocol: 100)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes per task (default: all)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
-    if args.episodes < 1 or args.workers < 1:
-        p.error("--episodes and --workers must be >= 1")
-    jobs = [(t, args.episodes) for t in args.tasks]
-    with get_context("fork").Pool(min(args.workers, len(jobs))) as pool:
-        done = {r["task"]: r for r in tqdm(pool.imap_unordered(_measure, jobs), total=len(jobs), desc="experts")}
-    rows = [done[t] for t in args.tasks]
+    check_positive(args, ("episodes", "workers"))
+    rows = [measure(t, args.episodes, args.workers) for t in tqdm(args.tasks, desc="experts")]
     print(markdown(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,4 +62,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,6 +8,8 @@ Under torchrun each rank plays a contiguous slice of the seeds and the successes
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -20,7 +22,7 @@ from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout
 from RATE_model.store import EpisodeStore
 from TMaze_new.TMaze_new_src.tmaze_data import oracle_episodes
-from TMaze_new.TMaze_new_src.tmaze_env import DOWN, UP, TMazeVecEnv
+from TMaze_new.TMaze_new_src.tmaze_env import DOWN, RIGHT, UP, TMazeVecEnv
 
 PROTOCOL_LENGTHS = (9, 30, 90, 150, 300, 600, 900, 1200, 2400, 4800, 9600)
 TARGET_RETURN = 1.0
@@ -72,6 +74,35 @@ class TMaze(Environment):
         T = length or int(args.get("max_n_final", 3)) * int(args.get("context_length", 30))
         env = TMazeVecEnv(T, np.array([1 if seed % 2 == 0 else -1]), np.array([seed]))
         return Episode(env, TARGET_RETURN, T, cue_steps=(0,))
+
+    def add_measure_flags(self, parser):
+        parser.add_argument("--length", type=int, help="corridor length T of the episodes (default: the training "
+                                                       "length N·K)")
+
+    def policies(self, args):
+        """``oracle``: right to the junction, then towards the goal the cue showed (success on every seed);
+        ``random``: right to the junction, then up or down at random (what a policy without memory achieves:
+        success 1/2). Corridor T = ``--length`` (default N·K); goal up on an even seed, down on an odd one;
+        every episode takes T − 1 steps."""
+        N, K = int(getattr(args, "max_n_final", 3)), int(getattr(args, "context_length", 30))
+        T = N * K if getattr(args, "length", None) is None else int(args.length)
+        if T < 3:
+            raise ConfigError(f"--length must be >= 3, got {T}")
+
+        def play(seed, remember):
+            env = TMazeVecEnv(T, np.array([1 if seed % 2 == 0 else -1]), np.array([seed]))
+            env.reset()
+            rng = np.random.default_rng([seed, 1])
+            total, steps, done, success = 0.0, 0, False, False
+            while not done:
+                a = env.oracle_actions()
+                if not remember and a[0] != RIGHT:
+                    a = np.array([UP if rng.random() < 0.5 else DOWN])
+                _, r, d, info = env.step(a)
+                total, steps, done, success = total + float(r[0]), steps + 1, bool(d[0]), bool(info["success"][0])
+            return {"return": total, "length": steps, "success": success}
+
+        return {"oracle": partial(play, remember=True), "random": partial(play, remember=False)}
 
 
 ENV = TMaze()

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import add_episode_data_flags, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.config import build_parser, check_positive, parse_with_smoke, split_args
 from RATE_model.data import episode_files
 from RATE_model.experiment import episode_folder, run_experiment, run_seeds
-from VizDoom.get_data.generate_iter_data import DATA_DIR, collect
+from VizDoom.get_data.generate_iter_data import collect
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
-from VizDoom.VizDoom_src.vizdoom_eval import ENV, check_one_target
+from VizDoom.VizDoom_src.vizdoom_eval import ENV
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -37,7 +37,7 @@ SMOKE_DATA = dict(n_episodes=12, n_steps=20, seed=0)
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Flags over config.yaml defaults; also returns the flags given explicitly."""
     p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    add_episode_data_flags(p, "ViZDoom-Two-Colors", DATA_DIR, "generate_iter_data.py")
+    ENV.add_data_flags(p)
     ENV.add_eval_flags(p)
     return parse_with_smoke(p, argv, SMOKE)
 
@@ -46,7 +46,6 @@ def check_args(args: argparse.Namespace) -> None:
     """ViZDoom flag values that cannot work, evaluation flags included (before any data is made)."""
     check_positive(args, ("max_episodes",))
     ENV.check_eval_flags(args)
-    check_one_target(args)
 
 
 def mark_colour(data_dir: Path) -> bool:

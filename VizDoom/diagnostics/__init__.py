@@ -1,1 +1,1 @@
-"""ViZDoom-Two-Colors diagnosis scripts: expert measurements, per-step loss, colour probes, the single-frame test."""
+"""ViZDoom-Two-Colors diagnosis scripts: per-colour expert measurements and the colour probe of the memory."""

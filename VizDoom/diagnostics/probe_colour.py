@@ -89,24 +89,11 @@ def rollout_memory(model: RATE, n_episodes: int, segments: int, batch_size: int)
     seeds = ENV.seeds(n_episodes, "validation")
     steps = K * segments + 1  # a segment's write slots run when the next segment's first step is taken
     gen = torch.Generator().manual_seed(0)
-    recorded: list[Tensor] = []
-    finish = model.finish_segment
-
-    def record(dec: Any) -> Any:
-        state = finish(dec)
-        recorded.append(state.memory.flatten(1).float())
-        return state
-
     memories = []
-    model.finish_segment = record  # type: ignore[method-assign]
-    try:
-        for i in range(0, len(seeds), batch_size):
-            recorded.clear()
-            with GymVectorEnv(partial(TwoColorsEnv, timeout=steps, scenario=NO_DAMAGE), seeds[i:i + batch_size]) as env:
-                rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
-            memories.append(torch.stack(recorded[:segments], 1))
-    finally:
-        del model.finish_segment
+    for i in range(0, len(seeds), batch_size):
+        with GymVectorEnv(partial(TwoColorsEnv, timeout=steps, scenario=NO_DAMAGE), seeds[i:i + batch_size]) as env:
+            res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen, keep_states=True)
+        memories.append(torch.stack([st.memory.flatten(1).float() for st in res.states[:segments]], 1))
     return torch.cat(memories), torch.tensor([is_red(s) for s in seeds])
 
 
