@@ -83,15 +83,10 @@ def test_rate_carries_an_image_cue_across_segments_and_a_short_context_dt_cannot
     """Corridor of 2 segments of K = 3: the key-or-ball frame at t = 0 decides the turn at t = 5. RATE (memory
     tokens only, no cache) learns it; a DT with a 3-step context never sees the cue at the junction."""
     K, N, seed = 3, 2, 4
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        rate = ic.cue_model("RATE", K, N, seed=seed)
-        losses, rate_success = ic.train_on_cue(rate, N, tmp_path / "rate", epochs=60, seed=seed)
-        dt = ic.cue_model("DT", K, N, seed=seed)
-        dt_losses, dt_success = ic.train_on_cue(dt, N, tmp_path / "dt", epochs=25, seed=seed)
-    finally:
-        torch.set_num_threads(threads)
+    rate = ic.cue_model("RATE", K, N, seed=seed)
+    losses, rate_success = ic.train_on_cue(rate, N, tmp_path / "rate", epochs=60, seed=seed)
+    dt = ic.cue_model("DT", K, N, seed=seed)
+    dt_losses, dt_success = ic.train_on_cue(dt, N, tmp_path / "dt", epochs=25, seed=seed)
     floor = ic.cue_floor(K, N)
     assert rate_success >= 0.95 and np.mean(losses[-20:]) < floor / 4
     assert 0.35 <= dt_success <= 0.65 and np.mean(dt_losses[-20:]) > floor / 2
