@@ -100,6 +100,12 @@ class Environment:
             raise EnvError(f"{self.name} has no default --target_return")
         return float(self.target_return)
 
+    def memory_noise(self, args: Any, split: str) -> str:
+        """The memory ablation (``--eval_memory_noise``) the split's rollouts apply: the run's setting on the test
+        seeds, never on the validation seeds (a checkpoint is chosen on the intact model); pass it to
+        ``rollout(..., memory_noise=...)``."""
+        return (getattr(args, "eval_memory_noise", None) or "none") if split == "test" else "none"
+
     def evaluate(self, model: RATE, args: Any, split: str = "test") -> dict[str, Any]:
         """The protocol's metrics of ``model`` on the split's seeds (numbers, plus lists such as ``episodes``)."""
         raise NotImplementedError

@@ -28,7 +28,6 @@ from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
 from RATE_model.pretrain import fit_pixel_norm
-from RATE_model.rollout import memory_noise
 from RATE_model.trainer import Trainer, describe_device, resolve_device
 
 
@@ -149,7 +148,7 @@ class Experiment:
 
     def test(self, model: RATE) -> dict[str, Any]:
         """The env's protocol on its test seeds, in the training precision (each rank plays its share)."""
-        with autocast(self.device, self.precision), memory_noise(self.noise):
+        with autocast(self.device, self.precision):  # the env applies --eval_memory_noise to its test rollouts
             return self.env.evaluate(model, self.args, "test")
 
     def validate(self, model: RATE) -> tuple[dict[str, float], float]:

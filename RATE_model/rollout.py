@@ -9,15 +9,13 @@ their observations.
 
 Evaluation seeds come in two disjoint splits (:func:`split_seeds`): ``test`` (the protocol's reported
 episodes) and ``validation`` (what evaluation during training and best-checkpoint selection see).
-:func:`memory_noise` scopes the memory ablation: every segment then reads Gaussian noise in place of
-its memory tokens and/or hidden-state cache.
+``rollout(..., memory_noise=...)`` is the memory ablation: every segment then reads Gaussian noise in place
+of its memory tokens and/or hidden-state cache.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -30,7 +28,6 @@ from RATE_model.config import MEMORY_NOISE
 from RATE_model.model import RATE, REGULAR, Decoding, State
 
 SPLITS = ("test", "validation")
-_NOISE: contextvars.ContextVar[str] = contextvars.ContextVar("memory_noise", default="none")
 
 
 def split_seeds(n: int, split: str, test_offset: int, validation_offset: int) -> list[int]:
@@ -44,20 +41,6 @@ def split_seeds(n: int, split: str, test_offset: int, validation_offset: int) ->
                          f"(at most {hi - lo})")
     start = test_offset if split == "test" else validation_offset
     return list(range(start, start + n))
-
-
-@contextlib.contextmanager
-def memory_noise(which: str) -> Iterator[None]:
-    """Inside this scope every rollout replaces what each segment reads from the past by Gaussian noise
-    with the mean and standard deviation of the real tensor it replaces: ``tokens`` the memory tokens,
-    ``cache`` the hidden-state cache, ``both``, or ``none``."""
-    if which not in MEMORY_NOISE:
-        raise ValueError(f"memory noise {which!r} is not one of {', '.join(MEMORY_NOISE)}")
-    token = _NOISE.set(which)
-    try:
-        yield
-    finally:
-        _NOISE.reset(token)
 
 
 def _like(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -123,16 +106,18 @@ class Episode:
 class Decoder:
     """Incremental policy over a batch of episodes: feed (R_t, o_t), get logits for a_t.
 
-    Inside a :func:`memory_noise` scope each segment starts from a noised state (seeded: the ablation
-    is reproducible). The BC baselines run one step at a time through ``model.forward`` (an MLP has no
-    past; an LSTM's state is carried step to step, the executed action written into it by
-    :meth:`observe_action`) and ignore memory noise."""
+    With ``memory_noise`` (``tokens``, ``cache`` or ``both``; see :func:`noised`) each segment starts from a
+    noised state (seeded: the ablation is reproducible). The BC baselines run one step at a time through
+    ``model.forward`` (an MLP has no past; an LSTM's state is carried step to step, the executed action
+    written into it by :meth:`observe_action`) and ignore memory noise."""
 
-    def __init__(self, model: RATE, batch_size: int, keep_states: bool = False):
+    def __init__(self, model: RATE, batch_size: int, keep_states: bool = False, memory_noise: str = "none"):
+        if memory_noise not in MEMORY_NOISE:
+            raise ValueError(f"memory noise {memory_noise!r} is not one of {', '.join(MEMORY_NOISE)}")
         self.model, self.K, self.batch_size = model, model.cfg.context_length, batch_size
         self.states: list[State] | None = [] if keep_states else None  # the state each finished segment leaves
         self.t = 0  # steps consumed in this episode
-        self.noise = _NOISE.get()
+        self.noise = memory_noise
         self.gen = torch.Generator(device=model.u.device).manual_seed(0) if self.noise != "none" else None
         self.bc_state: State | None = None
         self.dec: Decoding | None = None if model.bc else self._start(None)
@@ -196,7 +181,7 @@ class Decoder:
 def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_steps: int,
             sample: bool = False, reward_scale: float = 1.0, reset_rtg_each_segment: bool = False,
             generator: torch.Generator | None = None, progress: bool | str = False,
-            keep_trajectory: bool = False, keep_states: bool = False,
+            keep_trajectory: bool = False, keep_states: bool = False, memory_noise: str = "none",
             override: Callable[[int, np.ndarray], Tensor | None] | None = None) -> RolloutResult:
     """Run ``env.num_envs`` episodes to the end (or ``max_steps``) with the model as policy.
 
@@ -205,7 +190,8 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     Discrete actions are the argmax, or sampled when ``sample``; continuous actions are the head output.
     ``keep_trajectory``: the result also holds every step's return-to-go, observation and action;
     ``keep_states``: the state (memory tokens, cache) each completed segment hands to the next (a segment's
-    write slots run when the next segment's first step is taken).
+    write slots run when the next segment's first step is taken); ``memory_noise``: the memory ablation
+    (:class:`Decoder`).
     ``override(t, obs)``: where it returns an action, that action is executed in place of the model's (and
     observed by it, as in its data) — e.g. a behaviour policy playing an episode's first steps.
     """
@@ -217,7 +203,7 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     target = torch.tensor(np.broadcast_to(target_return, (E,)), dtype=torch.float32, device=dev)
     rtg = target.clone()
     obs = env.reset()
-    dec = Decoder(model, E, keep_states)
+    dec = Decoder(model, E, keep_states, memory_noise)
     returns, lengths = np.zeros(E), np.zeros(E, dtype=np.int64)
     done = np.zeros(E, dtype=bool)
     infos: dict[str, np.ndarray] = {}

@@ -63,10 +63,11 @@ class GymVectorEnv:
 def returns_in_envs(model: RATE, make_env: Callable[[], gym.Env], seeds: Sequence[int],
                     runs: Mapping[str, tuple[float, bool]], max_steps: int, reward_scale: float,
                     batch_size: int | None = None, obs_scale: float = 1.0, context: str = "fork", desc: str = "eval",
-                    progress: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    progress: bool = True, memory_noise: str = "none") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Every run of ``runs`` (name -> (initial return-to-go, restored at every segment start)) on the same env
     seeds, ``batch_size`` (default: all) episodes stepped together in worker processes of ``make_env``. Under
-    torchrun each rank plays its share of ``seeds``; returns every seed and each run's returns in that order."""
+    torchrun each rank plays its share of ``seeds``; returns every seed and each run's returns in that order.
+    ``memory_noise``: the memory ablation of :func:`RATE_model.rollout.rollout`."""
     seeds = distributed.shard(list(seeds))
     batch_size = batch_size or max(1, len(seeds))
     show = progress and distributed.is_main()
@@ -75,7 +76,8 @@ def returns_in_envs(model: RATE, make_env: Callable[[], gym.Env], seeds: Sequenc
         with GymVectorEnv(make_env, seeds[i:i + batch_size], obs_scale=obs_scale, context=context) as venv:
             for name, (rtg, reset) in runs.items():  # every run resets the envs with the same seeds
                 res = rollout(model, venv, rtg, max_steps=max_steps, reward_scale=reward_scale,
-                              reset_rtg_each_segment=reset, progress=f"{desc} {name}" if show else False)
+                              reset_rtg_each_segment=reset, progress=f"{desc} {name}" if show else False,
+                              memory_noise=memory_noise)
                 returns[name].append(res.returns)
     all_seeds = np.concatenate([np.asarray(p) for p in distributed.gather(seeds)])
     return all_seeds, {name: np.concatenate([np.concatenate(p) for p in distributed.gather(r)])

@@ -78,7 +78,8 @@ class Cue(Environment):
 
     def evaluate(self, model, args, split="test"):
         seeds = self.seeds(self.episodes(args, split), split)
-        res = rollout(model, CueVecEnv(args.length, seeds), 1.0, args.length)
+        res = rollout(model, CueVecEnv(args.length, seeds), 1.0, args.length,
+                      memory_noise=self.memory_noise(args, split))
         return {"success": float(res.infos["success"].mean()), "return": float(res.returns.mean()),
                 "episodes": [{"seed": s, "return": float(r)} for s, r in zip(seeds, res.returns, strict=True)]}
 
@@ -191,3 +192,13 @@ def test_run_args_lay_only_the_given_flags_over_the_recorded_ones():
     given = argparse.Namespace(eval_episodes=None, length=9)
     args = evaluate.run_args({"eval_episodes": 20, "length": 6, "lr": 1e-3}, given, {"length"})
     assert (args.eval_episodes, args.length, args.lr) == (20, 9, 1e-3)
+
+
+def test_memory_noise_through_tools_evaluate_takes_the_cue_away(cue_run):
+    """The cue crosses one segment boundary in the memory tokens only (no cache): noise in their place leaves
+    the decision to chance, and the recorded run's own evaluation stays intact."""
+    run, _ = cue_run
+    ckpt = str(run / "checkpoints" / "last.pt")
+    (intact,) = evaluate.main([ckpt, "--eval_episodes", "40"])
+    (noised,) = evaluate.main([ckpt, "--eval_episodes", "40", "--eval_memory_noise", "tokens"])
+    assert intact["success"] == 1.0 and 0.2 <= noised["success"] <= 0.8

@@ -3,6 +3,7 @@ ablation and attention maps."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -15,7 +16,7 @@ from RATE_model import envs
 from RATE_model.config import TrainConfig
 from RATE_model.data import Trajectories
 from RATE_model.model import State
-from RATE_model.rollout import Decoder, memory_noise, noised, rollout, split_seeds
+from RATE_model.rollout import Decoder, noised, rollout, split_seeds
 from RATE_model.tools import attention
 from RATE_model.trainer import Trainer
 from tests.helpers import crash_at, random_batch, tiny_model
@@ -172,14 +173,13 @@ def test_noise_replaces_only_what_it_names_with_the_same_statistics(which):
 def _tmaze_logits(model, noise: str) -> list[torch.Tensor]:
     env = TMazeVecEnv(12, np.array([1, -1]), np.array([0, 1]))
     obs, out = env.reset(), []
-    with memory_noise(noise):
-        dec = Decoder(model, 2)
-        for _ in range(12):
-            logits = dec.act_logits(torch.ones(2), torch.as_tensor(obs))
-            out.append(logits)
-            a = logits.argmax(-1)
-            dec.observe_action(a)
-            obs, *_ = env.step(a.numpy())
+    dec = Decoder(model, 2, memory_noise=noise)
+    for _ in range(12):
+        logits = dec.act_logits(torch.ones(2), torch.as_tensor(obs))
+        out.append(logits)
+        a = logits.argmax(-1)
+        dec.observe_action(a)
+        obs, *_ = env.step(a.numpy())
     return out
 
 
@@ -192,8 +192,15 @@ def test_noise_changes_a_memory_model_and_leaves_dt_alone():
     dt = tiny_model("DT", dropout=0.0, env="tmaze")  # no memory tokens, no cache: nothing to replace
     assert torch.equal(torch.stack(_tmaze_logits(dt, "none")), torch.stack(_tmaze_logits(dt, "both")))
     with pytest.raises(ValueError, match="memory noise"):
-        with memory_noise("all"):
-            pass
+        rollout(rate, TMazeVecEnv(12, np.array([1]), np.array([0])), 1.0, 12, memory_noise="all")
+
+
+def test_memory_noise_applies_to_the_test_split_only():
+    """--eval_memory_noise is the test evaluation's ablation; validation chooses checkpoints on the intact model."""
+    env = envs.get("tmaze")
+    args = argparse.Namespace(eval_memory_noise="tokens")
+    assert env.memory_noise(args, "test") == "tokens" and env.memory_noise(args, "validation") == "none"
+    assert env.memory_noise(argparse.Namespace(), "test") == "none"
 
 
 def test_rollout_keeps_the_trajectory_it_played():

@@ -57,7 +57,8 @@ def gamer_normalised(game: str, returns: np.ndarray | float) -> np.ndarray | flo
 
 def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
              target_return: float | None = None, batch_size: int | None = None, sample_seed: int = 0,
-             progress: bool = True, split: str = "test", greedy: bool = False) -> dict[str, Any]:
+             progress: bool = True, split: str = "test", greedy: bool = False,
+             memory_noise: str = "none") -> dict[str, Any]:
     """{"return", "return_sem", "normalised", "normalised_sem", "episodes_n", "target_return",
     "episodes": [{"seed", "return", "steps"}, ...]} over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
     (default: all) stepped together in worker processes; actions sampled (``greedy``: the most likely)."""
@@ -70,7 +71,7 @@ def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_
     for i in tqdm(range(0, len(seeds), batch_size), desc=f"{game} eval batches", disable=not show, leave=False):
         with GymVectorEnv(partial(make_env, game), seeds[i:i + batch_size]) as env:
             res = rollout(model, env, target, max_steps=max_steps, sample=not greedy, generator=gen,
-                          progress=f"{game} eval steps" if show else False)
+                          memory_noise=memory_noise, progress=f"{game} eval steps" if show else False)
         returns.append(res.returns)
         lengths.append(res.lengths)
     parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(lengths)))
@@ -102,7 +103,8 @@ class Atari(Environment):
 
     def evaluate(self, model, args, split="test"):
         return evaluate(model, args.game, self.episodes(args, split), args.eval_max_steps, self.target(args),
-                        args.eval_batch_size, split=split, greedy=bool(getattr(args, "eval_greedy", None)))
+                        args.eval_batch_size, split=split, greedy=bool(getattr(args, "eval_greedy", None)),
+                        memory_noise=self.memory_noise(args, split))
 
     def default_target(self, args):
         """The game's (:data:`TARGET_RETURNS`)."""

@@ -58,7 +58,7 @@ def default_batch_size() -> int:
 
 def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, batch_size: int | None = None,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
-             split: str = "test") -> dict[str, Any]:
+             split: str = "test", memory_noise: str = "none") -> dict[str, Any]:
     """{"return", "return_sem", "return_first_half", "return_second_half", "episodes_n", "episodes":
     [{"seed", "return", "return_first_half", "return_second_half"}, ...]} over ``n_episodes`` fixed mazes of
     the ``split`` (halves of ``max_steps``), at most ``batch_size`` worker processes at a time (default:
@@ -72,7 +72,7 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
         with GymVectorEnv(partial(MemoryMazeEnv, max_steps=max_steps), seeds[i:i + batch_size],
                           info_keys=("targets_first_half",), context=START_METHOD) as env:
             res = rollout(model, env, target_return, max_steps=max_steps, sample=True, generator=gen,
-                          progress="Memory Maze eval steps" if show else False)
+                          memory_noise=memory_noise, progress="Memory Maze eval steps" if show else False)
         returns.append(res.returns)
         first.append(res.infos["targets_first_half"].astype(float))
     parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(first)))
@@ -104,7 +104,7 @@ class MemoryMaze(Environment):
 
     def evaluate(self, model, args, split="test"):
         return evaluate(model, self.episodes(args, split), args.eval_max_steps, args.eval_batch_size,
-                        self.target(args), split=split)
+                        self.target(args), split=split, memory_noise=self.memory_noise(args, split))
 
     def attention_episode(self, seed, length, args):
         """Maze ``seed``, ``length`` steps (default: the run's evaluation length), sampled actions; the first

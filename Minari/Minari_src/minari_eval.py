@@ -54,7 +54,7 @@ class Minari(Environment):
         make_env = partial(recovered_env, spec, layout, args.eval_max_steps)
         return evaluate(model, make_env, self.episodes(args, split), max_steps, tuple(args.target_return),
                         args.rtg_scale, 1 / 255 if layout.image else 1.0, args.eval_batch_size, split,
-                        reference_scores(dataset))
+                        reference_scores(dataset), memory_noise=self.memory_noise(args, split))
 
     def selection_score(self, metrics):
         """The mean return over the targets."""
@@ -100,12 +100,13 @@ def reference_scores(dataset: Any) -> Callable[[np.ndarray], Any] | None:
 def evaluate(model: RATE, make_env: Callable[[], gym.Env], n_episodes: int, max_steps: int,
              targets: tuple[float, ...], rtg_scale: float, obs_scale: float, batch_size: int | None = None,
              split: str = "test", normalise: Callable[[np.ndarray], Any] | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, memory_noise: str = "none") -> dict[str, Any]:
     """Mean return ± SEM (and ``normalise(returns)`` as ``score``, when given) per target over ``n_episodes``
     fixed seeds of the split, ``batch_size`` (default: all) stepped together; ``episodes`` lists each one."""
     runs = {f"t{target:g}": (target * rtg_scale, False) for target in targets}
     seeds, returns = returns_in_envs(model, make_env, ENV.seeds(n_episodes, split), runs, max_steps, rtg_scale,
-                                     batch_size, obs_scale, "forkserver", progress=progress)
+                                     batch_size, obs_scale, "forkserver", progress=progress,
+                                     memory_noise=memory_noise)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "episodes": []}
     for target in targets:
         ret = returns[f"t{target:g}"]

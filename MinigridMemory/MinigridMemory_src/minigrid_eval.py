@@ -61,7 +61,8 @@ class Minigrid(Environment):
 
     def evaluate(self, model, args, split="test"):
         return evaluate(model, args.eval_sizes, self.episodes(args, split), getattr(args, "eval_env_timeout", None),
-                        args.eval_max_steps, args.eval_batch_size or DEFAULT_BATCH, split=split)
+                        args.eval_max_steps, args.eval_batch_size or DEFAULT_BATCH, split=split,
+                        memory_noise=self.memory_noise(args, split))
 
     def selection_score(self, metrics):
         """The mean success rate over the evaluated grid sizes."""
@@ -109,7 +110,7 @@ ENV = Minigrid()
 
 def evaluate_size(model: RATE, size: int, n_episodes: int = 100, env_timeout: int | None = None,
                   max_steps: int | None = None, batch_size: int = DEFAULT_BATCH, sample_seed: int = 0,
-                  split: str = "test") -> dict[str, float]:
+                  split: str = "test", memory_noise: str = "none") -> dict[str, float]:
     """Mean return, success rate and the fraction of unfinished episodes (no object touched before the
     timeout or ``max_steps``) over ``n_episodes`` fixed episodes of the ``split`` (``ENV.seeds``) on a
     size×size grid; the other failures touched the wrong object.
@@ -124,7 +125,8 @@ def evaluate_size(model: RATE, size: int, n_episodes: int = 100, env_timeout: in
     returns, successes, unfinished = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
     for i in range(0, len(seeds), batch_size):
         env = MinigridMemoryVecEnv(size, seeds[i:i + batch_size], timeout=T)
-        res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen)
+        res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen,
+                      memory_noise=memory_noise)
         returns.append(res.returns)
         successes.append(res.infos["success"])
         unfinished.append(1.0 - res.infos["touched"])
@@ -135,12 +137,13 @@ def evaluate_size(model: RATE, size: int, n_episodes: int = 100, env_timeout: in
 
 def evaluate(model: RATE, sizes: list[int], n_episodes: int = 100, env_timeout: int | None = None,
              max_steps: int | None = None, batch_size: int = DEFAULT_BATCH, progress: bool = True,
-             split: str = "test") -> dict[str, float]:
+             split: str = "test", memory_noise: str = "none") -> dict[str, float]:
     """{"return_<size>": mean return, "success_<size>": success rate, "unfinished_<size>": fraction that
     touched no object in time} for every grid size."""
     out: dict[str, float] = {}
     show = None if progress and distributed.is_main() else True  # None: only on a terminal
     for size in tqdm(sizes, desc="Minigrid-Memory eval", disable=show, leave=False):
-        m = evaluate_size(model, size, n_episodes, env_timeout, max_steps, batch_size, split=split)
+        m = evaluate_size(model, size, n_episodes, env_timeout, max_steps, batch_size, split=split,
+                          memory_noise=memory_noise)
         out.update({f"{k}_{size}": v for k, v in m.items()})
     return out

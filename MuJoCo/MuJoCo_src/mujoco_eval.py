@@ -68,7 +68,7 @@ class MuJoCo(Environment):
         modes = RTG_MODES if args.rtg_mode == "both" else (args.rtg_mode,)
         make = recovered(args.minari_dataset) if args.minari_dataset else None
         return evaluate(model, env, self.episodes(args, split), args.eval_max_steps, args.target_return, modes,
-                        args.eval_batch_size, split=split, make=make)
+                        args.eval_batch_size, split=split, make=make, memory_noise=self.memory_noise(args, split))
 
     def selection_score(self, metrics):
         """The mean normalised score over every (mode, target) evaluated."""
@@ -130,14 +130,16 @@ def recovered(dataset_id: str) -> Callable[[], gym.Env] | None:
 def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_STEPS,
              targets: tuple[float, ...] | None = None, modes: tuple[str, ...] = RTG_MODES,
              batch_size: int | None = None, progress: bool = True,
-             split: str = "test", make: Callable[[], gym.Env] | None = None) -> dict[str, Any]:
+             split: str = "test", make: Callable[[], gym.Env] | None = None,
+             memory_noise: str = "none") -> dict[str, Any]:
     """Metrics of every (mode, target) over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
     (default: all) stepped together in worker processes; ``episodes`` lists every episode. ``make``: the env
     factory (default: gymnasium's v5 env of ``env``; a Minari dataset's own env, for example)."""
     targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
     runs = {f"{mode}_t{target:g}": (target * RTG_SCALE, mode == "reset") for target in targets for mode in modes}
     seeds, returns = returns_in_envs(model, make or partial(make_env, env), ENV.seeds(n_episodes, split), runs,
-                                     max_steps, RTG_SCALE, batch_size, desc=env, progress=progress)
+                                     max_steps, RTG_SCALE, batch_size, desc=env, progress=progress,
+                                     memory_noise=memory_noise)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "modes": list(modes),
                                "episodes": []}
     for target in targets:

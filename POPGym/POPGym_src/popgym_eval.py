@@ -35,7 +35,8 @@ class POPGym(Environment):
         add_eval_flags(g, episodes="fixed test seeds (the protocol: 100)", batch="episodes stepped together")
 
     def evaluate(self, model, args, split="test"):
-        return evaluate(model, args.task, self.episodes(args, split), args.eval_batch_size, split=split)
+        return evaluate(model, args.task, self.episodes(args, split), args.eval_batch_size, split=split,
+                        memory_noise=self.memory_noise(args, split))
 
     def attention_episode(self, seed, length, args):
         """One episode of the run's task on env seed ``seed``, at most ``length`` steps (default: to its end),
@@ -68,7 +69,7 @@ ENV = POPGym()
 
 
 def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size: int = 100,
-             split: str = "test", sample_seed: int = 0) -> dict[str, object]:
+             split: str = "test", sample_seed: int = 0, memory_noise: str = "none") -> dict[str, object]:
     """{"return", "return_sem", "length", "episodes": per-episode returns} over ``n_episodes`` seeds of ``split``."""
     seeds = distributed.shard(ENV.seeds(n_episodes, split))
     sample = family_of(task) not in ARGMAX_FAMILIES
@@ -76,7 +77,7 @@ def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size
     returns, lengths = [np.zeros(0)], [np.zeros(0)]
     for i in range(0, len(seeds), batch_size):
         env = PopgymVecEnv(task, seeds[i:i + batch_size])
-        res = rollout(model, env, TARGET_RETURN, MAX_STEPS, sample=sample, generator=gen)
+        res = rollout(model, env, TARGET_RETURN, MAX_STEPS, sample=sample, generator=gen, memory_noise=memory_noise)
         env.close()
         returns.append(res.returns)
         lengths.append(res.lengths.astype(float))

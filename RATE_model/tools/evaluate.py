@@ -27,7 +27,6 @@ from RATE_model.config import MEMORY_NOISE, PRECISIONS, ConfigError, OneLineErro
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, resolve_precision
-from RATE_model.rollout import memory_noise
 from RATE_model.trainer import resolve_device
 
 PROG = "python -m RATE_model.tools.evaluate"
@@ -60,9 +59,9 @@ def run_args(recorded: dict[str, Any], given: argparse.Namespace, explicit: set[
 
 
 def evaluate_checkpoint(model: RATE, env: Environment, args: argparse.Namespace, split: str, device: Any,
-                        precision: str, noise: str) -> dict[str, Any]:
-    """``env.evaluate`` as training runs it: in the run's precision, with its memory-noise setting."""
-    with autocast(device, precision), memory_noise(noise):
+                        precision: str) -> dict[str, Any]:
+    """``env.evaluate`` as training runs it: in the run's precision (``args.eval_memory_noise``: the ablation)."""
+    with autocast(device, precision):
         return env.evaluate(model, args, split)
 
 
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     device = resolve_device(given.device or "cpu")
     model.to(device)
     precision = resolve_precision(given.precision or config.get("precision") or "fp32", device)
-    noise = given.eval_memory_noise or getattr(args, "eval_memory_noise", None) or "none"
+    args.eval_memory_noise = given.eval_memory_noise or getattr(args, "eval_memory_noise", None) or "none"
     split = "validation" if given.val else "test"
     targets = getattr(args, "target_return", None)
     if isinstance(targets, (int, float)):  # older runs recorded a single number
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             if target is not None:
                 args.target_return = target
             env.check_eval_flags(args)  # each evaluation as its env takes it (one target at a time, or all)
-            metrics = evaluate_checkpoint(model, env, args, split, device, precision, noise)
+            metrics = evaluate_checkpoint(model, env, args, split, device, precision)
             head = {"checkpoint": str(first.checkpoint), "env": name, "split": split,
                     **({"target_return": target[0]} if one_at_a_time else {})}
             full.append({**head, **metrics})

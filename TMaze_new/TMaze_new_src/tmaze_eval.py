@@ -47,7 +47,8 @@ class TMaze(Environment):
             raise ConfigError(f"--eval_lengths must all be >= 3, got {args.eval_lengths}")
 
     def evaluate(self, model, args, split="test"):
-        return evaluate(model, args.eval_lengths, self.episodes(args, split), split=split)
+        return evaluate(model, args.eval_lengths, self.episodes(args, split), split=split,
+                        memory_noise=self.memory_noise(args, split))
 
     def selection_score(self, metrics):
         """The mean success rate over the evaluated lengths."""
@@ -115,23 +116,24 @@ def eval_seeds(n: int, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return goals, seeds
 
 
-def success_rate(model: RATE, T: int, n_seeds: int = 100, batch_size: int = 100, split: str = "test") -> float:
+def success_rate(model: RATE, T: int, n_seeds: int = 100, batch_size: int = 100, split: str = "test",
+                 memory_noise: str = "none") -> float:
     """Fraction of the ``n_seeds`` fixed episodes of length T that reach the correct goal (argmax policy)."""
     goals, seeds = eval_seeds(n_seeds, split)
     goals, seeds = distributed.shard(goals), distributed.shard(seeds)
     wins = 0.0
     for i in range(0, len(seeds), batch_size):
         env = TMazeVecEnv(T, goals[i:i + batch_size], seeds[i:i + batch_size])
-        res = rollout(model, env, TARGET_RETURN, max_steps=T, sample=False)
+        res = rollout(model, env, TARGET_RETURN, max_steps=T, sample=False, memory_noise=memory_noise)
         wins += float(res.infos["success"].sum())
     return float(distributed.all_sum(torch.tensor(wins, dtype=torch.float64))) / n_seeds
 
 
 def evaluate(model: RATE, lengths: list[int], n_seeds: int = 100, progress: bool = True,
-             split: str = "test") -> dict[str, float]:
+             split: str = "test", memory_noise: str = "none") -> dict[str, float]:
     """{str(T): success rate} over the given corridor lengths, on the ``split``'s seeds."""
     out = {}
     show = None if progress and distributed.is_main() else True  # None: only on a terminal
     for T in tqdm(lengths, desc="T-Maze eval", disable=show, leave=False):
-        out[str(T)] = success_rate(model, T, n_seeds, split=split)
+        out[str(T)] = success_rate(model, T, n_seeds, split=split, memory_noise=memory_noise)
     return out

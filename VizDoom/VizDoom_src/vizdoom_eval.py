@@ -101,7 +101,7 @@ class VizDoom(Environment):
                         args.eval_batch_size or DEFAULT_BATCH, self.target(args),
                         scenario=scenario_of(getattr(args, "eval_pillar_tics", None)), split=split,
                         mark_colour=bool(getattr(args, "mark_colour", False)),
-                        sample=not getattr(args, "eval_greedy", None))
+                        sample=not getattr(args, "eval_greedy", None), memory_noise=self.memory_noise(args, split))
 
     def attention_episode(self, seed, length, args):
         """``length`` steps (default: the run's ``--eval_max_steps``), sampled actions; the pillar (the cue) is in
@@ -244,7 +244,7 @@ ENV = VizDoom()
 def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = DEFAULT_TIMEOUT, batch_size: int = DEFAULT_BATCH,
              target_return: float = TARGET_RETURN, sample_seed: int = 0, progress: bool = True,
              scenario: ScenarioConfig | None = None, split: str = "test", mark_colour: bool = False,
-             sample: bool = True) -> dict[str, Any]:
+             sample: bool = True, memory_noise: str = "none") -> dict[str, Any]:
     """{"return", "return_sem", "return_red", "return_green", "length", "right_pickups_red",
     "right_pickups_green" (share of the items picked up that were of the pillar's colour), the same per time
     bin ("right_pickups_red_0_90", "..._90_500", "..._500_"), "episodes": [...]}
@@ -262,7 +262,7 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = DEFAULT_TIMEOU
         with GymVectorEnv(partial(TwoColorsEnv, timeout=max_steps, scenario=scenario, mark_colour=mark_colour),
                           seeds[i:i + batch_size], info_keys=PICKUP_KEYS) as env:
             res = rollout(model, env, target_return, max_steps=max_steps, sample=sample, generator=gen,
-                          progress="ViZDoom eval steps" if show else False)
+                          memory_noise=memory_noise, progress="ViZDoom eval steps" if show else False)
         returns.append(res.returns)
         lengths.append(res.lengths)
         for k in PICKUP_KEYS:
