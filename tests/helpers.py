@@ -85,3 +85,19 @@ def crash_at(trainer: Trainer, step: int) -> None:
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(progress=False)
     trainer.save()
+
+
+def check_attention_tool(ckpt, out, length: int) -> dict:
+    """``python -m RATE_model.tools.attention`` on a checkpoint of any env, through its env's interface: the
+    maps, the per-step shares (memory + cache + segment = 1 for every o_t) and the summary of a short episode."""
+    import json
+
+    from RATE_model.tools import attention
+
+    summary = attention.main([str(ckpt), "--seed", "0", "--length", str(length), "-o", str(out)])
+    assert 1 <= summary["steps"] <= length and summary["pngs"]
+    assert all((out / p).read_bytes()[:4] == b"\x89PNG" for p in summary["pngs"])
+    rows = (out / "attention_share.csv").read_text().splitlines()[1:]
+    assert rows and all(abs(sum(map(float, r.split(",")[3:6])) - 1) < 1e-3 for r in rows)
+    assert json.loads((out / "summary.json").read_text())["steps"] == summary["steps"]
+    return summary

@@ -37,6 +37,7 @@ from Atari.get_data import collect_replay  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.tools import evaluate  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -518,6 +519,7 @@ def test_pretrained_encoder_of_frame_stacks_starts_a_frozen_run(tmp_path):
     recorded = json.loads((last.parent.parent / "results.json").read_text())["metrics"]
     again = evaluate.main([str(last)])[0]  # the run's own protocol, rebuilt from its recorded flags
     assert {k: v for k, v in again.items() if k in recorded} == {k: v for k, v in recorded.items() if k != "episodes"}
+    check_attention_tool(last, tmp_path / "attention", 12)
     r = subprocess.run([sys.executable, "-m", "RATE_model.tools.pretrain_encoder", "--env", "atari", "--game",
                         "Breakout", "--data_dir", str(data / "smoke"), "--num_steps", "400", "--heldout_episodes", "99",
                         "--save_encoder", str(tmp_path / "x.pt")], cwd=ROOT, capture_output=True, text=True)

@@ -28,6 +28,7 @@ from RATE_model.collect import episode_path  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.tools import evaluate, pretrain_encoder, step_loss  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,6 +222,7 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     assert [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()][0] == {
         **again[0], "episodes": recorded["episodes"]}
     assert {k: v for k, v in again[0].items() if k in recorded} == {k: recorded[k] for k in recorded if k != "episodes"}
+    assert check_attention_tool(last, tmp_path / "attention", 12)["cue_steps"] == [0]
     *episodes, total = closed_loop.main([str(last), "--episodes", "1", "--max_steps", "20"])
     assert [e["seed"] for e in episodes] == ENV.seeds(1) and total["episodes"] == 1
     assert total["reached_after_sighting"] <= total["sightings"] and 0 <= total["target_in_view"] <= 1

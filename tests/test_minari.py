@@ -24,6 +24,7 @@ from RATE_model.minari_data import (  # noqa: E402
     minari_store,
     write_dataset,
 )
+from tests.helpers import check_attention_tool  # noqa: E402
 
 
 @pytest.fixture
@@ -125,6 +126,7 @@ def test_the_generic_run_records_its_protocol_and_tools_evaluate_reproduces_it(m
     assert recorded["target_return"] == [20.0, 40.0] and recorded["rtg_scale"] == 0.05
     rows = tool.main([str(run / "checkpoints" / "last.pt"), "--out", str(tmp_path / "eval.jsonl")])
     assert len(rows) == 1 and rows[0]["env"] == "minari"
+    check_attention_tool(run / "checkpoints" / "last.pt", tmp_path / "attention", 12)
     full = json.loads((tmp_path / "eval.jsonl").read_text())
     assert {k: full[k] for k in metrics} == metrics
     other = tool.main([str(run / "checkpoints" / "last.pt"), "--target_return", "10", "--eval_episodes", "1"])

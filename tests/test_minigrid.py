@@ -36,6 +36,7 @@ from MinigridMemory.MinigridMemory_src.minigrid_env import (  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.encoders import ACTION_PAD  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "MinigridMemory" / "notebooks" / "minigrid_memory_demo.ipynb"
@@ -316,6 +317,8 @@ def test_smoke_run_end_to_end(tmp_path):
 
     (again,) = evaluate.main([str(tmp_path / "runs" / "minigrid" / "RATE" / "seed_1" / "checkpoints" / "last.pt")])
     assert {k: v for k, v in again.items() if k not in ("checkpoint", "env", "split")} == metrics
+    check_attention_tool(tmp_path / "runs" / "minigrid" / "RATE" / "seed_1" / "checkpoints" / "last.pt",
+                         tmp_path / "attention", 11)
 
 
 # ---------------------------------------------------------------- notebook

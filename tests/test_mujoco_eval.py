@@ -25,6 +25,7 @@ from RATE_model import RATE, envs  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.rollout import Decoder, rollout  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 from tests.mujoco_helpers import (  # noqa: E402
     mujoco_config,
     one_thread,  # noqa: F401 (module-wide fixture)
@@ -192,6 +193,7 @@ def test_tools_evaluate_reproduces_a_runs_results_from_its_checkpoint(tmp_path):
     assert len(rows) == 1 and rows[0]["env"] == "mujoco" and "episodes" not in rows[0]
     full = json.loads((tmp_path / "eval.jsonl").read_text())
     assert {k: full[k] for k in metrics} == metrics  # every metric and episode, exactly
+    check_attention_tool(ckpt, tmp_path / "attention", 12)
     other = tool.main([str(ckpt), "--target_return", "100,200", "--rtg_mode", "decreasing", "--eval_episodes", "1",
                        "--eval_max_steps", "5"])
     assert len(other) == 1 and other[0]["targets"] == [100.0, 200.0] and other[0]["modes"] == ["decreasing"]

@@ -38,6 +38,7 @@ from POPGym.POPGym_src.popgym_env import (  # noqa: E402
 from POPGym.POPGym_src.popgym_eval import ENV  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.encoders import build_encoders  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EASY = [task_id(f, "Easy") for f in FAMILIES]
@@ -244,6 +245,7 @@ def test_tools_evaluate_reproduces_a_runs_results_from_its_checkpoint(tmp_path):
     assert len(rows) == 1 and rows[0]["env"] == "popgym" and "episodes" not in rows[0]
     full = json.loads((tmp_path / "eval.jsonl").read_text())
     assert {k: full[k] for k in metrics} == metrics
+    check_attention_tool(ckpt, tmp_path / "attention", 12)
     tool.main([str(ckpt), "--eval_episodes", "3", "--eval_batch_size", "2", "--out", str(tmp_path / "three.jsonl")])
     assert len(json.loads((tmp_path / "three.jsonl").read_text())["episodes"]) == 3
 

@@ -25,6 +25,7 @@ from RATE_model.pretrain import FramePolicy, Frames, frame_bc  # noqa: E402
 from RATE_model.store import EpisodeStore  # noqa: E402
 from RATE_model.tools import evaluate, measure, pretrain_encoder, step_loss  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
+from tests.helpers import check_attention_tool  # noqa: E402
 from VizDoom.diagnostics import measure_expert, probe_colour  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
@@ -587,6 +588,7 @@ def test_colour_probe_and_step_loss_on_a_trained_checkpoint(tmp_path_factory, tm
     run = json.loads((runs / "vizdoom" / "probe" / "seed_1" / "results.json").read_text())["metrics"]
     assert set(again) - {"checkpoint", "env", "split"} == set(run) - {"episodes"}
     assert all(again[k] == v or (math.isnan(again[k]) and math.isnan(v)) for k, v in run.items() if k != "episodes")
+    assert check_attention_tool(ckpt, tmp_path / "attention", 12)["cue_steps"] == [0]
     out = tmp_path / "probe.json"
     acc = probe_colour.main([str(ckpt), "--data_dir", str(data / "smoke"), "--episodes", "12", "--out", str(out)])
     assert set(acc) == {"obs_step0", "obs_step0_fresh_init", "memory_after_segment_1", "memory_after_segment_2"}
