@@ -202,3 +202,9 @@ def test_memory_noise_through_tools_evaluate_takes_the_cue_away(cue_run):
     (intact,) = evaluate.main([ckpt, "--eval_episodes", "40"])
     (noised,) = evaluate.main([ckpt, "--eval_episodes", "40", "--eval_memory_noise", "tokens"])
     assert intact["success"] == 1.0 and 0.2 <= noised["success"] <= 0.8
+
+
+def test_tools_evaluate_help_works_without_a_checkpoint(capsys):
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--help"])
+    assert e.value.code == 0 and "checkpoint" in capsys.readouterr().out

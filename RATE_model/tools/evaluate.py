@@ -67,6 +67,9 @@ def evaluate_checkpoint(model: RATE, env: Environment, args: argparse.Namespace,
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not [a for a in argv if not a.startswith("-")] and {"-h", "--help"} & set(argv):
+        parser().print_help()  # no checkpoint yet: the common flags (after a checkpoint: its env's too)
+        raise SystemExit(0)
     first, _ = parser().parse_known_args(argv)  # the checkpoint says which env's flags apply
     model, config = load_model(first.checkpoint)
     name = first.env or config.get("env")
