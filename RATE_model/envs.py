@@ -219,6 +219,23 @@ def get(name: str) -> Environment:
     return register(env)
 
 
+def flag_dests(*declare: Callable[[argparse.ArgumentParser], None]) -> list[str]:
+    """The ``dest`` of every flag the ``declare`` functions (e.g. ``env.add_data_flags``) add to a parser."""
+    p = argparse.ArgumentParser(add_help=False)
+    for add in declare:
+        add(p)
+    return [a.dest for a in p._actions]
+
+
+def set_train_defaults(parser: argparse.ArgumentParser, env: Environment,
+                       *declare: Callable[[argparse.ArgumentParser], None]) -> dict[str, Any]:
+    """Give the flags of ``declare`` in ``parser`` the env's train-script defaults (a tool that takes the train
+    script's flags defaults to what the train script does); returns all of those defaults."""
+    defaults = train_defaults(env)
+    parser.set_defaults(**{d: defaults[d] for d in flag_dests(*declare) if d in defaults})
+    return defaults
+
+
 def train_defaults(env: Environment) -> dict[str, Any]:
     """The env's train-script defaults: the ``config.yaml`` beside its evaluation module (empty if none)."""
     import sys

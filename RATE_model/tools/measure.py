@@ -33,21 +33,13 @@ from tqdm.auto import tqdm
 from RATE_model import envs
 from RATE_model.cli import run_main, write_json_lines
 from RATE_model.config import ConfigError, OneLineErrorParser, check_positive
-from RATE_model.envs import Environment, train_defaults
+from RATE_model.envs import Environment, flag_dests, set_train_defaults, train_defaults
 from RATE_model.rollout import sem
 
 PROG = "python -m RATE_model.tools.measure"
 SPLITS = ("test", "validation")
 # evaluation flags a line does not record: the protocol's budget and the model's settings, not how a policy plays
 UNRECORDED = ("eval_episodes", "eval_batch_size", "target_return", "eval_greedy")
-
-
-def env_dests(env: Environment) -> list[str]:
-    """The ``dest`` of every evaluation and measure flag of ``env``."""
-    p = argparse.ArgumentParser(add_help=False)
-    env.add_eval_flags(p)
-    env.add_measure_flags(p)
-    return [a.dest for a in p._actions]
 
 
 def parser(env: Environment | None = None, prog: str = PROG, description: str | None = None,
@@ -69,8 +61,7 @@ def parser(env: Environment | None = None, prog: str = PROG, description: str | 
         env.add_eval_flags(p)
         g = p.add_argument_group(f"{env.title or env.name} policies")
         env.add_measure_flags(g)
-        defaults = train_defaults(env)
-        p.set_defaults(**{d: defaults[d] for d in env_dests(env) if d in defaults})
+        set_train_defaults(p, env, env.add_eval_flags, env.add_measure_flags)
     return p
 
 
@@ -173,7 +164,7 @@ def summary(env: Environment, policy: str, rows: list[dict[str, Any]], split: st
 def recorded_flags(env: Environment, args: argparse.Namespace) -> dict[str, Any]:
     """The env's flags a line records: its evaluation and measure flags that are set (but :data:`UNRECORDED`)."""
     out = {}
-    for d in env_dests(env):
+    for d in flag_dests(env.add_eval_flags, env.add_measure_flags):
         v = getattr(args, d, None)
         if v is not None and d not in UNRECORDED:
             out[d] = str(v) if isinstance(v, Path) else v

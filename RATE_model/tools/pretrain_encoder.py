@@ -43,7 +43,7 @@ from RATE_model import envs
 from RATE_model.cli import run_main, write_json_lines
 from RATE_model.config import PRECISIONS, ConfigError, OneLineErrorParser, check_positive
 from RATE_model.encoders import build_encoders, save_encoder
-from RATE_model.envs import Environment, train_defaults
+from RATE_model.envs import Environment, set_train_defaults
 from RATE_model.precision import describe_precision, resolve_precision
 from RATE_model.pretrain import frame_bc
 from RATE_model.trainer import resolve_device
@@ -70,13 +70,6 @@ def curriculum(text: str) -> tuple[list[str], int]:
     if not names or n < 1:
         raise argparse.ArgumentTypeError(f"expected GROUPS:STEPS with STEPS >= 1, e.g. red:400, got {text!r}")
     return group_names(names), n
-
-
-def data_dests(env: Environment) -> list[str]:
-    """The ``dest`` of every data flag of ``env``."""
-    p = argparse.ArgumentParser(add_help=False)
-    env.add_data_flags(p)
-    return [a.dest for a in p._actions]
 
 
 def parser(env: Environment | None = None, help: bool = True) -> OneLineErrorParser:
@@ -112,8 +105,7 @@ def parser(env: Environment | None = None, help: bool = True) -> OneLineErrorPar
     p.add_argument("--out", type=Path, help="also write the evaluations here, one JSON line each")
     if env is not None:
         env.add_data_flags(p)
-        defaults = train_defaults(env)
-        p.set_defaults(**{d: defaults[d] for d in data_dests(env) if d in defaults})
+        defaults = set_train_defaults(p, env, env.add_data_flags)
         p.set_defaults(d_model=defaults.get("d_model"))
     return p
 
