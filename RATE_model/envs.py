@@ -161,6 +161,11 @@ class Environment:
         Raises ConfigError, naming the flag, for measure flags that cannot work (before any episode)."""
         return {}
 
+    def measure_stats(self, policy: str, rows: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+        """Statistics ``tools.measure`` adds to a policy's line beyond the means of its episodes' numbers, from its
+        episodes ``rows`` (what :meth:`policies` returned, in seed order), e.g. a return per cue value."""
+        return {}
+
     # --- training data (the train script and tools.pretrain_encoder) -------------------------------------
     def add_data_flags(self, parser: argparse.ArgumentParser) -> None:
         """The train script's data flags (which episodes it reads, and how it cuts them), declared once for the

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("memory_maze")
 
-from MemoryMaze.diagnostics import measure_expert  # noqa: E402
 from MemoryMaze.MemoryMaze_src import mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src.expert import (  # noqa: E402
     VIEW_CELLS,
@@ -33,6 +32,7 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import (  # noqa: E402
     MemoryMazeEnv,
 )
 from RATE_model.config import ConfigError  # noqa: E402
+from RATE_model.tools import measure  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 
 
@@ -183,24 +183,20 @@ def test_visible_oracle_sees_what_the_camera_renders_and_repeats_its_episode(env
     assert not np.array_equal(a["action"], c["action"])
 
 
-def test_measure_expert_reports_each_policy_and_its_halves(capsys):
-    (vis,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "60", "--workers",
-                                  "2", "--json"])
-    line = json.loads(capsys.readouterr().out.strip())  # --json: exactly one JSON line
-    assert line == json.loads(json.dumps(vis))
-    assert (vis["policy"], vis["episodes"], vis["max_steps"]) == ("visible", 2, 60)
+def test_measure_reports_each_policy_and_its_halves(capsys):
+    argv = ["--env", "memory_maze", "--episodes", "2", "--eval_max_steps", "60", "--workers", "2"]
+    (vis,) = measure.main([*argv, "--policies", "visible"])
+    assert json.loads(capsys.readouterr().out) == vis  # one JSON line
+    assert (vis["policy"], vis["episodes"], vis["flags"]["eval_max_steps"]) == ("visible", 2, 60)
     assert vis["return"] == pytest.approx(vis["return_first_half"] + vis["return_second_half"])
-    assert 0.0 <= vis["seen_at_assignment"] <= 1.0 and vis["steps_per_s"] > 0
-    (random,) = measure_expert.main(["--policies", "random", "--episodes", "2", "--eval_max_steps", "60",
-                                     "--workers", "2"])
-    assert "random: return" in capsys.readouterr().out and "seen_at_assignment" not in random
+    assert 0.0 <= vis["seen_at_assignment"] <= 1.0 and vis["steps_per_s"] > 0 and vis["return_min"] <= vis["return"]
+    (random,) = measure.main([*argv, "--policies", "random"])
+    assert "seen_at_assignment" not in random and random["second_minus_first_sem"] >= 0
     assert vis["return"] >= random["return"]
-    with pytest.raises(ConfigError, match="unknown policy 'dreamer'"):
-        measure_expert.main(["--policies", "dreamer"])
-    with pytest.raises(ConfigError, match="epsilon"):
-        measure_expert.main(["--epsilon", "1.5"])
-    with pytest.raises(ConfigError, match="max_steps"):
-        measure_expert.main(["--eval_max_steps", "1001"])
+    for bad, flag in ((["--policies", "dreamer"], "unknown policy 'dreamer'"), (["--epsilon", "1.5"], "epsilon"),
+                      (["--eval_max_steps", "1001"], "max_steps")):
+        with pytest.raises(ConfigError, match=flag):
+            measure.main(["--env", "memory_maze", *bad])
 
 
 def test_evaluation_workers_default_to_two_per_core_within_memory(monkeypatch):

@@ -26,7 +26,7 @@ from RATE_model.store import EpisodeStore  # noqa: E402
 from RATE_model.tools import evaluate, measure, pretrain_encoder, step_loss  # noqa: E402
 from RATE_model.vector import GymVectorEnv  # noqa: E402
 from tests.helpers import check_attention_tool  # noqa: E402
-from VizDoom.diagnostics import measure_expert, probe_colour  # noqa: E402
+from VizDoom.diagnostics import probe_colour  # noqa: E402
 from VizDoom.get_data.generate_iter_data import collect, episode_path, episode_seeds  # noqa: E402
 from VizDoom.VizDoom_src import train_vizdoom as train  # noqa: E402
 from VizDoom.VizDoom_src import vizdoom_eval  # noqa: E402
@@ -220,38 +220,26 @@ def test_swapped_colours_change_the_experts_target(env):
     assert differ > 0
 
 
-def test_measure_expert_reports_every_policy_per_colour(capsys):
-    out = measure_expert.main(["--episodes", "2", "--eval_max_steps", "20", "--epsilon", "0", "--workers", "1"])
+def test_measure_reports_every_policy_per_colour(capsys):
+    argv = ["--env", "vizdoom", "--episodes", "2", "--eval_max_steps", "20", "--epsilon", "0"]
+    out = measure.main([*argv, "--workers", "1"])
     assert [m["policy"] for m in out] == ["visible", "privileged", "random"]
     for m in out:
-        assert m["episodes"] == 2 and m["length"] == 20.0 and m["return_red"] == pytest.approx(0.4)
+        assert m["episodes"] == 2 and m["length"] == 20.0 and m["red"] == 0.5
+        assert m["return_red"] == pytest.approx(0.4) and {"return_green", "right_share", "right_share_red"} <= set(m)
     assert out[0]["colour_dependent_steps"] > 0 and out[1]["colour_dependent_steps"] > 0
     assert out[2]["colour_dependent_steps"] == 0.0
-    capsys.readouterr()
-    (m,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "20", "--workers",
-                                "1", "--json"])
-    line = capsys.readouterr().out.strip()
-    assert json.loads(line) == m and {"return", "return_red", "return_green", "right_share"} <= set(m)
-    with pytest.raises(ConfigError, match="--epsilon"):
-        measure_expert.main(["--epsilon", "1.5"])
-    with pytest.raises(ConfigError, match="unknown policy 'oracle'"):
-        measure_expert.main(["--policies", "visible,oracle"])
-    (noisy,) = measure_expert.main(["--policies", "visible", "--episodes", "2", "--eval_max_steps", "20",
-                                    "--workers", "1", "--target_noise", "300", "--target_hold", "5"])
-    assert (noisy["target_noise"], noisy["target_hold"]) == (300.0, 5) and "J=300/5" in measure_expert.row(noisy)
-    with pytest.raises(ConfigError, match="--target_noise"):
-        measure_expert.main(["--target_noise", "-1"])
-
-
-def test_the_shared_measure_tool_plays_the_same_episodes(capsys):
-    """``tools.measure --env vizdoom`` gives the script's shared numbers; two workers give one's."""
-    argv = ["--policies", "privileged", "--episodes", "2", "--eval_max_steps", "20", "--epsilon", "0.5"]
-    (script,) = measure_expert.main([*argv, "--workers", "1"])
-    (tool,) = measure.main(["--env", "vizdoom", *argv, "--workers", "2"])
-    capsys.readouterr()
-    assert (tool["length"], tool["episodes"]) == (script["length"], script["episodes"])
-    assert (tool["return"], tool["return_sem"]) == pytest.approx((script["return"], script["return_sem"]), abs=0.01)
-    assert tool["red"] == 0.5 and tool["colour_dependent"] > 0 and tool["flags"]["epsilon"] == 0.5
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == out  # one JSON line per policy
+    two = measure.main([*argv, "--policies", "privileged", "--workers", "2"])  # two workers: one's numbers
+    assert [{k: v for k, v in m.items() if k != "steps_per_s"} for m in (two[0], out[1])] == 2 * [
+        {k: v for k, v in out[1].items() if k != "steps_per_s"}]
+    (noisy,) = measure.main([*argv, "--policies", "visible", "--workers", "1", "--target_noise", "300",
+                             "--target_hold", "5"])
+    assert (noisy["flags"]["target_noise"], noisy["flags"]["target_hold"]) == (300.0, 5)
+    for bad, flag in ((["--epsilon", "1.5"], "--epsilon"), (["--target_noise", "-1"], "--target_noise"),
+                      (["--policies", "visible,oracle"], "unknown policy 'oracle'")):
+        with pytest.raises(ConfigError, match=flag):
+            measure.main(["--env", "vizdoom", *bad])
 
 
 # ---------------------------------------------------------------- the visible expert

@@ -153,6 +153,16 @@ class MemoryMaze(Environment):
 
         return {name: partial(play, policy=name) for name in (*ORACLES, "random")}
 
+    def measure_stats(self, policy, rows, args):
+        """The worst maze's return, the standard error of the second half's gain over the first (a remembered
+        layout and remembered targets pay in the second half), and for the visible oracle the share of targets it
+        had seen when they were assigned."""
+        first, second = (np.array([r[k] for r in rows], float) for k in ("return_first_half", "return_second_half"))
+        out = {"return_min": float(min(r["return"] for r in rows)), "second_minus_first_sem": sem(second - first)}
+        if policy == "visible":
+            out["seen_at_assignment"] = sum(r["assigned_seen"] for r in rows) / max(sum(r["assigned"] for r in rows), 1)
+        return out
+
     def heldout(self, args, window, episodes, data_dir=None):
         """The first ``episodes`` episodes of ``data_dir`` (default MemoryMaze/MemoryMaze_data/heldout: collect_data.py
         with another --seed than the training data's), every window of the reference's rule (inside the first

@@ -8,10 +8,10 @@ seeds (``ENV.seeds(N, split)``, the seeds models are evaluated on), in ``--worke
 core; 1: in this process). The env's flags start from its train script's defaults (its config.yaml), so an
 unchanged command plays the protocol's setting. Prints one JSON line per policy: ``env``, ``policy``,
 ``split``, ``episodes``, mean ``return`` and its standard error ``return_sem``, mean ``length``, the mean of
-every numeric extra the policy reports (e.g. ``success``), ``steps_per_s`` (env steps per second per process:
-each episode timed in its worker, with the set-up the policy does per episode, e.g. building the simulator)
-and ``flags`` (the env's flags it ran with); ``--out`` writes them with their episodes (``per_episode``).
-``--help`` after ``--env NAME`` lists that env's flags.
+every numeric extra the policy reports (e.g. ``success``), the env's own statistics (``ENV.measure_stats``,
+e.g. ViZDoom's return per colour), ``steps_per_s`` (env steps per second per process: each episode timed in
+its worker, with the set-up the policy does per episode, e.g. building the simulator) and ``flags`` (the env's
+flags it ran with); ``--out`` writes them with their episodes (``per_episode``). ``--help`` after ``--env NAME`` lists that env's flags.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ SPLITS = ("test", "validation")
 UNRECORDED = ("eval_episodes", "eval_batch_size", "target_return", "eval_greedy")
 
 
-def parser(env: Environment | None = None, prog: str = PROG, description: str | None = None,
-           env_flag: bool = True) -> OneLineErrorParser:
+def parser(env: Environment | None = None, env_flag: bool = True) -> OneLineErrorParser:
     """The command's flags; with ``env``, its evaluation and measure flags too, their defaults the train
-    script's. ``env_flag`` False: no ``--env`` (a script of one env builds on this parser)."""
-    p = OneLineErrorParser(prog=prog, description=description or __doc__.splitlines()[0], allow_abbrev=False)
+    script's. ``env_flag`` False: no ``--env`` (:func:`env_args`)."""
+    p = OneLineErrorParser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False)
     if env_flag:
         p.add_argument("--env", help=f"the environment: {', '.join(envs.names()) or 'none known'}")
     p.add_argument("--policies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
@@ -176,7 +175,8 @@ def measure(env: Environment, policy: str, args: argparse.Namespace,
     """``policy`` on ``args.episodes`` seeds of ``args.split`` in ``args.workers`` processes: (its JSON line,
     the per-episode rows)."""
     rows = play(env, policy, args, env.seeds(args.episodes, args.split), args.workers, progress)
-    return summary(env, policy, rows, args.split, recorded_flags(env, args)), rows
+    line = summary(env, policy, rows, args.split, recorded_flags(env, args))
+    return {**line, **env.measure_stats(policy, rows, args)}, rows
 
 
 def _env_name(argv: Sequence[str]) -> str | None:

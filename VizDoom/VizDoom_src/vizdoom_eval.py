@@ -160,6 +160,24 @@ class VizDoom(Environment):
 
         return {name: partial(play, policy=name) for name in (*EXPERTS, "random")}
 
+    def measure_stats(self, policy, rows, args):
+        """The return per pillar colour (± standard error), the share of picked-up items that had the pillar's
+        colour (``right_share``; per colour and time bin: ``right_share_<colour>[_<bin>]``, null where nothing
+        was picked up) and the share of steps whose expert action depends on the colour."""
+        red = np.array([r["red"] for r in rows], bool)
+        ret = np.array([r["return"] for r in rows], float)
+        pickups = {k: np.array([r[k] for r in rows]) for k in PICKUP_KEYS}
+        out: dict[str, Any] = {}
+        for name, m in (("_red", red), ("_green", ~red)):
+            out[f"return{name}"] = float(ret[m].mean()) if m.any() else None
+            out[f"return{name}_sem"] = sem(ret[m])
+        good, bad = pickups["good"].sum(), pickups["bad"].sum()
+        out["right_share"] = float(good / max(good + bad, 1))
+        out.update({k.replace("right_pickups", "right_share"): None if np.isnan(v) else v
+                    for k, v in right_shares(pickups, red).items()})
+        out["colour_dependent_steps"] = float(sum(r["colour_dependent"] for r in rows) / sum(r["length"] for r in rows))
+        return out
+
     def heldout(self, args, window, episodes, data_dir=None):
         """The first ``episodes`` episode files of ``data_dir`` (default VizDoom/VizDoom_data/heldout: the generator
         run with another --seed than the training data's) in the run's consecutive windows, their per-step
