@@ -11,7 +11,8 @@ unchanged command plays the protocol's setting. Prints one JSON line per policy:
 every numeric extra the policy reports (e.g. ``success``), the env's own statistics (``ENV.measure_stats``,
 e.g. ViZDoom's return per colour), ``steps_per_s`` (env steps per second per process: each episode timed in
 its worker, with the set-up the policy does per episode, e.g. building the simulator) and ``flags`` (the env's
-flags it ran with); ``--out`` writes them with their episodes (``per_episode``). ``--help`` after ``--env NAME`` lists that env's flags.
+flags it ran with); ``--out`` writes them with their episodes (``per_episode``).
+``--help`` after ``--env NAME`` lists that env's flags.
 """
 
 from __future__ import annotations
