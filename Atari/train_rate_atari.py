@@ -23,16 +23,10 @@ from Atari.Atari_src.atari_data import atari_dataset, atari_store, replay_logs
 from Atari.Atari_src.atari_env import N_ACTIONS
 from Atari.Atari_src.atari_eval import ENV
 from Atari.get_data.collect_replay import DATA_DIR, RUN, collect
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import (
-    ConfigError,
-    build_parser,
-    check_positive,
-    parse_with_smoke,
-    split_args,
-)
+from RATE_model.cli import run_main
+from RATE_model.config import ConfigError, split_args
 from RATE_model.data import DataError
-from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
 from RATE_model.logger import read_wandb_config
 
 CONFIG = Path(__file__).with_name("Atari_src") / "config.yaml"
@@ -61,17 +55,9 @@ def buffer_list(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    ENV.add_data_flags(p)
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """Atari flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
-    check_positive(args, ("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
-    ENV.check_eval_flags(args)
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv,
+                            positive=("num_steps", "trajectories_per_buffer", "windows_per_epoch"))
 
 
 def data_root(args: argparse.Namespace) -> Path:
@@ -98,7 +84,6 @@ def data_root(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "atari")
     mc.env_kwargs = {"n_actions": N_ACTIONS[args.game]}
     seeds = run_seeds(args, explicit)
@@ -112,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              args.window_starts)
         return [data]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":

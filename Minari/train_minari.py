@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from Minari.Minari_src.minari_eval import ENV, recovered
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import ConfigError, add_store_flags, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.cli import run_main
+from RATE_model.config import ConfigError, add_store_flags, split_args
 from RATE_model.data import dt_style, uint8_to_float
-from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
 from RATE_model.minari_data import encoder_kwargs, episode_returns, minari_store, recovered_env
 
 HERE = Path(__file__).resolve().parent
@@ -39,28 +39,24 @@ SMOKE = dict(context_length=5, sections=2, n_layer=2, n_head=2, d_model=32, d_he
              eval_max_steps=30, val_episodes=2)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over Minari/Minari_src/config.yaml; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+def data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Minari")
     g.add_argument("--minari_dataset", help="the local Minari dataset id, e.g. mujoco/hopper/medium-v0")
     add_store_flags(g, "Minari/Minari_data/stores/<dataset id>", "steps / window")
     g.add_argument("--rtg_scale", type=float, help="returns-to-go are fed multiplied by this (default: 1 / the "
                                                    "largest absolute episode return)")
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    ENV.check_eval_flags(args)
-    check_positive(args, ("windows_per_epoch",))
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over Minari/Minari_src/config.yaml, checked; also returns the flags given explicitly."""
+    args, explicit = parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, data_flags, positive=("windows_per_epoch",))
     if args.rtg_scale is not None and not (math.isfinite(args.rtg_scale) and args.rtg_scale > 0):
         raise ConfigError(f"--rtg_scale must be a positive number, got {args.rtg_scale}")
+    return args, explicit
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "minari")
     seeds = run_seeds(args, explicit)
     dataset_id = args.minari_dataset
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [dt_style(store, mc.context_length * mc.sections, args.windows_per_epoch, args.window_starts,
                          rtg_scale=args.rtg_scale, obs_transform=uint8_to_float if layout.image else None)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":

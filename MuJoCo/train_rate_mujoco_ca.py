@@ -32,17 +32,10 @@ from MuJoCo.MuJoCo_src.mujoco_data import (
 )
 from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, DIMS, dataset_of, quiet_old_gym, split_name
 from MuJoCo.MuJoCo_src.mujoco_eval import ENV, parse_minari_id, recovered
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import (
-    ConfigError,
-    add_store_flags,
-    build_parser,
-    check_positive,
-    parse_with_smoke,
-    split_args,
-)
+from RATE_model.cli import run_main
+from RATE_model.config import ConfigError, add_store_flags, split_args
 from RATE_model.data import DataError
-from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
 from RATE_model.minari_data import minari_store
 from RATE_model.store import EpisodeStore
 
@@ -56,9 +49,7 @@ SMOKE_DATA = dict(steps=300, expert_steps=450, transitions=600, eval_every=150, 
                   max_episode_steps=100)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+def data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("MuJoCo")
     g.add_argument("--env_id", type=int, choices=range(len(DATASETS)), metavar="0..11",
                    help="dataset: " + ", ".join(f"{i} {n}" for i, n in enumerate(DATASETS)))
@@ -67,14 +58,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     g.add_argument("--minari_dataset", help="train on this local Minari dataset instead (e.g. mujoco/hopper/medium-v0, "
                                             "in $MINARI_DATASETS_PATH or ~/.minari/datasets; needs the minari extra)")
     add_store_flags(g, "<data folder>/stores/<dataset>")
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """MuJoCo flag values that cannot work (the evaluation's too: before any data is read or made)."""
-    check_positive(args, ("windows_per_epoch",))
-    ENV.check_eval_flags(args)
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, data_flags, positive=("windows_per_epoch",))
 
 
 def dataset_source(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
@@ -126,7 +114,6 @@ def minari_source(args: argparse.Namespace, explicit: set[str]) -> tuple[str, Ep
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "mujoco")  # flags checked before any data is read or built
     seeds = run_seeds(args, explicit)
     if args.minari_dataset:
@@ -147,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [mujoco_dataset(store, mc.context_length * mc.sections, args.windows_per_epoch or store.n_steps,
                                args.window_starts)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,9 @@ from POPGym.get_data.gen_popgym_data import DATA_DIR, generate
 from POPGym.POPGym_src.popgym_data import popgym_dataset, popgym_store, real_stats
 from POPGym.POPGym_src.popgym_env import parse_task, task_spec
 from POPGym.POPGym_src.popgym_eval import ENV
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import (
-    ConfigError,
-    add_episode_data_flags,
-    build_parser,
-    check_positive,
-    parse_with_smoke,
-    split_args,
-)
-from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.cli import run_main
+from RATE_model.config import ConfigError, add_episode_data_flags, split_args
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
 
 HERE = Path(__file__).resolve().parent / "POPGym_src"
 CONFIG = HERE / "config.yaml"
@@ -51,19 +44,18 @@ def task_arg(text: str) -> str:
     return text
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+def data_flags(p: argparse.ArgumentParser) -> None:
     g = add_episode_data_flags(p, "POPGym", DATA_DIR, "gen_popgym_data.py (one folder per task inside)")
     g.add_argument("--task", type=task_arg, metavar="popgym-<Task>-v0", help="one of POPGym's 48 task ids")
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, data_flags, positive=("max_episodes",))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    ENV.check_eval_flags(args)
-    check_positive(args, ("max_episodes",))
     if args.context_length < 0:
         raise ConfigError(f"--context_length must be >= 1 (or 0: a third of the longest episode), got "
                           f"{args.context_length}")
@@ -83,8 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mc.validate()
     if not args.ckpt_folder:  # runs/popgym/<task>/<model_mode>
         args.ckpt_folder = f"{args.task}/{mc.model_mode}"
-    return run_experiment(args, ENV, mc, tc, lambda: [popgym_dataset(store, mc.context_length * mc.sections)], seeds,
-                          Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, lambda: [popgym_dataset(store, mc.context_length * mc.sections)], seeds)
 
 
 if __name__ == "__main__":

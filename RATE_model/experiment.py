@@ -4,6 +4,7 @@ model on the env's test seeds, and write ``results.json`` and ``curves.png``."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import platform
@@ -20,7 +21,16 @@ import numpy as np
 from RATE_model import checkpoint as ckpt_io
 from RATE_model import distributed
 from RATE_model.checkpoint import CheckpointError
-from RATE_model.config import BC_MODES, ConfigError, ModelConfig, TrainConfig
+from RATE_model.cli import load_defaults
+from RATE_model.config import (
+    BC_MODES,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    build_parser,
+    check_positive,
+    parse_with_smoke,
+)
 from RATE_model.data import WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.envs import Environment
@@ -90,8 +100,25 @@ def run_record(env: Environment, device: Any) -> dict[str, Any]:
             "device": describe_device(device)}
 
 
+def parse_train_args(env: Environment, doc: str, config: Path, smoke: dict[str, Any], argv: list[str] | None,
+                     declare: Callable[[argparse.ArgumentParser], Any] | None = None,
+                     positive: tuple[str, ...] = ()) -> tuple[argparse.Namespace, set[str]]:
+    """A train script's flags: the shared ones with the defaults of its ``config`` (config.yaml), the env's data
+    flags (``env.add_data_flags``, or ``declare``) and evaluation flags, ``smoke`` applied under ``--smoke``.
+    The evaluation flags and the ``positive`` ones are checked here, before any data is read or made
+    (ConfigError, one line). Returns the flags and the ``dest`` of those given explicitly."""
+    p = build_parser(doc.splitlines()[0], load_defaults(config))
+    (declare or env.add_data_flags)(p)
+    env.add_eval_flags(p)
+    args, explicit = parse_with_smoke(p, argv, smoke)
+    check_positive(args, positive)
+    env.check_eval_flags(args)
+    return args, explicit
+
+
 def run_experiment(args: Any, env: Environment, model_config: ModelConfig, train_config: TrainConfig,
-                   build_stages: Callable[[], list[Windows]], seeds: list[int], runs_dir: Path) -> dict[str, Any]:
+                   build_stages: Callable[[], list[Windows]], seeds: list[int],
+                   runs_dir: Path | None = None) -> dict[str, Any]:
     """Train and evaluate one model per seed on ``env``; returns and writes {"runs": {seed: metrics}, ...}.
 
     ``build_stages()`` gives the training stages (a curriculum: several); the env's protocol
@@ -109,7 +136,7 @@ def run_experiment(args: Any, env: Environment, model_config: ModelConfig, train
     if getattr(args, "eval_memory_noise", "none") != "none" and model_config.model_mode in BC_MODES:
         raise ConfigError(f"--eval_memory_noise replaces memory tokens and the hidden-state cache, which "
                           f"--model_mode {model_config.model_mode} does not have")
-    root = Path(runs_dir) / env.name / (args.ckpt_folder or model_config.model_mode)
+    root = Path(runs_dir or args.runs_dir or "runs") / env.name / (args.ckpt_folder or model_config.model_mode)
     if args.resume not in (None, "latest") and len(seeds) > 1:
         raise ConfigError("--resume PATH needs a single seed (--seed S, or --start_seed = --end_seed); "
                           "use --resume latest")

@@ -137,7 +137,6 @@ def test_collection_files_resume_and_seeds(tmp_path):
 @pytest.mark.parametrize("line", README_LINES)
 def test_readme_command_parses(line):
     args, explicit = train.parse_args(argv_of(line))
-    train.check_args(args)
     mc, tc = split_args(args, "memory_maze")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 6, 8, 64)
     assert (mc.dropout, mc.dropatt) == (0.5, 0.2)
@@ -150,13 +149,13 @@ def test_budget_overrides_and_bad_values(tmp_path):
     args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_episodes", "10"])
     assert (args.epochs, args.batch_size, args.device, args.eval_episodes) == (2, 4, "cpu", 10)
     with pytest.raises(ConfigError, match="eval_max_steps"):
-        train.check_args(train.parse_args(["--eval_max_steps", "1001"])[0])
+        train.parse_args(["--eval_max_steps", "1001"])
     with pytest.raises(ConfigError, match="eval_batch_size"):
-        train.check_args(train.parse_args(["--eval_batch_size", "0"])[0])
+        train.parse_args(["--eval_batch_size", "0"])
     with pytest.raises(ConfigError, match="window_stride"):
-        train.check_args(train.parse_args(["--window_stride", "0"])[0])
+        train.parse_args(["--window_stride", "0"])
     with pytest.raises(ConfigError, match="target_return takes one value"):
-        train.check_args(train.parse_args(["--target_return", "18.1,12"])[0])
+        train.parse_args(["--target_return", "18.1,12"])
     args, _ = train.parse_args(["--target_return", "9.5"])
     assert args.target_return == (9.5,) and ENV.target(args) == 9.5
     assert ENV.target({"target_return": 12}) == 12.0  # a checkpoint recorded before the flag took a list

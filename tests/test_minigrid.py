@@ -248,7 +248,6 @@ def test_dataset_keeps_uint8_and_batches_float(tmp_path, capsys):
 def test_readme_command_parses(line):
     argv = shlex.split(line)[2:]
     args, explicit = train.parse_args(argv)
-    train.check_args(args)
     mc, tc = split_args(args, "minigrid")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model) == (30, 3, 8, 10, 64)
     assert tc.lr == 3e-4 and not args.smoke
@@ -264,7 +263,7 @@ def test_budget_overrides_and_bad_values():
                       (["--eval_env_timeout", "0"], "--eval_env_timeout"),
                       (["--eval_max_steps", "0"], "--eval_max_steps")):
         with pytest.raises(ConfigError, match=flag):
-            train.check_args(train.parse_args(bad)[0])
+            train.parse_args(bad)
 
 
 def test_env_evaluate_keeps_the_env_timeout_and_the_rollout_cap_apart(monkeypatch):

@@ -135,8 +135,6 @@ def _command_id(argv):
 @pytest.mark.parametrize("argv", tmaze_commands(), ids=_command_id)
 def test_every_seed_tmaze_command_parses(argv):
     args, explicit = train_tmaze.parse_args(argv)
-    train_tmaze.check_args(args, explicit)
-    args.sections = args.max_n_final
     mc, tc = train_tmaze.split_args(args)
     mc.validate()
     assert args.max_n_final == 3 and tc.epochs == 50

@@ -493,7 +493,6 @@ def test_vector_env_matches_single_env(env):
 @pytest.mark.parametrize("line", README_LINES)
 def test_readme_command_parses(line):
     args, explicit = train.parse_args(shlex.split(line)[2:])
-    train.check_args(args)
     mc, tc = split_args(args, "vizdoom")
     assert (mc.context_length, mc.sections, mc.n_layer, mc.n_head, mc.d_model, mc.d_head) == (30, 3, 6, 8, 128, 128)
     assert (tc.lr, tc.batch_size, args.eval_max_steps, args.target_return) == (3e-4, 64, 2100, [56.5])
@@ -507,7 +506,7 @@ def test_budget_overrides_and_bad_values():
                       (["--eval_max_steps", "5001"], "--eval_max_steps must be <= 5000"),
                       (["--target_return", "56.5,5"], "--target_return takes one value in training")):
         with pytest.raises(ConfigError, match=flag):
-            train.check_args(train.parse_args(bad)[0])
+            train.parse_args(bad)
     with pytest.raises(ValueError, match="pillar_tics"):
         collect(Path("/nonexistent"), n_episodes=1, pillar_tics=0)
 

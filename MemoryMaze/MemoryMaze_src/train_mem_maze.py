@@ -19,9 +19,9 @@ from typing import Any
 from MemoryMaze.get_data.collect_data import collect
 from MemoryMaze.MemoryMaze_src.mem_maze_data import episode_files, mem_maze_dataset
 from MemoryMaze.MemoryMaze_src.mem_maze_eval import ENV
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import build_parser, check_positive, parse_with_smoke, split_args
-from RATE_model.experiment import episode_folder, run_experiment, run_seeds
+from RATE_model.cli import run_main
+from RATE_model.config import split_args
+from RATE_model.experiment import episode_folder, parse_train_args, run_experiment, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -34,22 +34,12 @@ SMOKE_DATA = dict(n_episodes=4, max_steps=100, epsilon=0.1, seed=0)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    ENV.add_data_flags(p)
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """Memory Maze flag values that cannot work (the evaluation flags: ``ENV.check_eval_flags``)."""
-    check_positive(args, ("max_episodes", "window_stride"))
-    ENV.check_eval_flags(args)
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, positive=("max_episodes", "window_stride"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "memory_maze")
     seeds = run_seeds(args, explicit)
     data_dir = episode_folder(args, lambda d: collect(d, progress=False, **SMOKE_DATA), episode_files,
@@ -59,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [mem_maze_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes,
                                  args.window_min_reward, stride=args.window_stride)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":

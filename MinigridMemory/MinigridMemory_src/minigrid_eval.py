@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
 from MinigridMemory.MinigridMemory_src.minigrid_env import MinigridMemoryVecEnv, check_size, default_timeout
 from RATE_model import distributed
-from RATE_model.config import ConfigError, add_eval_flags, check_positive, int_list
+from RATE_model.config import ConfigError, add_episode_data_flags, add_eval_flags, check_positive, int_list
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
 from RATE_model.rollout import Episode, rollout
@@ -76,6 +76,11 @@ class Minigrid(Environment):
         steps = min(T, args.get("eval_max_steps") or T)
         return Episode(MinigridMemoryVecEnv(size, [seed], timeout=T), TARGET_RETURN, steps, sample=True,
                        cue_steps=(0,))
+
+    def add_data_flags(self, parser):
+        from MinigridMemory.get_data.collect_traj import DATA_DIR
+
+        add_episode_data_flags(parser, "Minigrid-Memory", DATA_DIR, "collect_traj.py")
 
     def add_measure_flags(self, parser):
         parser.add_argument("--size", type=int, default=31, help="grid size of the episodes (odd, >= 7; default 31, "

@@ -15,13 +15,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from MinigridMemory.get_data.collect_traj import DATA_DIR, collect
+from MinigridMemory.get_data.collect_traj import collect
 from MinigridMemory.MinigridMemory_src.minigrid_data import minigrid_dataset
 from MinigridMemory.MinigridMemory_src.minigrid_eval import ENV
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import add_episode_data_flags, build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.cli import run_main
+from RATE_model.config import split_args
 from RATE_model.data import episode_files
-from RATE_model.experiment import episode_folder, run_experiment, run_seeds
+from RATE_model.experiment import episode_folder, parse_train_args, run_experiment, run_seeds
 
 CONFIG = Path(__file__).with_name("config.yaml")
 
@@ -33,22 +33,12 @@ SMOKE_DATA = dict(n_episodes=16, size=9, epsilon=0.1, seed=0)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    add_episode_data_flags(p, "Minigrid-Memory", DATA_DIR, "collect_traj.py")
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """Minigrid flag values that cannot work, evaluation flags included (before any data is made)."""
-    check_positive(args, ("max_episodes",))
-    ENV.check_eval_flags(args)
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, positive=("max_episodes",))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "minigrid")
     seeds = run_seeds(args, explicit)
     data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
@@ -57,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [minigrid_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import ConfigError, build_parser, parse_with_smoke, split_args, str2bool
-from RATE_model.experiment import run_experiment, run_seeds
+from RATE_model.cli import run_main
+from RATE_model.config import ConfigError, split_args, str2bool
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
 from TMaze_new.TMaze_new_src.tmaze_data import DATA_DIR, stage_segment_counts, tmaze_dataset
 from TMaze_new.TMaze_new_src.tmaze_eval import ENV
 
@@ -28,21 +28,20 @@ SMOKE = dict(context_length=5, max_n_final=2, n_layer=2, n_head=2, d_model=32, d
              eval_episodes=10)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
+def data_flags(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("T-Maze")
     t.add_argument("--curr", type=str2bool, help="curriculum over N = min_n_final..max_n_final ('true'/'false')")
     t.add_argument("--max_n_final", type=int, help="longest training corridor in segments (N)")
     t.add_argument("--min_n_final", type=int, help="shortest training corridor in segments")
     t.add_argument("--trajectories_per_side", type=int, help="oracle trajectories per goal side and N")
     t.add_argument("--data_dir", type=Path, default=DATA_DIR, help="dataset cache folder")
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
 
 
-def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
-    """T-Maze flag combinations that cannot work. On T-Maze N is --max_n_final; --sections is its alias."""
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly. On T-Maze N is
+    --max_n_final; --sections is its alias."""
+    args, explicit = parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, data_flags,
+                                      positive=("trajectories_per_side",))
     if "sections" in explicit:
         if "max_n_final" in explicit and args.sections != args.max_n_final:
             raise ConfigError(f"--sections {args.sections} contradicts --max_n_final {args.max_n_final} "
@@ -50,14 +49,12 @@ def check_args(args: argparse.Namespace, explicit: set[str]) -> None:
         args.max_n_final = args.sections
     if not 1 <= args.min_n_final <= args.max_n_final:
         raise ConfigError(f"need 1 <= --min_n_final ({args.min_n_final}) <= --max_n_final ({args.max_n_final})")
-    if args.trajectories_per_side < 1:
-        raise ConfigError(f"--trajectories_per_side must be >= 1, got {args.trajectories_per_side}")
+    args.sections = args.max_n_final
+    return args, explicit
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args, explicit)
-    args.sections = args.max_n_final
     mc, tc = split_args(args, "tmaze")
 
     def build_stages():
@@ -65,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return [tmaze_dataset(mc.context_length, c, args.max_n_final, args.trajectories_per_side, args.data_dir)
                 for c in counts]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, run_seeds(args, explicit), Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, run_seeds(args, explicit))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from RATE_model.cli import load_defaults, run_main
-from RATE_model.config import build_parser, check_positive, parse_with_smoke, split_args
+from RATE_model.cli import run_main
+from RATE_model.config import split_args
 from RATE_model.data import episode_files
-from RATE_model.experiment import episode_folder, run_experiment, run_seeds
+from RATE_model.experiment import episode_folder, parse_train_args, run_experiment, run_seeds
 from VizDoom.get_data.generate_iter_data import collect
 from VizDoom.VizDoom_src.vizdoom_data import vizdoom_dataset
 from VizDoom.VizDoom_src.vizdoom_eval import ENV
@@ -35,17 +35,8 @@ SMOKE_DATA = dict(n_episodes=12, n_steps=20, seed=0)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
-    """Flags over config.yaml defaults; also returns the flags given explicitly."""
-    p = build_parser(__doc__.splitlines()[0], load_defaults(CONFIG))
-    ENV.add_data_flags(p)
-    ENV.add_eval_flags(p)
-    return parse_with_smoke(p, argv, SMOKE)
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """ViZDoom flag values that cannot work, evaluation flags included (before any data is made)."""
-    check_positive(args, ("max_episodes",))
-    ENV.check_eval_flags(args)
+    """Flags over config.yaml defaults, checked; also returns the flags given explicitly."""
+    return parse_train_args(ENV, __doc__, CONFIG, SMOKE, argv, positive=("max_episodes",))
 
 
 def mark_colour(data_dir: Path) -> bool:
@@ -56,7 +47,6 @@ def mark_colour(data_dir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, explicit = parse_args(argv)
-    check_args(args)
     mc, tc = split_args(args, "vizdoom")
     seeds = run_seeds(args, explicit)
     data_dir = episode_folder(args, lambda d: collect(d, workers=1, progress=False, **SMOKE_DATA), episode_files,
@@ -67,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def build_stages():
         return [vizdoom_dataset(data_dir, mc.context_length * mc.sections, args.max_episodes)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, seeds, Path(args.runs_dir or "runs"))
+    return run_experiment(args, ENV, mc, tc, build_stages, seeds)
 
 
 if __name__ == "__main__":
