@@ -39,37 +39,35 @@ MUJOCO = dict(env="mujoco", context_length=20, sections=3, n_layer=3, n_head=1, 
               dropatt=0.0, env_kwargs={"state_dim": 11, "act_dim": 3})
 NO_MEMORY = {"num_mem_tokens": 0, "mem_len": 0, "n_head_ca": 0, "mrv_act": "no_act"}
 
+
+def _family(env: str, title: str, paper: dict, cpu: dict, batch: tuple[int, int], obs: tuple[int, ...],
+            n_actions: int, paper_notes: str, cpu_notes: str) -> dict[str, Preset]:
+    """``<env>-paper`` (the paper's RATE, batch[0]), ``<env>-cpu`` (RATE at our CPU configuration, batch[1])
+    and ``<env>-cpu-dt`` (DT at that configuration)."""
+    dt_notes = f"DT at the {title} CPU configuration ({cpu['context_length'] * cpu['sections']}-step context)"
+    return {f"{env}-paper": Preset(ModelConfig(model_mode="RATE", **paper), batch[0], obs, n_actions, paper_notes),
+            f"{env}-cpu": Preset(ModelConfig(model_mode="RATE", **cpu), batch[1], obs, n_actions, cpu_notes),
+            f"{env}-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**cpu, **NO_MEMORY}), batch[1], obs, n_actions,
+                                    dt_notes)}
+
+
 PRESETS: dict[str, Preset] = {
     "tmaze-paper": Preset(ModelConfig(model_mode="RATE", **TMAZE), 64, (4,), 4,
                           "T-Maze reference: B 64, K 30, N 3, 8 layers, 10 heads, d 64"),
-    "tmaze-paper-dt": Preset(ModelConfig(model_mode="DT", **{**TMAZE, "num_mem_tokens": 0, "n_head_ca": 0,
-                                                             "mrv_act": "no_act"}), 64, (4,), 4,
+    "tmaze-paper-dt": Preset(ModelConfig(model_mode="DT", **{**TMAZE, **NO_MEMORY}), 64, (4,), 4,
                              "DT on the same 90 steps as one context"),
-    "vizdoom-paper": Preset(ModelConfig(model_mode="RATE", **VIZDOOM), 64, (3, 64, 112), 5,
-                            "ViZDoom-Two-Colors reference: K 30, N 3, 6 layers, 8 heads, d 128, mem_len 300"),
-    "vizdoom-cpu": Preset(ModelConfig(model_mode="RATE", **VIZDOOM_CPU), 32, (3, 64, 112), 5,
-                          "ViZDoom at our CPU configuration (VizDoom/RESULTS_vizdoom.md): B 32, 3 layers, d 64"),
-    "vizdoom-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**VIZDOOM_CPU, "num_mem_tokens": 0, "mem_len": 0,
-                                                               "n_head_ca": 0, "mrv_act": "no_act"}),
-                             32, (3, 64, 112), 5, "DT at the ViZDoom CPU configuration (90-step context)"),
-    "memmaze-paper": Preset(ModelConfig(model_mode="RATE", **MEMMAZE), 64, (3, 64, 64), 6,
-                            "Memory Maze reference: K 30, N 3, 6 layers, 8 heads, d 64, mem_len 300"),
-    "memmaze-cpu": Preset(ModelConfig(model_mode="RATE", **MEMMAZE_CPU), 32, (3, 64, 64), 6,
-                          "Memory Maze at our CPU configuration (MemoryMaze/RESULTS_memory_maze.md): B 32, 3 layers"),
-    "memmaze-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**MEMMAZE_CPU, **NO_MEMORY}), 32, (3, 64, 64), 6,
-                             "DT at the Memory Maze CPU configuration (90-step context)"),
-    "atari-paper": Preset(ModelConfig(model_mode="RATE", **ATARI), 128, (4, 84, 84), 4,
-                          "Atari reference (Breakout's 4 actions): K 30, N 3, 6 layers, 8 heads, d 128, m 15"),
-    "atari-cpu": Preset(ModelConfig(model_mode="RATE", **ATARI_CPU), 32, (4, 84, 84), 4,
-                        "Atari at our CPU configuration (Atari/RESULTS_atari.md): B 32, K 10, 3 layers, d 64"),
-    "atari-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**ATARI_CPU, **NO_MEMORY}), 32, (4, 84, 84), 4,
-                           "DT at the Atari CPU configuration (30-step context)"),
-    "mujoco-paper": Preset(ModelConfig(model_mode="RATE", **MUJOCO), 4096, (11,), 3,
-                           "MuJoCo reference (Hopper's sizes): B 4096, K 20, N 3, 3 layers, 1 head, d 128, m 5"),
-    "mujoco-cpu": Preset(ModelConfig(model_mode="RATE", **MUJOCO), 256, (11,), 3,
-                         "MuJoCo at our CPU configuration (MuJoCo/RESULTS_mujoco.md): the reference network, B 256"),
-    "mujoco-cpu-dt": Preset(ModelConfig(model_mode="DT", **{**MUJOCO, **NO_MEMORY}), 256, (11,), 3,
-                            "DT at the MuJoCo CPU configuration (60-step context)"),
+    **_family("vizdoom", "ViZDoom", VIZDOOM, VIZDOOM_CPU, (64, 32), (3, 64, 112), 5,
+              "ViZDoom-Two-Colors reference: K 30, N 3, 6 layers, 8 heads, d 128, mem_len 300",
+              "ViZDoom at our CPU configuration (VizDoom/RESULTS_vizdoom.md): B 32, 3 layers, d 64"),
+    **_family("memmaze", "Memory Maze", MEMMAZE, MEMMAZE_CPU, (64, 32), (3, 64, 64), 6,
+              "Memory Maze reference: K 30, N 3, 6 layers, 8 heads, d 64, mem_len 300",
+              "Memory Maze at our CPU configuration (MemoryMaze/RESULTS_memory_maze.md): B 32, 3 layers"),
+    **_family("atari", "Atari", ATARI, ATARI_CPU, (128, 32), (4, 84, 84), 4,
+              "Atari reference (Breakout's 4 actions): K 30, N 3, 6 layers, 8 heads, d 128, m 15",
+              "Atari at our CPU configuration (Atari/RESULTS_atari.md): B 32, K 10, 3 layers, d 64"),
+    **_family("mujoco", "MuJoCo", MUJOCO, MUJOCO, (4096, 256), (11,), 3,
+              "MuJoCo reference (Hopper's sizes): B 4096, K 20, N 3, 3 layers, 1 head, d 128, m 5",
+              "MuJoCo at our CPU configuration (MuJoCo/RESULTS_mujoco.md): the reference network, B 256"),
     "tmaze-demo": Preset(ModelConfig(model_mode="RATE", **{**TMAZE, "context_length": 10, "n_layer": 3, "n_head": 4,
                                                            "d_head": 16}), 64, (4,), 4, "make demo's RATE"),
 }

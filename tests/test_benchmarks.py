@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import bench_train, compare_losses, report
 
 
@@ -54,3 +56,21 @@ def test_bench_minari_measures_both_phases(capsys):
     assert res["read_steps"] == 12 and res["write_dataset_mb"] > res["pixels_mb"] > 0
     assert res["read_peak_rss_mb"] >= res["read_rss_before_mb"] > 0 and res["write_seconds"] > 0
     capsys.readouterr()
+
+
+def test_bench_env_steps_and_evaluates_an_env_and_rejects_other_envs_flags(capsys):
+    pytest.importorskip("mujoco")
+    from benchmarks import bench_env
+
+    res = bench_env.main(["--env", "mujoco", "env", "--steps", "30", "--json"])
+    assert res["steps"] == 30 and res["env"] == "halfcheetah" and res["steps_per_s_per_process"] > 0
+    res = bench_env.main(["--env", "mujoco", "eval", "--episodes", "2", "--T", "5", "--json"])
+    assert res["env_steps"] == 10 and res["ms_per_batched_step"] > 0 and "return" in res
+    for argv, error in ((["--env", "mujoco", "env", "--game", "Pong"], "unrecognized arguments: --game"),
+                        (["--env", "vizdoom", "sample"], "invalid choice: 'sample'"),
+                        (["--env", "mujoco", "sample"], "sample needs --store"),
+                        (["env"], "required: --env")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            bench_env.main(argv)
+        assert error in capsys.readouterr().err
