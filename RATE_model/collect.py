@@ -31,10 +31,10 @@ def episode_path(out_dir: Path, index: int) -> Path:
     return Path(out_dir) / f"episode_{index:06d}.npz"
 
 
-def save_episode(path: Path, episode: Mapping[str, np.ndarray]) -> None:
-    """Compressed .npz, written atomically: an interrupted run never leaves a truncated file."""
+def save_episode(path: Path, episode: Mapping[str, np.ndarray], compressed: bool = True) -> None:
+    """A (compressed) .npz, written atomically: an interrupted run never leaves a truncated file."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **episode)
+    (np.savez_compressed if compressed else np.savez)(tmp, **episode)
     os.replace(tmp, path)
 
 

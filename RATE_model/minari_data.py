@@ -20,11 +20,13 @@ and description.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,10 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from RATE_model.collect import episode_path, run_cli
 from RATE_model.config import ConfigError
 from RATE_model.data import returns_to_go
-from RATE_model.datafiles import DataError
+from RATE_model.datafiles import DataError, load_npz
 from RATE_model.store import EpisodeStore, fingerprint, open_or_write
 
 READER_VERSION = 1  # part of a store's key: a changed reader rebuilds stores
@@ -400,6 +403,22 @@ def export(args: Any, items: Sequence[Any], to_episode: Callable[[Any], Mapping[
                          author_email=args.author_email, code_permalink=args.code_permalink)
 
 
+def export_frames(args: Any, folder: Path, to_episode: Callable[[Any], Mapping[str, Any]], frame_shape: Sequence[int],
+                  n_actions: int, *, env: Any, algorithm_name: str, about: str, details: str,
+                  items: Sequence[Any] | None = None) -> Path:
+    """:func:`export` of a pixel generator's episodes (uint8 frames of ``frame_shape``, ``n_actions`` discrete
+    actions): ``to_episode(item)`` of each of ``items``, by default of each episode file 0..--n_episodes-1 in
+    ``folder`` read as its obs, action and reward. Described as "``about``, settings <the folder's meta.json>.
+    ``details`` :data:`FINAL_OBS_NOTE`"."""
+    if items is None:
+        items, read = [episode_path(folder, i) for i in range(args.n_episodes)], to_episode
+        to_episode = lambda path: read(load_npz(path, ("obs", "action", "reward")))
+    meta = (Path(folder) / "meta.json").read_text().strip()
+    return export(args, items, to_episode, gym.spaces.Box(0, 255, tuple(frame_shape), np.uint8),
+                  gym.spaces.Discrete(n_actions), env=env, algorithm_name=algorithm_name,
+                  description=f"{about}, settings {meta}. {details} {FINAL_OBS_NOTE}")
+
+
 FORMATS = ("own", "minari", "both")
 
 
@@ -447,3 +466,18 @@ def collect_and_export(args: Any, collect: Callable[[Path], dict[str, Any]], exp
     if args.format == "minari":
         shutil.rmtree(folder, ignore_errors=True)
     return {**stats, "minari_dataset": args.dataset_id, "minari_path": str(path)}
+
+
+def run_generator(parser: Any, collect: Callable[..., dict[str, Any]], export_to: Callable[[Any, Path], Path],
+                  argv: list[str] | None = None) -> dict[str, Any]:
+    """A generator's command line (:func:`RATE_model.collect.run_cli`) with the flags of :func:`add_export_flags`:
+    :func:`collect_and_export` of ``collect(out_dir=folder, ...)`` — each of its other parameters that a flag is
+    named after gets that flag's value, the rest keep their defaults — and ``export_to(args, folder)``."""
+    params = inspect.signature(collect).parameters
+
+    def run(args: Any) -> dict[str, Any]:
+        flags = {k: v for k, v in vars(args).items() if k in params}
+        return collect_and_export(args, lambda folder: collect(**{**flags, "out_dir": folder}),
+                                  partial(export_to, args))
+
+    return run_cli(parser, run, argv)

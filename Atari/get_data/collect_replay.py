@@ -32,7 +32,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from Atari.Atari_src.atari_data import (
@@ -57,17 +56,10 @@ from Atari.Atari_src.atari_env import (
     make_env,
 )
 from Atari.Atari_src.expert import make_policy, play_episode
-from RATE_model.collect import collect_episodes, run_cli
+from RATE_model.collect import collect_episodes
 from RATE_model.config import OneLineErrorParser
 from RATE_model.data import stacked
-from RATE_model.minari_data import (
-    FINAL_OBS_NOTE,
-    add_export_flags,
-    collect_and_export,
-    env_spec,
-    export,
-    minari_episode,
-)
+from RATE_model.minari_data import add_export_flags, env_spec, export_frames, minari_episode, run_generator
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "Atari_data"
 RUN = 1  # the run folder the reference loader reads (<root>/<Game>/1/replay_logs)
@@ -157,9 +149,10 @@ def step_limit(game: str, max_episode_steps: int) -> int:
     return min(max_episode_steps, -(-min(MAX_FRAMES, ROM_FRAME_LIMIT.get(game, MAX_FRAMES)) // FRAME_SKIP))
 
 
-def export_minari(args: argparse.Namespace, logs: Path) -> Path:
-    """The episodes of the checkpoints in ``logs`` as the Minari dataset ``--dataset_id`` (see the module
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """The episodes of the checkpoints in ``folder`` as the Minari dataset ``--dataset_id`` (see the module
     docstring), streamed: one checkpoint's observation file read once, one episode in memory."""
+    logs = replay_logs(folder, args.game, RUN)
     ckpts = [Checkpoint(logs, n, max_index=sys.maxsize) for n in range(args.checkpoints)]
     stream = (ep for c in ckpts for ep, _ in c.read(range(len(c.episodes)), args.game))
     limit = step_limit(args.game, args.max_episode_steps)
@@ -171,28 +164,18 @@ def export_minari(args: argparse.Namespace, logs: Path) -> Path:
         return minari_episode(stacks, ep["action"].astype(np.int64), ep["reward"], terminated=T < limit,
                               truncated=T >= limit)
 
-    spec = env_spec(GYM_ID, args.max_episode_steps, game=args.game)
-    meta = (Path(logs) / "meta.json").read_text()
-    return export(args, [(c.n, j) for c in ckpts for j in range(len(c.episodes))], episode,
-                  gym.spaces.Box(0, 255, (FRAME_STACK, *FRAME), np.uint8), gym.spaces.Discrete(N_ACTIONS[args.game]),
-                  env=spec, algorithm_name=f"RATE scripted RAM policy {POLICY} (Atari/Atari_src/expert.py)",
-                  description=f"Atari {args.game} episodes of RATE's generator (Atari/get_data/collect_replay.py), "
-                              f"settings {meta.strip()}. Observations: the last 4 frames (84x84 grey, frame-skip 4 "
-                              f"with max-pooling) as uint8 [4, 84, 84]; actions: the game's minimal set; rewards "
-                              f"not clipped. {FINAL_OBS_NOTE}")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    def collect_into(folder: Path) -> dict[str, Any]:
-        return collect(args.game, folder, args.transitions, args.checkpoints, args.epsilon, args.seed,
-                       args.max_episode_steps, args.workers)
-
-    return collect_and_export(args, collect_into,
-                              lambda folder: export_minari(args, replay_logs(folder, args.game, RUN)))
+    return export_frames(
+        args, logs, episode, (FRAME_STACK, *FRAME), N_ACTIONS[args.game],
+        items=[(c.n, j) for c in ckpts for j in range(len(c.episodes))],
+        env=env_spec(GYM_ID, args.max_episode_steps, game=args.game),
+        algorithm_name=f"RATE scripted RAM policy {POLICY} (Atari/Atari_src/expert.py)",
+        about=f"Atari {args.game} episodes of RATE's generator (Atari/get_data/collect_replay.py)",
+        details="Observations: the last 4 frames (84x84 grey, frame-skip 4 with max-pooling) as uint8 [4, 84, 84]; "
+                "actions: the game's minimal set; rewards not clipped.")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), run, argv)
+    return run_generator(build_parser(), collect, export_minari, argv)
 
 
 if __name__ == "__main__":

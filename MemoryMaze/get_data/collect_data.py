@@ -41,17 +41,9 @@ from MemoryMaze.MemoryMaze_src.memory_maze_env import (
     START_METHOD,
     MemoryMazeEnv,
 )
-from RATE_model.collect import collect_episodes, episode_path, run_cli
+from RATE_model.collect import collect_episodes
 from RATE_model.config import OneLineErrorParser
-from RATE_model.datafiles import load_npz
-from RATE_model.minari_data import (
-    FINAL_OBS_NOTE,
-    add_export_flags,
-    collect_and_export,
-    env_spec,
-    export,
-    minari_episode,
-)
+from RATE_model.minari_data import add_export_flags, env_spec, export_frames, minari_episode, run_generator
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "MemoryMaze_data" / "episodes"
 # recorded in meta.json: a changed oracle must not extend an old folder
@@ -118,36 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _minari_episode(path: Path) -> dict[str, np.ndarray]:
-    ep = load_npz(path, ("obs", "action", "reward"))
-    return minari_episode(ep["obs"].transpose(0, 3, 1, 2), ep["action"].argmax(1), ep["reward"], terminated=False,
-                          truncated=True)
-
-
 def export_minari(args: argparse.Namespace, folder: Path) -> Path:
     """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
-    import gymnasium as gym
-
-    meta = (Path(folder) / "meta.json").read_text()
-    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)], _minari_episode,
-                  gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8), gym.spaces.Discrete(N_ACTIONS),
-                  env=env_spec(GYM_ID, max_steps=args.max_steps),
-                  algorithm_name=f"RATE {args.oracle} oracle (MemoryMaze/MemoryMaze_src/expert.py)",
-                  description=f"Memory Maze 9x9 episodes of RATE's generator (MemoryMaze/get_data/collect_data.py), "
-                              f"settings {meta.strip()}. Observations: the camera as uint8 [3, 64, 64]; actions "
-                              f"0 noop, 1 forward, 2 left, 3 right, 4 forward+left, 5 forward+right. {FINAL_OBS_NOTE}")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    def collect_into(folder: Path) -> dict[str, Any]:
-        return collect(folder, args.n_episodes, args.max_steps, args.epsilon, args.seed, args.workers,
-                       oracle=args.oracle)
-
-    return collect_and_export(args, collect_into, partial(export_minari, args))
+    episode = lambda ep: minari_episode(ep["obs"].transpose(0, 3, 1, 2), ep["action"].argmax(1), ep["reward"],
+                                        terminated=False, truncated=True)
+    return export_frames(args, folder, episode, OBS_SHAPE, N_ACTIONS, env=env_spec(GYM_ID, max_steps=args.max_steps),
+                         algorithm_name=f"RATE {args.oracle} oracle (MemoryMaze/MemoryMaze_src/expert.py)",
+                         about="Memory Maze 9x9 episodes of RATE's generator (MemoryMaze/get_data/collect_data.py)",
+                         details="Observations: the camera as uint8 [3, 64, 64]; actions 0 noop, 1 forward, 2 left, "
+                                 "3 right, 4 forward+left, 5 forward+right.")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), run, argv)
+    return run_generator(build_parser(), collect, export_minari, argv)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,9 @@ from MinigridMemory.MinigridMemory_src.minigrid_env import (
     check_size,
     default_timeout,
 )
-from RATE_model.collect import collect_episodes, episode_path, run_cli
+from RATE_model.collect import collect_episodes, episode_path
 from RATE_model.config import OneLineErrorParser
-from RATE_model.datafiles import load_npz
-from RATE_model.minari_data import (
-    FINAL_OBS_NOTE,
-    add_export_flags,
-    collect_and_export,
-    env_spec,
-    export,
-    minari_episode,
-)
+from RATE_model.minari_data import add_export_flags, env_spec, export_frames, minari_episode, run_generator
 
 __all__ = ["DATA_DIR", "collect", "episode_path", "episode_seeds", "main"]
 
@@ -107,35 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _minari_episode(path: Path) -> dict[str, np.ndarray]:
-    ep = load_npz(path, ("obs", "action", "reward"))
-    return minari_episode(ep["obs"], ep["action"], ep["reward"], terminated=True, truncated=False)
-
-
 def export_minari(args: argparse.Namespace, folder: Path) -> Path:
     """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
-    import gymnasium as gym
-
-    meta = (Path(folder) / "meta.json").read_text()
-    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)], _minari_episode,
-                  gym.spaces.Box(0, 255, (3, OBS_SIZE, OBS_SIZE), np.uint8), gym.spaces.Discrete(N_ACTIONS),
-                  env=env_spec(GYM_ID, size=args.size, timeout=args.timeout or default_timeout(args.size)),
-                  algorithm_name="RATE scripted expert (MinigridMemory/MinigridMemory_src/expert.py), successes only",
-                  description=f"Minigrid-Memory episodes of RATE's generator (MinigridMemory/get_data/collect_traj.py)"
-                              f", settings {meta.strip()}. Observations: the agent's 3x3 view as uint8 [3, 84, 84]. "
-                              f"{FINAL_OBS_NOTE}")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    def collect_into(folder: Path) -> dict[str, Any]:
-        return collect(folder, args.n_episodes, args.size, args.epsilon, args.timeout, args.seed, args.workers,
-                       args.max_attempts)
-
-    return collect_and_export(args, collect_into, partial(export_minari, args))
+    episode = lambda ep: minari_episode(ep["obs"], ep["action"], ep["reward"], terminated=True, truncated=False)
+    return export_frames(
+        args, folder, episode, (3, OBS_SIZE, OBS_SIZE), N_ACTIONS,
+        env=env_spec(GYM_ID, size=args.size, timeout=args.timeout or default_timeout(args.size)),
+        algorithm_name="RATE scripted expert (MinigridMemory/MinigridMemory_src/expert.py), successes only",
+        about="Minigrid-Memory episodes of RATE's generator (MinigridMemory/get_data/collect_traj.py)",
+        details="Observations: the agent's 3x3 view as uint8 [3, 84, 84].")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), run, argv)
+    return run_generator(build_parser(), collect, export_minari, argv)
 
 
 if __name__ == "__main__":

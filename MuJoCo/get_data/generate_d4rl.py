@@ -56,9 +56,8 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
     normalised_score,
     quiet_old_gym,
 )
-from RATE_model.collect import run_cli
 from RATE_model.config import OneLineErrorParser
-from RATE_model.minari_data import add_export_flags, collect_and_export, env_spec, export, minari_episode
+from RATE_model.minari_data import add_export_flags, env_spec, export, minari_episode, run_generator
 
 MEDIUM_RETURN = {"halfcheetah": 4500.0, "walker2d": 3000.0, "hopper": 1500.0}
 FIELDS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
@@ -374,8 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_minari(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> Path:
-    """The complete episodes of the D4RL-layout file ``path`` as the Minari dataset ``--dataset_id``."""
+def export_minari(args: argparse.Namespace, folder: Path) -> Path:
+    """The complete episodes of the D4RL-layout file made in ``folder`` as the Minari dataset ``--dataset_id``."""
+    path = dataset_path(folder, f"{args.env}-{args.dataset}")
+    meta = json.loads(path.with_suffix(".json").read_text())
     state_dim, act_dim = DIMS[args.env]
 
     def episode(ep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -390,20 +391,8 @@ def export_minari(args: argparse.Namespace, path: Path, meta: dict[str, Any]) ->
                               f"Generator record: {json.dumps(meta)}")
 
 
-def run(a: argparse.Namespace) -> dict[str, Any]:
-    def collect_into(folder: Path) -> dict[str, Any]:
-        return generate(a.env, a.dataset, folder, a.seed, a.steps, a.expert_steps, a.transitions, a.medium_return,
-                        a.eval_every, a.eval_episodes, a.max_episode_steps, a.threads)
-
-    def export_to(folder: Path) -> Path:
-        path = dataset_path(folder, f"{a.env}-{a.dataset}")
-        return export_minari(a, path, json.loads(path.with_suffix(".json").read_text()))
-
-    return collect_and_export(a, collect_into, export_to)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), run, argv)
+    return run_generator(build_parser(), generate, export_minari, argv)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from POPGym.POPGym_src.popgym_env import (
     spec_of,
     stored_spaces,
 )
+from RATE_model.collect import save_episode
 from RATE_model.config import ConfigError, OneLineErrorParser
 from RATE_model.data import DataError, load_npz
 from RATE_model.minari_data import (
@@ -116,13 +117,6 @@ def play_episode(task: str, seed: int, env: Any = None) -> dict[str, np.ndarray]
             "reward": np.asarray(rows["reward"], np.float32), "done": np.asarray(rows["done"], bool)}
 
 
-def write_episode(path: Path, episode: dict[str, np.ndarray]) -> None:
-    """``episode`` as ``path`` (.npz), written under a temporary name and renamed: never half a file."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **episode)
-    tmp.replace(path)
-
-
 def _job(args: tuple[str, str, list[int], int]) -> list[float]:
     """A worker's share: episodes ``indices`` of ``task`` written into ``folder``; returns their returns."""
     task, folder, indices, seed_offset = args
@@ -130,7 +124,7 @@ def _job(args: tuple[str, str, list[int], int]) -> list[float]:
     returns = []
     for i in indices:
         ep = play_episode(task, seed_offset + i, env)
-        write_episode(Path(folder) / f"train_data_{i}.npz", ep)
+        save_episode(Path(folder) / f"train_data_{i}.npz", ep, compressed=False)
         returns.append(float(ep["reward"].sum()))
     env.close()
     return returns

@@ -7,12 +7,12 @@ lives in RAM (the .npz files are its cache on disk).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from RATE_model.collect import save_episode
 from RATE_model.data import DataError, WindowDataset, check_array, consecutive, load_npz, with_returns_to_go
 from RATE_model.store import EpisodeStore
 from TMaze_new.TMaze_new_src.tmaze_env import TMazeVecEnv
@@ -51,9 +51,7 @@ def load_or_generate(K: int, n: int, n_per_side: int = 1000, data_dir: Path = DA
         raise DataError(f"--data_dir {path.parent} is not a folder")
     data = oracle_episodes(n * K, n_per_side, seed_offset=100_000 * n)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # ranks may generate at once
-    np.savez_compressed(tmp, **data)
-    tmp.replace(path)
+    save_episode(path, data)  # atomically: ranks may generate at once
     return data
 
 

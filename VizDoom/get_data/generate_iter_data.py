@@ -31,17 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from RATE_model.collect import collect_episodes, episode_path, run_cli
+from RATE_model.collect import collect_episodes, episode_path
 from RATE_model.config import OneLineErrorParser
-from RATE_model.datafiles import load_npz
-from RATE_model.minari_data import (
-    FINAL_OBS_NOTE,
-    add_export_flags,
-    collect_and_export,
-    env_spec,
-    export,
-    minari_episode,
-)
+from RATE_model.minari_data import add_export_flags, env_spec, export_frames, minari_episode, run_generator
 from VizDoom.VizDoom_src.expert import DEFAULT_TARGET_HOLD, EXPERTS, expert_episode
 from VizDoom.VizDoom_src.scenario import DEFAULT, ScenarioConfig
 from VizDoom.VizDoom_src.vizdoom_env import GYM_ID, MAX_TIMEOUT, N_ACTIONS, OBS_SHAPE, TwoColorsEnv
@@ -150,39 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _minari_episode(path: Path, n_steps: int) -> dict[str, np.ndarray]:
-    ep = load_npz(path, ("obs", "action", "reward"))
+def _minari_episode(ep: dict[str, np.ndarray], n_steps: int) -> dict[str, np.ndarray]:
     died = len(ep["action"]) < n_steps
     return minari_episode(ep["obs"], ep["action"], ep["reward"], terminated=died, truncated=not died)
 
 
 def export_minari(args: argparse.Namespace, folder: Path) -> Path:
     """The episodes of ``folder`` as the Minari dataset ``--dataset_id`` (see the module docstring)."""
-    import gymnasium as gym
-
-    settings = {"timeout": args.n_steps, "mark_colour": args.mark_colour,
-                **({"pillar_tics": args.pillar_tics} if args.pillar_tics != DEFAULT.pillar_tics else {})}
-    meta = (Path(folder) / "meta.json").read_text()
-    return export(args, [episode_path(folder, i) for i in range(args.n_episodes)],
-                  partial(_minari_episode, n_steps=args.n_steps), gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8),
-                  gym.spaces.Discrete(N_ACTIONS), env=env_spec(GYM_ID, **settings),
-                  algorithm_name=f"RATE scripted {args.expert} expert (VizDoom/VizDoom_src/expert.py)",
-                  description=f"ViZDoom-Two-Colors episodes of RATE's generator (VizDoom/get_data/generate_iter_data.py"
-                              f"), settings {meta.strip()}. Observations: the screen as uint8 [3, 64, 112]. "
-                              f"{FINAL_OBS_NOTE}")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    def collect_into(folder: Path) -> dict[str, Any]:
-        return collect(folder, args.n_episodes, args.n_steps, args.epsilon, args.seed, args.workers,
-                       pillar_tics=args.pillar_tics, expert=args.expert, mark_colour=args.mark_colour,
-                       target_noise=args.target_noise, target_hold=args.target_hold)
-
-    return collect_and_export(args, collect_into, partial(export_minari, args))
+    spec = env_spec(GYM_ID, timeout=args.n_steps, mark_colour=args.mark_colour,
+                    **({"pillar_tics": args.pillar_tics} if args.pillar_tics != DEFAULT.pillar_tics else {}))
+    return export_frames(
+        args, folder, partial(_minari_episode, n_steps=args.n_steps), OBS_SHAPE, N_ACTIONS, env=spec,
+        algorithm_name=f"RATE scripted {args.expert} expert (VizDoom/VizDoom_src/expert.py)",
+        about="ViZDoom-Two-Colors episodes of RATE's generator (VizDoom/get_data/generate_iter_data.py)",
+        details="Observations: the screen as uint8 [3, 64, 112].")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_cli(build_parser(), run, argv)
+    return run_generator(build_parser(), collect, export_minari, argv)
 
 
 if __name__ == "__main__":
