@@ -15,15 +15,16 @@ of its memory tokens and/or hidden-state cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from RATE_model import distributed
 from RATE_model.config import MEMORY_NOISE
 from RATE_model.model import RATE, REGULAR, Decoding, State
 
@@ -240,3 +241,47 @@ def rollout(model: RATE, env: VectorEnv, target_return: float | np.ndarray, max_
     model.train(was_training)
     trajectory = {k: np.stack(v) for k, v in kept.items()} if keep_trajectory else {}
     return RolloutResult(returns, lengths, infos, trajectory, dec.states or [])
+
+
+
+def play_runs(model: RATE, make_env: Callable[[list[int]], VectorEnv], seeds: Sequence[int], max_steps: int,
+              runs: dict[str, dict[str, Any]], batch_size: int | None = None, sample_seed: int = 0,
+              memory_noise: str = "none", info_keys: Sequence[str] = (),
+              desc: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """One episode per env seed of ``seeds`` for each run of ``runs`` (name -> :func:`rollout`'s settings:
+    ``target_return`` and any of ``sample``, ``reward_scale``, ``reset_rtg_each_segment``). ``batch_size``
+    (default: all) episodes step together in the vector env ``make_env(batch_seeds)``, which every run replays
+    (reset with the same seeds) before it is closed. Under torchrun each rank plays a contiguous share and the
+    shares are gathered, so every rank returns, per run, the arrays ``seed``, ``return``, ``length`` and the last
+    value of each of ``info_keys`` over all ``seeds``, in order. Sampled actions draw from one generator seeded
+    ``sample_seed + 7919 * rank``; ``desc`` names the progress bars (main rank)."""
+    mine = list(distributed.shard(list(seeds)))
+    batch_size = batch_size or max(1, len(mine))
+    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
+    show = desc is not None and distributed.is_main()
+    out = {name: {k: [np.zeros(0)] for k in ("return", "length", *info_keys)} for name in runs}
+    for i in tqdm(range(0, len(mine), batch_size), desc=f"{desc} eval batches", disable=not show, leave=False):
+        env = make_env(mine[i:i + batch_size])
+        try:
+            for name, settings in runs.items():
+                res = rollout(model, env, max_steps=max_steps, generator=gen, memory_noise=memory_noise,
+                              progress=f"{desc} eval {name}".rstrip() if show else False, **settings)
+                for k, v in (("return", res.returns), ("length", res.lengths), *((k, res.infos[k]) for k in info_keys)):
+                    out[name][k].append(np.asarray(v))
+        finally:
+            if hasattr(env, "close"):
+                env.close()
+    parts = distributed.gather((np.asarray(mine, np.int64),
+                                {name: {k: np.concatenate(v) for k, v in r.items()} for name, r in out.items()}))
+    all_seeds = np.concatenate([p[0] for p in parts])
+    return {name: {"seed": all_seeds, **{k: np.concatenate([p[1][name][k] for p in parts]) for k in out[name]}}
+            for name in runs}
+
+
+def play_seeds(model: RATE, make_env: Callable[[list[int]], VectorEnv], seeds: Sequence[int],
+               target_return: float | np.ndarray, max_steps: int, batch_size: int | None = None, sample: bool = True,
+               sample_seed: int = 0, memory_noise: str = "none", info_keys: Sequence[str] = (),
+               desc: str | None = None) -> dict[str, np.ndarray]:
+    """:func:`play_runs` with one run (``target_return``, sampled actions unless ``sample`` is False)."""
+    return play_runs(model, make_env, seeds, max_steps, {"": {"target_return": target_return, "sample": sample}},
+                     batch_size, sample_seed, memory_noise, info_keys, desc)[""]

@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from Atari.Atari_src.atari_data import FRAME_STACK, atari_store
 from Atari.Atari_src.atari_env import GAMES, MAX_STEPS, N_ACTIONS, make_env
 from Atari.Atari_src.expert import make_policy, play_episode
-from RATE_model import distributed
 from RATE_model.config import (
     ConfigError,
     add_eval_flags,
@@ -40,7 +37,7 @@ from RATE_model.config import (
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
 from RATE_model.pretrain import Frames
-from RATE_model.rollout import Episode, rollout, sem
+from RATE_model.rollout import Episode, play_seeds, sem
 from RATE_model.vector import GymVectorEnv
 
 # Decision Transformer's targets; the RATE paper used 180 on Breakout (pass --target_return 180)
@@ -63,24 +60,15 @@ def evaluate(model: RATE, game: str, n_episodes: int = 10, max_steps: int = MAX_
     "episodes": [{"seed", "return", "steps"}, ...]} over ``n_episodes`` fixed env seeds of the ``split``, ``batch_size``
     (default: all) stepped together in worker processes; actions sampled (``greedy``: the most likely)."""
     target = TARGET_RETURNS[game] if target_return is None else target_return
-    seeds = distributed.shard(ENV.seeds(n_episodes, split))
-    batch_size = batch_size or max(1, len(seeds))
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, lengths = [np.zeros(0)], [np.zeros(0, np.int64)]
-    show = progress and distributed.is_main()
-    for i in tqdm(range(0, len(seeds), batch_size), desc=f"{game} eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(make_env, game), seeds[i:i + batch_size]) as env:
-            res = rollout(model, env, target, max_steps=max_steps, sample=not greedy, generator=gen,
-                          memory_noise=memory_noise, progress=f"{game} eval steps" if show else False)
-        returns.append(res.returns)
-        lengths.append(res.lengths)
-    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(lengths)))
-    seed_all, ret, steps = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    res = play_seeds(model, lambda seeds: GymVectorEnv(partial(make_env, game), seeds), ENV.seeds(n_episodes, split),
+                     target, max_steps, batch_size, sample=not greedy, sample_seed=sample_seed,
+                     memory_noise=memory_noise, desc=game if progress else None)
+    ret = res["return"]
     norm = gamer_normalised(game, ret)
     return {"return": float(ret.mean()), "return_sem": sem(ret), "normalised": float(norm.mean()),
             "normalised_sem": sem(norm), "episodes_n": len(ret), "target_return": target,
             "episodes": [{"seed": int(s), "return": float(r), "steps": int(n)}
-                         for s, r, n in zip(seed_all, ret, steps, strict=True)]}
+                         for s, r, n in zip(res["seed"], ret, res["length"], strict=True)]}
 
 
 class Atari(Environment):

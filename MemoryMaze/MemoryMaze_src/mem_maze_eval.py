@@ -19,13 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from MemoryMaze.MemoryMaze_src.expert import ORACLES, VisibleOracle, oracle_action
 from MemoryMaze.MemoryMaze_src.mem_maze_data import HOW, PATTERN, episode_files, load_episode, mem_maze_dataset
 from MemoryMaze.MemoryMaze_src.memory_maze_env import MAX_STEPS, N_ACTIONS, START_METHOD, MemoryMazeEnv
-from RATE_model import distributed
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
@@ -39,7 +36,7 @@ from RATE_model.diagnose import store_windows
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
 from RATE_model.pretrain import Frames
-from RATE_model.rollout import Episode, rollout, sem
+from RATE_model.rollout import Episode, play_seeds, sem
 from RATE_model.vector import GymVectorEnv
 
 TARGET_RETURN = 18.1
@@ -63,20 +60,14 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = MAX_STEPS, bat
     [{"seed", "return", "return_first_half", "return_second_half"}, ...]} over ``n_episodes`` fixed mazes of
     the ``split`` (halves of ``max_steps``), at most ``batch_size`` worker processes at a time (default:
     :func:`default_batch_size`)."""
-    batch_size = batch_size or default_batch_size()
-    seeds = distributed.shard(ENV.seeds(n_episodes, split))
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, first = [np.zeros(0)], [np.zeros(0)]
-    show = progress and distributed.is_main()
-    for i in tqdm(range(0, len(seeds), batch_size), desc="Memory Maze eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(MemoryMazeEnv, max_steps=max_steps), seeds[i:i + batch_size],
-                          info_keys=("targets_first_half",), context=START_METHOD) as env:
-            res = rollout(model, env, target_return, max_steps=max_steps, sample=True, generator=gen,
-                          memory_noise=memory_noise, progress="Memory Maze eval steps" if show else False)
-        returns.append(res.returns)
-        first.append(res.infos["targets_first_half"].astype(float))
-    parts = distributed.gather((np.asarray(seeds), np.concatenate(returns), np.concatenate(first)))
-    seed_all, ret, half = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    def make(seeds):
+        return GymVectorEnv(partial(MemoryMazeEnv, max_steps=max_steps), seeds, info_keys=("targets_first_half",),
+                            context=START_METHOD)
+
+    res = play_seeds(model, make, ENV.seeds(n_episodes, split), target_return, max_steps,
+                     batch_size or default_batch_size(), sample_seed=sample_seed, memory_noise=memory_noise,
+                     info_keys=("targets_first_half",), desc="Memory Maze" if progress else None)
+    seed_all, ret, half = res["seed"], res["return"], res["targets_first_half"].astype(float)
     return {"return": float(ret.mean()), "return_sem": sem(ret), "return_first_half": float(half.mean()),
             "return_second_half": float((ret - half).mean()), "episodes_n": len(ret),
             "episodes": [{"seed": int(s), "return": float(r), "return_first_half": float(h),

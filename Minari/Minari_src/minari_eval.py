@@ -23,8 +23,8 @@ from RATE_model.config import ConfigError, add_eval_flags, add_target_return_fla
 from RATE_model.envs import Environment
 from RATE_model.minari_data import Layout, datasets_root, eval_spec, layout_of, load, recovered_env
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, sem
-from RATE_model.vector import GymVectorEnv, returns_in_envs
+from RATE_model.rollout import Episode, play_runs, sem
+from RATE_model.vector import GymVectorEnv
 
 DEFAULT_MAX_STEPS = 1000  # evaluation steps of an env that records no time limit
 
@@ -103,13 +103,13 @@ def evaluate(model: RATE, make_env: Callable[[], gym.Env], n_episodes: int, max_
              progress: bool = True, memory_noise: str = "none") -> dict[str, Any]:
     """Mean return ± SEM (and ``normalise(returns)`` as ``score``, when given) per target over ``n_episodes``
     fixed seeds of the split, ``batch_size`` (default: all) stepped together; ``episodes`` lists each one."""
-    runs = {f"t{target:g}": (target * rtg_scale, False) for target in targets}
-    seeds, returns = returns_in_envs(model, make_env, ENV.seeds(n_episodes, split), runs, max_steps, rtg_scale,
-                                     batch_size, obs_scale, "forkserver", progress=progress,
-                                     memory_noise=memory_noise)
+    runs = {f"t{target:g}": {"target_return": target * rtg_scale, "reward_scale": rtg_scale} for target in targets}
+    out = play_runs(model, lambda seeds: GymVectorEnv(make_env, seeds, obs_scale=obs_scale, context="forkserver"),
+                    ENV.seeds(n_episodes, split), max_steps, runs, batch_size, memory_noise=memory_noise,
+                    desc="eval" if progress else None)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "episodes": []}
     for target in targets:
-        ret = returns[f"t{target:g}"]
+        seeds, ret = out[f"t{target:g}"]["seed"], out[f"t{target:g}"]["return"]
         metrics.update({f"return_t{target:g}": float(ret.mean()), f"return_t{target:g}_sem": sem(ret)})
         if normalise is not None:
             score = np.asarray(normalise(ret), np.float64) * 100

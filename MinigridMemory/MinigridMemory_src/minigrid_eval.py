@@ -13,7 +13,6 @@ to a one-process evaluation (the seeds and the protocol are)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from MinigridMemory.MinigridMemory_src.expert import expert_episode
@@ -22,7 +21,7 @@ from RATE_model import distributed
 from RATE_model.config import ConfigError, add_episode_data_flags, add_eval_flags, check_positive, int_list
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout
+from RATE_model.rollout import Episode, play_seeds
 
 PROTOCOL_SIZES = (11, 21, 31, 41, 51, 61, 71, 81, 91)
 TARGET_RETURN = 0.96
@@ -125,19 +124,11 @@ def evaluate_size(model: RATE, size: int, n_episodes: int = 100, env_timeout: in
     """
     T = default_timeout(size) if env_timeout is None else env_timeout
     steps = T if max_steps is None else min(T, max_steps)
-    seeds = distributed.shard(ENV.seeds(n_episodes, split))
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed * 1000 + size + 7919 * distributed.rank())
-    returns, successes, unfinished = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
-    for i in range(0, len(seeds), batch_size):
-        env = MinigridMemoryVecEnv(size, seeds[i:i + batch_size], timeout=T)
-        res = rollout(model, env, TARGET_RETURN, max_steps=steps, sample=True, generator=gen,
-                      memory_noise=memory_noise)
-        returns.append(res.returns)
-        successes.append(res.infos["success"])
-        unfinished.append(1.0 - res.infos["touched"])
-    parts = distributed.gather(tuple(np.concatenate(x) for x in (returns, successes, unfinished)))
-    return {k: float(np.concatenate([p[i] for p in parts]).mean())
-            for i, k in enumerate(("return", "success", "unfinished"))}
+    res = play_seeds(model, lambda seeds: MinigridMemoryVecEnv(size, seeds, timeout=T), ENV.seeds(n_episodes, split),
+                     TARGET_RETURN, steps, batch_size, sample_seed=sample_seed * 1000 + size, memory_noise=memory_noise,
+                     info_keys=("success", "touched"))
+    return {"return": float(res["return"].mean()), "success": float(res["success"].mean()),
+            "unfinished": float((1.0 - res["touched"]).mean())}
 
 
 def evaluate(model: RATE, sizes: list[int], n_episodes: int = 100, env_timeout: int | None = None,

@@ -36,8 +36,8 @@ from RATE_model.config import ConfigError, add_eval_flags, add_target_return_fla
 from RATE_model.data import DataError
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, sem
-from RATE_model.vector import GymVectorEnv, returns_in_envs
+from RATE_model.rollout import Episode, play_runs, sem
+from RATE_model.vector import GymVectorEnv
 
 RTG_MODES = ("decreasing", "reset")
 
@@ -136,16 +136,17 @@ def evaluate(model: RATE, env: str, n_episodes: int = 10, max_steps: int = MAX_S
     (default: all) stepped together in worker processes; ``episodes`` lists every episode. ``make``: the env
     factory (default: gymnasium's v5 env of ``env``; a Minari dataset's own env, for example)."""
     targets = TARGET_RETURNS[env] if targets is None else tuple(targets)
-    runs = {f"{mode}_t{target:g}": (target * RTG_SCALE, mode == "reset") for target in targets for mode in modes}
-    seeds, returns = returns_in_envs(model, make or partial(make_env, env), ENV.seeds(n_episodes, split), runs,
-                                     max_steps, RTG_SCALE, batch_size, desc=env, progress=progress,
-                                     memory_noise=memory_noise)
+    runs = {f"{mode}_t{target:g}": {"target_return": target * RTG_SCALE, "reward_scale": RTG_SCALE,
+                                    "reset_rtg_each_segment": mode == "reset"} for target in targets for mode in modes}
+    factory = make or partial(make_env, env)
+    out = play_runs(model, lambda seeds: GymVectorEnv(factory, seeds, obs_scale=1.0), ENV.seeds(n_episodes, split),
+                    max_steps, runs, batch_size, memory_noise=memory_noise, desc=env if progress else None)
     metrics: dict[str, Any] = {"episodes_n": n_episodes, "targets": list(targets), "modes": list(modes),
                                "episodes": []}
     for target in targets:
         for mode in modes:
             key = f"{mode}_t{target:g}"
-            ret = returns[key]
+            seeds, ret = out[key]["seed"], out[key]["return"]
             score = normalised_score(env, ret)
             metrics.update({f"return_{key}": float(ret.mean()), f"return_{key}_sem": sem(ret),
                             f"score_{key}": float(score.mean()), f"score_{key}_sem": sem(score)})

@@ -8,15 +8,13 @@ Test seeds are 1 000 000 + i and validation seeds 2 000 000 + i; training episod
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from functools import partial
 
 from POPGym.POPGym_src.popgym_env import ARGMAX_FAMILIES, TASKS, PopgymVecEnv, family_of, make
-from RATE_model import distributed
 from RATE_model.config import add_eval_flags
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout, sem
+from RATE_model.rollout import Episode, play_seeds, sem
 
 TARGET_RETURN = 1.0
 EVAL_EPISODES = 100
@@ -71,17 +69,8 @@ ENV = POPGym()
 def evaluate(model: RATE, task: str, n_episodes: int = EVAL_EPISODES, batch_size: int = 100,
              split: str = "test", sample_seed: int = 0, memory_noise: str = "none") -> dict[str, object]:
     """{"return", "return_sem", "length", "episodes": per-episode returns} over ``n_episodes`` seeds of ``split``."""
-    seeds = distributed.shard(ENV.seeds(n_episodes, split))
-    sample = family_of(task) not in ARGMAX_FAMILIES
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, lengths = [np.zeros(0)], [np.zeros(0)]
-    for i in range(0, len(seeds), batch_size):
-        env = PopgymVecEnv(task, seeds[i:i + batch_size])
-        res = rollout(model, env, TARGET_RETURN, MAX_STEPS, sample=sample, generator=gen, memory_noise=memory_noise)
-        env.close()
-        returns.append(res.returns)
-        lengths.append(res.lengths.astype(float))
-    parts = distributed.gather((np.concatenate(returns), np.concatenate(lengths)))
-    r = np.concatenate([p[0] for p in parts])
-    n = np.concatenate([p[1] for p in parts])
+    res = play_seeds(model, partial(PopgymVecEnv, task), ENV.seeds(n_episodes, split), TARGET_RETURN, MAX_STEPS,
+                     batch_size, sample=family_of(task) not in ARGMAX_FAMILIES, sample_seed=sample_seed,
+                     memory_noise=memory_noise)
+    r, n = res["return"], res["length"].astype(float)
     return {"return": float(r.mean()), "return_sem": sem(r), "length": float(n.mean()), "episodes": r.tolist()}

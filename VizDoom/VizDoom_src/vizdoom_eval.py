@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from RATE_model import distributed
 from RATE_model.config import (
     ConfigError,
     add_episode_data_flags,
@@ -38,7 +35,7 @@ from RATE_model.diagnose import store_windows
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
 from RATE_model.pretrain import Frames
-from RATE_model.rollout import Episode, rollout, sem
+from RATE_model.rollout import Episode, play_seeds, sem
 from RATE_model.store import EpisodeStore
 from RATE_model.vector import GymVectorEnv
 from VizDoom.VizDoom_src.expert import DEFAULT_TARGET_HOLD, EXPERTS, Expert
@@ -271,24 +268,15 @@ def evaluate(model: RATE, n_episodes: int = 100, max_steps: int = DEFAULT_TIMEOU
     ``scenario`` changes the rules (the benchmarks use a floor that does not hurt, so every episode runs to
     the timeout). ``mark_colour``: frames show the pillar's colour in a corner (for data made that way).
     ``sample`` False: the most likely action at every step (a diagnosis; the protocol samples)."""
-    seeds = distributed.shard(ENV.seeds(n_episodes, split))
-    gen = torch.Generator(device=model.u.device).manual_seed(sample_seed + 7919 * distributed.rank())
-    returns, lengths = [np.zeros(0)], [np.zeros(0)]
-    counts: dict[str, list[np.ndarray]] = {k: [np.zeros(0)] for k in PICKUP_KEYS}
-    show = progress and distributed.is_main()
-    for i in tqdm(range(0, len(seeds), batch_size), desc="ViZDoom eval batches", disable=not show, leave=False):
-        with GymVectorEnv(partial(TwoColorsEnv, timeout=max_steps, scenario=scenario, mark_colour=mark_colour),
-                          seeds[i:i + batch_size], info_keys=PICKUP_KEYS) as env:
-            res = rollout(model, env, target_return, max_steps=max_steps, sample=sample, generator=gen,
-                          memory_noise=memory_noise, progress="ViZDoom eval steps" if show else False)
-        returns.append(res.returns)
-        lengths.append(res.lengths)
-        for k in PICKUP_KEYS:
-            counts[k].append(res.infos[k])
-    parts = distributed.gather((np.asarray(seeds), *(np.concatenate(x) for x in (returns, lengths)),
-                                *(np.concatenate(counts[k]) for k in PICKUP_KEYS)))
-    seed_all, ret, length, *picked = (np.concatenate([p[j] for p in parts]) for j in range(3 + len(PICKUP_KEYS)))
-    pickups = dict(zip(PICKUP_KEYS, picked, strict=True))
+    def make(seeds):
+        return GymVectorEnv(partial(TwoColorsEnv, timeout=max_steps, scenario=scenario, mark_colour=mark_colour),
+                            seeds, info_keys=PICKUP_KEYS)
+
+    res = play_seeds(model, make, ENV.seeds(n_episodes, split), target_return, max_steps, batch_size, sample=sample,
+                     sample_seed=sample_seed, memory_noise=memory_noise, info_keys=PICKUP_KEYS,
+                     desc="ViZDoom" if progress else None)
+    seed_all, ret, length = res["seed"], res["return"], res["length"]
+    pickups = {k: res[k] for k in PICKUP_KEYS}
     red = np.array([is_red(s) for s in seed_all], bool)
     out: dict[str, Any] = {"return": float(ret.mean()), "return_sem": sem(ret),
                            "return_red": float(ret[red].mean()) if red.any() else float("nan"),
