@@ -100,14 +100,16 @@ def run_record(env: Environment, device: Any) -> dict[str, Any]:
             "device": describe_device(device)}
 
 
-def parse_train_args(env: Environment, doc: str, config: Path, smoke: dict[str, Any], argv: list[str] | None,
+def parse_train_args(env: Environment, doc: str, config: Path | dict[str, Any], smoke: dict[str, Any],
+                     argv: list[str] | None,
                      declare: Callable[[argparse.ArgumentParser], Any] | None = None,
                      positive: tuple[str, ...] = ()) -> tuple[argparse.Namespace, set[str]]:
-    """A train script's flags: the shared ones with the defaults of its ``config`` (config.yaml), the env's data
+    """A train script's flags: the shared ones with the defaults of its ``config`` (config.yaml, or the dict of
+    its values), the env's data
     flags (``env.add_data_flags``, or ``declare``) and evaluation flags, ``smoke`` applied under ``--smoke``.
     The evaluation flags and the ``positive`` ones are checked here, before any data is read or made
     (ConfigError, one line). Returns the flags and the ``dest`` of those given explicitly."""
-    p = build_parser(doc.splitlines()[0], load_defaults(config))
+    p = build_parser(doc.splitlines()[0], dict(config) if isinstance(config, dict) else load_defaults(config))
     (declare or env.add_data_flags)(p)
     env.add_eval_flags(p)
     args, explicit = parse_with_smoke(p, argv, smoke)

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
 
 from RATE_model import envs
-from RATE_model.config import ConfigError, add_eval_flags, build_parser, parse_with_smoke, split_args
+from RATE_model.config import ConfigError, add_eval_flags, split_args
 from RATE_model.data import consecutive, with_returns_to_go
 from RATE_model.envs import Environment
-from RATE_model.experiment import run_experiment, run_seeds
-from RATE_model.rollout import Episode, rollout
+from RATE_model.experiment import parse_train_args, run_experiment, run_seeds
+from RATE_model.rollout import Episode, play_seeds
 from RATE_model.store import EpisodeStore
 from RATE_model.tools import attention, evaluate, step_loss
 
@@ -77,11 +77,11 @@ class Cue(Environment):
             raise ConfigError(f"--length must be >= 2, got {args.length}")
 
     def evaluate(self, model, args, split="test"):
-        seeds = self.seeds(self.episodes(args, split), split)
-        res = rollout(model, CueVecEnv(args.length, seeds), 1.0, args.length,
-                      memory_noise=self.memory_noise(args, split))
-        return {"success": float(res.infos["success"].mean()), "return": float(res.returns.mean()),
-                "episodes": [{"seed": s, "return": float(r)} for s, r in zip(seeds, res.returns, strict=True)]}
+        res = play_seeds(model, partial(CueVecEnv, args.length), self.seeds(self.episodes(args, split), split), 1.0,
+                         args.length, sample=False, memory_noise=self.memory_noise(args, split), info_keys=("success",))
+        return {"success": float(res["success"].mean()), "return": float(res["return"].mean()),
+                "episodes": [{"seed": int(s), "return": float(r)} for s, r in zip(res["seed"], res["return"],
+                                                                                   strict=True)]}
 
     def selection_score(self, metrics):
         return metrics["success"]
@@ -104,12 +104,10 @@ ENV = Cue()
 
 def train(argv: list[str]) -> dict:
     """The whole train script of the env."""
-    p = build_parser("Cue", {"model_mode": "RATE", "context_length": 3, "sections": 2, "n_layer": 2, "n_head": 2,
-                             "d_model": 32, "d_head": 16, "d_inner": 32, "num_mem_tokens": 2, "n_head_ca": 2,
-                             "epochs": 30, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "eval_episodes": 20,
-                             "length": 6, "dropout": 0.0})
-    ENV.add_eval_flags(p)
-    args, explicit = parse_with_smoke(p, argv, {})
+    config = {"model_mode": "RATE", "context_length": 3, "sections": 2, "n_layer": 2, "n_head": 2, "d_model": 32,
+              "d_head": 16, "d_inner": 32, "num_mem_tokens": 2, "n_head_ca": 2, "epochs": 30, "batch_size": 32,
+              "lr": 3e-3, "warmup_steps": 5, "eval_episodes": 20, "length": 6, "dropout": 0.0}
+    args, explicit = parse_train_args(ENV, "Cue", config, {}, argv)
     mc, tc = split_args(args, "generic")
     mc.env_kwargs = {"obs_shape": [2], "n_actions": 2, "discrete": True, "obs_nvec": [0, 0]}
     window = mc.context_length * mc.sections
@@ -117,7 +115,7 @@ def train(argv: list[str]) -> dict:
     def build_stages():
         return [consecutive(expert_store(args.length, np.arange(64)), window)]
 
-    return run_experiment(args, ENV, mc, tc, build_stages, run_seeds(args, explicit), Path(args.runs_dir))
+    return run_experiment(args, ENV, mc, tc, build_stages, run_seeds(args, explicit))
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ seed and return. A checkpoint on the protocol mazes at several target returns:
     python -m RATE_model.tools.evaluate runs/memory_maze/RATE/seed_1/checkpoints/last.pt \
         --eval_episodes 30 --target_return 18.1,12
 
-Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
-step together through the shared rollout engine, which encodes every frame once. Under torchrun each
-rank plays a contiguous slice of the seeds and the results are gathered.
+Episodes run in worker processes, one per episode of a batch, through ``RATE_model.rollout.play_seeds``.
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@ Any checkpoint (mid-training ones included) is evaluated as the run did it, at o
     python -m RATE_model.tools.evaluate runs/vizdoom/DT/seed_1/checkpoints/last.pt --eval_max_steps 90 \
         --target_return 56.5,5
 
-Episodes run in worker processes (``gymnasium.vector.AsyncVectorEnv``, one per episode of a batch) and
-step together through the shared rollout engine, which encodes every frame once. Under torchrun each
-rank plays a contiguous slice of the seeds and the results are gathered.
+Episodes run in worker processes, one per episode of a batch, through ``RATE_model.rollout.play_seeds``.
 """
 
 from __future__ import annotations
