@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(PY) TMaze_new/TMaze_new_src/demo_tmaze.py
 
-# every core runs tests (pytest-xdist); a test file stays on one worker, so its module fixtures are built once
+# every core runs tests (pytest-xdist); a test file stays on one worker, so its module fixtures are built once;
+# the slowest files go first (tests/conftest.py: SLOW_FIRST)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

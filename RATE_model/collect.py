@@ -76,7 +76,8 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
                      progress: bool = True, desc: str = "episodes",
                      worker_init: Callable[[], None] | None = None, context: str = "fork",
                      path_of: Callable[[Path, int], Path] = episode_path, save: Save = save_indexed) -> dict[str, Any]:
-    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, summed job stats and the speed.
+    """Make sure ``out_dir`` holds episodes 0..n_episodes-1; returns counts, summed job stats, the speed and the
+    size of the files this call wrote (``mb_written``).
 
     ``worker_init``
     runs in each worker at start; on Ctrl-C or an error the workers get SIGTERM, so a job that owns a
@@ -116,9 +117,11 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
         if pool is not None:
             pool.terminate()
     seconds = time.time() - t0
+    written = sum(path_of(Path(out_dir), i).stat().st_size for i in todo)
     return {"out_dir": str(out_dir), "written": len(todo), "skipped": n_episodes - len(todo), "steps": steps,
             **totals, "seconds": round(seconds, 2),
-            "episodes_per_s": round(len(todo) / seconds, 2) if todo and seconds > 0 else None}
+            "episodes_per_s": round(len(todo) / seconds, 2) if todo and seconds > 0 else None,
+            "mb_written": round(written / 2**20, 2)}
 
 
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], dict[str, Any]],

@@ -164,7 +164,7 @@ def str2bool(value: str | bool) -> bool:
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse that reports a bad flag on one line (no usage dump) and refuses NaN and infinity for every
-    number-valued flag (``float``, :func:`float_list`, :func:`unit_floats`, ...): no range check would
+    number-valued flag (``float``, :func:`float_list`, ...): no range check would
     catch ``nan`` (every comparison with it is false), so it would reach training or sampling."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -337,14 +337,6 @@ def float_list(text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-
-
-def unit_floats(text: str) -> list[float]:
-    """argparse type: numbers in [0, 1] separated by commas (e.g. noise levels ``0,0.1``)."""
-    values = list(float_list(text))
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"values must lie in [0, 1], got {text!r}")
-    return values
 
 
 def choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:

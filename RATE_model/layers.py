@@ -47,12 +47,6 @@ def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
     return angles.sin(), angles.cos()
 
 
-def sinusoid_table(n: int, d: int, device: torch.device | None = None) -> Tensor:
-    """Sinusoidal embeddings of the distances 0..n-1: sines then cosines, [n, d]."""
-    s, c = sincos(torch.arange(n, device=device), d)
-    return torch.cat([s, c], dim=-1)
-
-
 def attention_bias(blocked: Tensor, n_head: int, dtype: torch.dtype, absorbed: bool) -> Tensor:
     """The mask of :class:`RelMultiHeadAttention` from blocked (True) pairs [B, q, k], built once and
     shared by every layer: on CUDA the allowed pairs [B, 1, q, k] (bool, for the fused kernel); on CPU

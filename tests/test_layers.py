@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from RATE_model.layers import RelMultiHeadAttention, attention_bias, sincos, sinusoid_table
+from RATE_model.layers import RelMultiHeadAttention, attention_bias, sincos
 
 
 def reference_attention(attn: RelMultiHeadAttention, x, past_h, allowed, u, v):
@@ -87,8 +87,8 @@ def test_fused_sdpa_path_equals_explicit_path(with_past, absorbed, monkeypatch):
     torch.testing.assert_close(fused, explicit, rtol=1e-9, atol=1e-9)
 
 
-def test_sinusoid_table_sines_then_cosines():
-    t = sinusoid_table(5, 8)
-    assert t.shape == (5, 8)
-    assert torch.allclose(t[3, 0], torch.tensor(math.sin(3.0))) and torch.allclose(t[3, 4], torch.tensor(math.cos(3.0)))
-    assert torch.allclose(t[2, 1], torch.tensor(math.sin(2 * 10000 ** (-2 / 8))))
+def test_sincos_gives_sines_and_cosines_of_the_distances():
+    s, c = sincos(torch.arange(5), 8)
+    assert s.shape == c.shape == (5, 4)
+    assert torch.allclose(s[3, 0], torch.tensor(math.sin(3.0))) and torch.allclose(c[3, 0], torch.tensor(math.cos(3.0)))
+    assert torch.allclose(s[2, 1], torch.tensor(math.sin(2 * 10000 ** (-2 / 8))))

@@ -22,7 +22,6 @@ from MinigridMemory.MinigridMemory_src.expert import (  # noqa: E402
     expert_episode,
 )
 from MinigridMemory.MinigridMemory_src.minigrid_data import (  # noqa: E402
-    episode_windows,
     load_episode,
     minigrid_dataset,
 )
@@ -34,8 +33,9 @@ from MinigridMemory.MinigridMemory_src.minigrid_env import (  # noqa: E402
     MinigridMemoryVecEnv,
 )
 from RATE_model.config import ConfigError, split_args  # noqa: E402
-from RATE_model.data import DataError  # noqa: E402
+from RATE_model.data import DataError, consecutive, with_returns_to_go  # noqa: E402
 from RATE_model.encoders import ACTION_PAD  # noqa: E402
+from RATE_model.store import EpisodeStore  # noqa: E402
 from tests.helpers import check_attention_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +162,8 @@ def test_first_expert_turned_on_the_unseen_arrangement():
 
 def test_collect_round_trip_resume_and_determinism(tmp_path):
     stats = collect(tmp_path / "a", n_episodes=6, size=9, epsilon=0.1, seed=3, workers=1, progress=False)
-    assert stats["written"] == 6
+    on_disk = sum(episode_path(tmp_path / "a", i).stat().st_size for i in range(6)) / 2**20
+    assert stats["written"] == 6 and stats["episodes_per_s"] > 0 and stats["mb_written"] == round(on_disk, 2) > 0
     assert collect(tmp_path / "a", n_episodes=6, size=9, epsilon=0.1, seed=3, workers=1,
                    progress=False)["skipped"] == 6
     collect(tmp_path / "b", n_episodes=6, size=9, epsilon=0.1, seed=3, workers=2, progress=False)
@@ -219,7 +220,8 @@ def test_windows_are_cut_and_padded():
     obs = np.arange(T, dtype=np.uint8)[:, None, None, None] * np.ones((1, 3, 84, 84), np.uint8)
     ep = {"obs": obs, "action": np.array([2, 2, 0, 2, 1, 2, 2]), "reward": np.r_[np.zeros(6), 0.9].astype(np.float32),
           "done": np.r_[np.zeros(6, bool), True]}
-    w = episode_windows(ep, 5)
+    t = consecutive(EpisodeStore.from_episodes([with_returns_to_go(ep)]), 5).tensors  # minigrid_dataset's windows
+    w = [{k: v[i].numpy() for k, v in t.items()} for i in range(len(t["valid"]))]
     assert len(w) == 2
     assert w[0]["valid"].all() and w[1]["valid"].tolist() == [True, True, False, False, False]
     assert w[1]["action"].tolist() == [2, 2, ACTION_PAD, ACTION_PAD, ACTION_PAD]
@@ -336,9 +338,7 @@ def test_notebook_executes():
 
 def test_measure_plays_the_expert_on_the_protocol(capsys, tmp_path):
     """``tools.measure --env minigrid``: the noise-free expert solves every protocol grid, and an episode longer
-    than ``--eval_max_steps`` counts as a failure with return 0, as at evaluation; the collection-speed script
-    reports episodes per second and the size of the files."""
-    from MinigridMemory.diagnostics import collection_speed
+    than ``--eval_max_steps`` counts as a failure with return 0, as at evaluation."""
     from RATE_model.tools import measure
 
     (m,) = measure.main(["--env", "minigrid", "--size", "9", "--episodes", "6", "--workers", "2"])
@@ -347,6 +347,3 @@ def test_measure_plays_the_expert_on_the_protocol(capsys, tmp_path):
     (capped,) = measure.main(["--env", "minigrid", "--size", "9", "--episodes", "6", "--workers", "1",
                               "--eval_max_steps", "3"])
     assert (capped["success"], capped["return"], capped["length"]) == (0.0, 0.0, 3.0)
-    stats = collection_speed.main(["--episodes", "4", "--size", "9", "--workers", "1"])
-    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == stats
-    assert stats["written"] == 4 and stats["episodes_per_s"] > 0 and stats["mb_per_1000_episodes"] > 0

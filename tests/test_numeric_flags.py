@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from RATE_model.cli import run_main
-from RATE_model.config import OneLineErrorParser, float_list, unit_floats
+from RATE_model.config import OneLineErrorParser, float_list
 
 TRAIN = ["--smoke", "--no_wandb", "--device", "cpu", "--runs_dir", "{t}/runs", "--data_dir", "{t}/data"]
 # script: (module, argv that reaches the checks, writing only under {t} if it ran on)
@@ -32,7 +32,6 @@ SCRIPTS = {
     "gen_mujoco": ("MuJoCo.get_data.generate_d4rl", ["--env", "hopper", "--dataset", "medium", "--out_dir", "{t}/out"]),
     "measure_vizdoom": ("RATE_model.tools.measure", ["--env", "vizdoom", "--episodes", "2"]),
     "measure_minigrid": ("RATE_model.tools.measure", ["--env", "minigrid", "--episodes", "2"]),
-    "collection_minigrid": ("MinigridMemory.diagnostics.collection_speed", ["--episodes", "2"]),
     "measure_mem_maze": ("RATE_model.tools.measure", ["--env", "memory_maze", "--episodes", "2"]),
     "measure_atari": ("RATE_model.tools.measure", ["--env", "atari", "--game", "Pong", "--episodes", "1"]),
     "measure_tmaze": ("RATE_model.tools.measure", ["--env", "tmaze", "--episodes", "2", "--out", "{t}/o.jsonl"]),
@@ -47,7 +46,7 @@ SCRIPTS = {
     "measure_popgym": ("POPGym.diagnostics.measure_experts", ["--tasks", "easy", "--out", "{t}/o.json"]),
     "popgym_grid": ("POPGym.run_grid", ["--runs_dir", "{t}/runs", "--data_dir", "{t}/data"]),
 }
-FLOAT_TYPES = (float, float_list, unit_floats)
+FLOAT_TYPES = (float, float_list)
 
 # (script, extra argv, the flag the error must name): int flags whose range is checked
 RANGES = [
@@ -72,9 +71,6 @@ RANGES = [
     ("measure_minigrid", ["--workers", "0"], "--workers"),
     ("measure_tmaze", ["--length", "2"], "--length"),
     ("measure_tmaze", ["--episodes", "0"], "--episodes"),
-    ("collection_minigrid", ["--size", "6"], "--size"),
-    ("collection_minigrid", ["--episodes", "0"], "--episodes"),
-    ("collection_minigrid", ["--workers", "0"], "--workers"),
     ("diagnose_expert", ["--sizes", "8"], "--sizes"),
     ("diagnose_expert", ["--episodes", "0"], "--episodes"),
     ("diagnose_image", ["--seeds", "1,-1"], "--seeds"),

@@ -19,9 +19,7 @@ from RATE_model.data import (
     folder_store,
     load_image_episode,
     uint8_to_float,
-    with_returns_to_go,
 )
-from RATE_model.store import EpisodeStore
 
 OBS_SHAPE = (3, 84, 84)
 FIELDS = ("obs", "action", "reward", "done")
@@ -32,13 +30,6 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
     """One episode file, checked: obs uint8 [T, 3, 84, 84], action int [T] in 0..2, reward finite float [T],
     done [T]; any problem is a DataError naming the file and field."""
     return load_image_episode(path, FIELDS, OBS_SHAPE, 3, "delete it and rerun collect_traj.py")
-
-
-def episode_windows(ep: dict[str, np.ndarray], window: int) -> list[dict[str, np.ndarray]]:
-    """Consecutive windows of ``window`` steps covering one episode, the last one padded: the rule
-    :func:`minigrid_dataset` applies to every episode of the store."""
-    t = consecutive(EpisodeStore.from_episodes([with_returns_to_go(ep)]), window).tensors
-    return [{k: v[i].numpy() for k, v in t.items()} for i in range(len(t["valid"]))]
 
 
 def minigrid_dataset(data_dir: Path, window: int, max_episodes: int | None = None,
