@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from RATE_model import distributed
@@ -19,7 +18,7 @@ from RATE_model.config import ConfigError, add_eval_flags, int_list
 from RATE_model.data import consecutive, with_returns_to_go
 from RATE_model.envs import Environment
 from RATE_model.model import RATE
-from RATE_model.rollout import Episode, rollout
+from RATE_model.rollout import Episode, play_seeds
 from RATE_model.store import EpisodeStore
 from TMaze_new.TMaze_new_src.tmaze_data import oracle_episodes
 from TMaze_new.TMaze_new_src.tmaze_env import DOWN, RIGHT, UP, TMazeVecEnv
@@ -119,14 +118,14 @@ def eval_seeds(n: int, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
 def success_rate(model: RATE, T: int, n_seeds: int = 100, batch_size: int = 100, split: str = "test",
                  memory_noise: str = "none") -> float:
     """Fraction of the ``n_seeds`` fixed episodes of length T that reach the correct goal (argmax policy)."""
-    goals, seeds = eval_seeds(n_seeds, split)
-    goals, seeds = distributed.shard(goals), distributed.shard(seeds)
-    wins = 0.0
-    for i in range(0, len(seeds), batch_size):
-        env = TMazeVecEnv(T, goals[i:i + batch_size], seeds[i:i + batch_size])
-        res = rollout(model, env, TARGET_RETURN, max_steps=T, sample=False, memory_noise=memory_noise)
-        wins += float(res.infos["success"].sum())
-    return float(distributed.all_sum(torch.tensor(wins, dtype=torch.float64))) / n_seeds
+    goal = dict(zip(*eval_seeds(n_seeds, split)[::-1], strict=True))  # seed -> goal side
+
+    def make(seeds):
+        return TMazeVecEnv(T, np.array([goal[s] for s in seeds]), np.array(seeds))
+
+    res = play_seeds(model, make, list(goal), TARGET_RETURN, T, batch_size, sample=False, memory_noise=memory_noise,
+                     info_keys=("success",))
+    return float(res["success"].astype(np.float64).sum()) / n_seeds
 
 
 def evaluate(model: RATE, lengths: list[int], n_seeds: int = 100, progress: bool = True,
