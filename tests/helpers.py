@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from RATE_model import RATE, ModelConfig
+from RATE_model.cli import run_main
 from RATE_model.config import TrainConfig
 from RATE_model.data import Windows
 from RATE_model.trainer import Trainer
@@ -101,3 +102,14 @@ def check_attention_tool(ckpt, out, length: int) -> dict:
     assert rows and all(abs(sum(map(float, r.split(",")[3:6])) - 1) < 1e-3 for r in rows)
     assert json.loads((out / "summary.json").read_text())["steps"] == summary["steps"]
     return summary
+
+
+def cli_error(main: Callable[[list[str] | None], object], argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one stderr line of a command's ``main`` run on ``argv`` as its ``__main__`` runs it (``run_main``), which
+    must exit with status 2 (tests/test_bad_input.py runs a real script in a subprocess once)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_main(main, argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(lines) == 1, lines
+    return lines[0]

@@ -37,7 +37,7 @@ from Atari.get_data import collect_replay  # noqa: E402
 from RATE_model.config import ConfigError  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.tools import evaluate  # noqa: E402
-from tests.helpers import check_attention_tool  # noqa: E402
+from tests.helpers import check_attention_tool, cli_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -383,20 +383,17 @@ def test_one_target_return_per_run_and_old_records():
     assert ENV.seeds(2) == [1_000_000, 1_000_001] and ENV.seeds(1, "validation") == [2_000_000]
 
 
-def test_bad_flags_are_one_line_errors(tmp_path):
-    for bad in (["--game", "Tetris"], ["--game", "Pong", "--buffers", "a-b"],
-                ["--game", "Pong", "--eval_max_steps", "0"], ["--game", "Pong", "--target_return", "5,6"]):
-        r = subprocess.run([sys.executable, "Atari/train_rate_atari.py", *bad, "--runs_dir", str(tmp_path)],
-                           cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+def test_bad_flags_are_one_line_errors(tmp_path, capsys):
+    for bad, says in ((["--game", "Tetris"], "--game"), (["--game", "Pong", "--buffers", "a-b"], "--buffers"),
+                      (["--game", "Pong", "--eval_max_steps", "0"], "--eval_max_steps"),
+                      (["--game", "Pong", "--target_return", "5,6"], "--target_return")):
+        assert says in cli_error(train.main, [*bad, "--runs_dir", str(tmp_path)], capsys)
 
 
-def test_without_data_the_error_says_every_way_to_get_it(tmp_path):
-    r = subprocess.run([sys.executable, "Atari/train_rate_atari.py", "--game", "Seaquest", "--data_dir",
-                        str(tmp_path / "nowhere"), "--runs_dir", str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "collect_replay.py --game Seaquest" in r.stderr and "wandb_config" in r.stderr
+def test_without_data_the_error_says_every_way_to_get_it(tmp_path, capsys):
+    line = cli_error(train.main, ["--game", "Seaquest", "--data_dir", str(tmp_path / "nowhere"), "--runs_dir",
+                                  str(tmp_path)], capsys)
+    assert "collect_replay.py --game Seaquest" in line and "wandb_config" in line
 
 
 # ------------------------------------------------------------------------------------------ generator
@@ -421,15 +418,15 @@ def test_generator_round_trip_through_the_reader(tmp_path):
     assert store.lengths.max() <= 60 and store.n_steps == stats["transitions"] - PAD * store.n_episodes
 
 
-def test_generator_resumes_and_refuses_other_settings(tmp_path):
+def test_generator_resumes_and_refuses_other_settings(tmp_path, capsys):
     collect_replay.collect("Pong", tmp_path, **TINY)
     again = collect_replay.collect("Pong", tmp_path, **TINY)
     assert again["checkpoints_written"] == 0 and again["skipped"] == 2
     with pytest.raises(ValueError, match="collected with"):
         collect_replay.collect("Pong", tmp_path, **{**TINY, "epsilon": 0.5})
-    r = subprocess.run([sys.executable, "Atari/get_data/collect_replay.py", "--game", "Pong", "--epsilon", "2",
-                        "--out_dir", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --epsilon must be in [0, 1], got 2.0"]
+    line = cli_error(collect_replay.main, ["--game", "Pong", "--epsilon", "2", "--out_dir", str(tmp_path / "x")],
+                     capsys)
+    assert line == "error: --epsilon must be in [0, 1], got 2.0"
 
 
 @pytest.mark.parametrize("line", README_LINES)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch
 pytest.importorskip("memory_maze")
 
 from MemoryMaze.diagnostics import closed_loop  # noqa: E402
+from MemoryMaze.get_data import collect_data  # noqa: E402
 from MemoryMaze.get_data.collect_data import DATA_DIR, TRAIN_SEED_BASE, collect, episode_seeds  # noqa: E402
 from MemoryMaze.MemoryMaze_src import mem_maze_eval  # noqa: E402
 from MemoryMaze.MemoryMaze_src import train_mem_maze as train  # noqa: E402
@@ -28,7 +27,7 @@ from RATE_model.collect import episode_path  # noqa: E402
 from RATE_model.config import ConfigError, split_args  # noqa: E402
 from RATE_model.data import DataError  # noqa: E402
 from RATE_model.tools import evaluate, pretrain_encoder, step_loss  # noqa: E402
-from tests.helpers import check_attention_tool  # noqa: E402
+from tests.helpers import check_attention_tool, cli_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,7 +106,7 @@ def test_bad_episode_files_are_one_line_errors(tmp_path):
         mem_maze_dataset(empty, window=90)
 
 
-def test_collection_files_resume_and_seeds(tmp_path):
+def test_collection_files_resume_and_seeds(tmp_path, capsys):
     stats = collect(tmp_path, n_episodes=2, max_steps=15, workers=1, progress=False)
     assert stats["written"] == 2 and stats["steps"] == 30 and "targets_per_episode" in stats
     assert collect(tmp_path, n_episodes=2, max_steps=15, workers=1, progress=False)["written"] == 0
@@ -126,9 +125,7 @@ def test_collection_files_resume_and_seeds(tmp_path):
     maze_seeds = [episode_seeds(0, i)[0] for i in range(100)]
     assert min(maze_seeds) >= TRAIN_SEED_BASE > max(ENV.seeds(100)) and len(set(maze_seeds)) == 100
     for bad in (["--max_steps", "0"], ["--epsilon", "2"], ["--n_episodes", "0"]):
-        r = subprocess.run([sys.executable, "MemoryMaze/get_data/collect_data.py", *bad, "--out_dir",
-                            str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --")
+        assert cli_error(collect_data.main, [*bad, "--out_dir", str(tmp_path / "x")], capsys).startswith("error: --")
 
 
 # ---------------------------------------------------------------- train script
@@ -145,7 +142,7 @@ def test_readme_command_parses(line):
     assert "num_mem_tokens" in explicit and not args.smoke and args.eval_batch_size is None
 
 
-def test_budget_overrides_and_bad_values(tmp_path):
+def test_budget_overrides_and_bad_values(tmp_path, capsys):
     args, _ = train.parse_args(["--epochs", "2", "--batch_size", "4", "--device", "cpu", "--eval_episodes", "10"])
     assert (args.epochs, args.batch_size, args.device, args.eval_episodes) == (2, 4, "cpu", 10)
     with pytest.raises(ConfigError, match="eval_max_steps"):
@@ -159,9 +156,7 @@ def test_budget_overrides_and_bad_values(tmp_path):
     args, _ = train.parse_args(["--target_return", "9.5"])
     assert args.target_return == (9.5,) and ENV.target(args) == 9.5
     assert ENV.target({"target_return": 12}) == 12.0  # a checkpoint recorded before the flag took a list
-    r = subprocess.run([sys.executable, "-W", "ignore", "MemoryMaze/MemoryMaze_src/train_mem_maze.py", "--data_dir",
-                        str(tmp_path / "none"), "--no_wandb"], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "collect_data.py" in r.stderr
+    assert "collect_data.py" in cli_error(train.main, ["--data_dir", str(tmp_path / "none"), "--no_wandb"], capsys)
 
 
 @pytest.mark.parametrize("line", README_LINES)
@@ -179,7 +174,7 @@ def test_readme_command_runs_with_smoke(line, tmp_path_factory):
     assert saved["model_config"]["env"] == "memory_maze" and (data / "smoke" / "episode_000003.npz").exists()
 
 
-def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
+def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path, capsys):
     data = tmp_path_factory.getbasetemp() / "memory_maze_data" / "smoke"  # the smoke commands' data
     collect(data, progress=False, **train.SMOKE_DATA)
     enc, out = tmp_path / "encoder.pt", tmp_path / "rows.jsonl"
@@ -231,10 +226,8 @@ def test_pretrained_encoder_starts_a_frozen_run(tmp_path_factory, tmp_path):
     for bad, match in ((["--heldout_episodes", "4"], "leaves none of the 4"), (["--steps", "0"], "--steps"),
                        (["--device", "gpu7"], "not a device name"),
                        (["--data_dir", str(tmp_path / "none")], "collect_data.py")):
-        r = subprocess.run([sys.executable, "-m", "RATE_model.tools.pretrain_encoder", "--env", "memory_maze",
-                            "--data_dir", str(data), "--save_encoder", str(tmp_path / "x.pt"), *bad], cwd=ROOT,
-                           capture_output=True, text=True)
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
+        assert match in cli_error(pretrain_encoder.main, ["--env", "memory_maze", "--data_dir", str(data),
+                                                         "--save_encoder", str(tmp_path / "x.pt"), *bad], capsys)
         assert not (tmp_path / "x.pt").exists()
 
 
