@@ -43,10 +43,10 @@ SPLITS = ("test", "validation")
 UNRECORDED = ("eval_episodes", "eval_batch_size", "target_return", "eval_greedy")
 
 
-def parser(env: Environment | None = None, env_flag: bool = True) -> OneLineErrorParser:
+def parser(env: Environment | None = None, env_flag: bool = True, help: bool = True) -> OneLineErrorParser:
     """The command's flags; with ``env``, its evaluation and measure flags too, their defaults the train
     script's. ``env_flag`` False: no ``--env`` (:func:`env_args`)."""
-    p = OneLineErrorParser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = OneLineErrorParser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False, add_help=help)
     if env_flag:
         p.add_argument("--env", help=f"the environment: {', '.join(envs.names()) or 'none known'}")
     p.add_argument("--policies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
@@ -180,20 +180,10 @@ def measure(env: Environment, policy: str, args: argparse.Namespace,
     return {**line, **env.measure_stats(policy, rows, args)}, rows
 
 
-def _env_name(argv: Sequence[str]) -> str | None:
-    """The value of ``--env`` in ``argv`` (it decides which flags the parser has)."""
-    for i, a in enumerate(argv):
-        if a == "--env" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--env="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     argv = sys.argv[1:] if argv is None else list(argv)
-    name = _env_name(argv)
-    env = envs.get(name) if name else None  # EnvError, one line, naming the known ones
+    first, _ = parser(help=False).parse_known_args(argv)  # the env says which flags apply
+    env = envs.get(first.env) if first.env else None  # EnvError, one line, naming the known ones
     args = parser(env).parse_args(argv)
     if env is None:
         raise ConfigError(f"--env is required; known: {', '.join(envs.names()) or 'none'}")
