@@ -27,6 +27,7 @@ from MuJoCo.MuJoCo_src.mujoco_data import d4rl_filename, data_folder, split_d4rl
 from MuJoCo.MuJoCo_src.mujoco_env import DATASETS, split_name
 from RATE_model.config import ConfigError, OneLineErrorParser
 from RATE_model.data import DataError
+from RATE_model.files import atomic_write
 
 PICKLE_FIELDS = ("observations", "next_observations", "actions", "rewards", "terminals")
 
@@ -39,10 +40,8 @@ def default_source() -> Path:
 def convert(src: Path, dst: Path) -> dict[str, float]:
     """D4RL hdf5 ``src`` -> the reference's pickle ``dst`` (written atomically); returns counts and return."""
     episodes = split_d4rl(src, PICKLE_FIELDS)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(dst) as f:
         pickle.dump(episodes, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, dst)
     returns = [float(ep["rewards"].sum()) for ep in episodes]
     return {"episodes": len(episodes), "transitions": sum(len(ep["rewards"]) for ep in episodes),
             "return": float(np.mean(returns))}

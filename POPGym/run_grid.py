@@ -30,6 +30,7 @@ from POPGym.get_data.gen_popgym_data import DATA_DIR, generate, select_tasks
 from POPGym.paper_results import paper_value
 from POPGym.POPGym_src.popgym_env import REACTIVE, family_of
 from RATE_model.config import BC_MODES, OneLineErrorParser
+from RATE_model.files import write_text
 from RATE_model.tools.report import ReportError, aggregate, load_runs
 
 MODELS = ("RATE", "DT", "BC_LSTM", "BC_MLP")
@@ -181,9 +182,8 @@ def main(argv: list[str] | None = None) -> str:
                     print(f"[grid] {task} {model} seed {seed}: {secs:.0f} s", flush=True)
     text, data = table(args.tasks, models, args.runs_dir, data_dir / "smoke" if args.smoke else data_dir)
     out = args.runs_dir / "popgym"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.md").write_text(text + "\n")
-    (out / "grid.json").write_text(json.dumps(data, indent=2, default=vars))
+    write_text(out / "grid.md", text + "\n")
+    write_text(out / "grid.json", json.dumps(data, indent=2, default=vars))
     print(text)
     return text
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import pickle
 import random
 import re
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from RATE_model.config import ModelConfig, TrainConfig
+from RATE_model.files import atomic_write
 from RATE_model.model import RATE
 
 FORMAT_VERSION = 1
@@ -85,12 +85,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT_VERSION, "code_version": code_version(), **payload}, tmp)
-    os.replace(tmp, path)
+def save(path: Path, payload: dict[str, Any], intact: str = "") -> None:
+    """Write ``payload`` to ``path`` atomically and on disk (fsync); a failed write (a full disk) is a
+    WriteError naming ``path`` and ``intact`` (what survived), with the older file and no temporary left."""
+    with atomic_write(path, intact, fsync=True) as f:  # a file object: torch reports the OSError itself
+        torch.save({"format": FORMAT_VERSION, "code_version": code_version(), **payload}, f)
 
 
 def _old_reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
@@ -160,11 +159,12 @@ def check_compatible(ckpt_model_config: dict[str, Any], model_config: dict[str, 
         raise CheckpointError(f"checkpoint {path} was made with a different model config ({pairs})")
 
 
-# Settings that may differ between a run and its resumption without changing what is computed.
+# Settings that may differ between a run and its resumption without changing what is computed (like every
+# eval_* flag: evaluation only).
 RESUME_FREE_TRAIN = frozenset({"device", "ckpt_every", "log_every", "precision", "amp_bf16", "num_workers"})
-RESUME_FREE_ARGS = frozenset({"resume", "no_wandb", "runs_dir", "data_dir", "device", "ckpt_every", "log_every",
-                              "precision", "amp_bf16", "num_workers", "text", "ckpt_folder", "seed", "start_seed",
-                              "end_seed", "target_return", "val_episodes"})  # like every eval_* flag: evaluation only
+RESUME_FREE_ARGS = frozenset({"resume", "no_wandb", "wandb_timeout", "runs_dir", "data_dir", "device", "ckpt_every",
+                              "log_every", "precision", "amp_bf16", "num_workers", "text", "ckpt_folder", "seed",
+                              "start_seed", "end_seed", "target_return", "val_episodes"})
 
 
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)

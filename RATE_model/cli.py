@@ -1,5 +1,6 @@
 """What every command of the project shares: config.yaml defaults, JSON-lines output, and the entry point
-that turns configuration and data problems into one line on stderr (exit 2)."""
+that turns configuration and data problems, and files that cannot be written, into one line on stderr
+(exit 2)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from RATE_model.checkpoint import CheckpointError
 from RATE_model.config import ConfigError
 from RATE_model.data import DataError
 from RATE_model.envs import EnvError
+from RATE_model.files import WriteError, write_text
 from RATE_model.trainer import NonFiniteLossError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, EnvError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteLossError, EnvError, FileNotFoundError, WriteError)
 
 
 def load_defaults(path: Path) -> dict[str, Any]:
@@ -31,9 +33,7 @@ def load_defaults(path: Path) -> dict[str, Any]:
 
 def write_json_lines(path: Path, rows: list[dict[str, Any]]) -> None:
     """``rows`` as one JSON object per line in ``path`` (its folder made if missing): a command's ``--out``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:

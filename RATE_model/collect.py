@@ -9,19 +9,22 @@ records the settings in ``meta.json``, refusing to extend a folder collected wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from RATE_model.files import FolderBusy, WriteError, atomic_write, hold_folder, write_text
 
 Job = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, float]]]
 Save = Callable[[Path, int, Mapping[str, np.ndarray]], None]  # (out_dir, index, episode): writes it atomically
@@ -33,9 +36,8 @@ def episode_path(out_dir: Path, index: int) -> Path:
 
 def save_episode(path: Path, episode: Mapping[str, np.ndarray], compressed: bool = True) -> None:
     """A (compressed) .npz, written atomically: an interrupted run never leaves a truncated file."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    (np.savez_compressed if compressed else np.savez)(tmp, **episode)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        (np.savez_compressed if compressed else np.savez)(f, **episode)
 
 
 def check_meta(out_dir: Path, meta: Mapping[str, Any]) -> None:
@@ -49,7 +51,7 @@ def check_meta(out_dir: Path, meta: Mapping[str, Any]) -> None:
             raise ValueError(f"{out_dir} holds episodes collected with {old}, not {dict(meta)}; "
                              "use another --out_dir or delete the folder")
     else:
-        path.write_text(json.dumps(dict(meta), indent=2))
+        write_text(path, json.dumps(dict(meta), indent=2))
 
 
 def save_indexed(out_dir: Path, index: int, episode: Mapping[str, np.ndarray]) -> None:
@@ -93,8 +95,38 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     check_meta(out_dir, meta)
-    todo = [i for i in range(n_episodes) if not path_of(Path(out_dir), i).exists()]
-    run = partial(_write, job, save, Path(out_dir))
+    with _holding(Path(out_dir)):
+        return _collect(Path(out_dir), n_episodes, job, workers, progress, desc, worker_init, context, path_of, save)
+
+
+@contextlib.contextmanager
+def _holding(out_dir: Path) -> Iterator[None]:
+    """``out_dir`` for this process alone (a second generator on it waits, then finds the episodes made),
+    its temporary files of killed workers removed before and after."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(hold_folder(out_dir, wait=False))
+        except FolderBusy:
+            print(f"waiting for the other process writing {out_dir} to end", file=sys.stderr, flush=True)
+            stack.enter_context(hold_folder(out_dir))
+        _remove_temporary(out_dir)
+        try:
+            yield
+        finally:
+            _remove_temporary(out_dir)
+
+
+def _remove_temporary(out_dir: Path) -> None:
+    for tmp in out_dir.glob(".*.tmp[0-9]*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _collect(out_dir: Path, n_episodes: int, job: Job, workers: int, progress: bool, desc: str,
+             worker_init: Callable[[], None] | None, context: str, path_of: Callable[[Path, int], Path],
+             save: Save) -> dict[str, Any]:
+    todo = [i for i in range(n_episodes) if not path_of(out_dir, i).exists()]
+    run = partial(_write, job, save, out_dir)
     t0, steps, totals = time.time(), 0, {}
     bar = tqdm(total=len(todo), desc=desc, disable=not progress)
     pool = None
@@ -112,12 +144,16 @@ def collect_episodes(out_dir: Path, n_episodes: int, job: Job, meta: Mapping[str
         if pool is not None:  # workers exit normally, running their finalizers (e.g. closing a simulator)
             pool.close()
             pool.join()
+    except WriteError as e:
+        done = sum(path_of(out_dir, i).exists() for i in range(n_episodes))
+        raise WriteError(f"{e}; the {done} of {n_episodes} finished are kept in {out_dir}: free space, then "
+                         "rerun the same command to go on") from None
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
     seconds = time.time() - t0
-    written = sum(path_of(Path(out_dir), i).stat().st_size for i in todo)
+    written = sum(path_of(out_dir, i).stat().st_size for i in todo)
     return {"out_dir": str(out_dir), "written": len(todo), "skipped": n_episodes - len(todo), "steps": steps,
             **totals, "seconds": round(seconds, 2),
             "episodes_per_s": round(len(todo) / seconds, 2) if todo and seconds > 0 else None,
@@ -131,7 +167,7 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
     args = parser.parse_args(argv)
     try:
         stats = run(args)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, OSError) as e:  # OSError: a WriteError, a folder that cannot be made
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -261,6 +261,8 @@ def build_parser(description: str, defaults: dict[str, Any]) -> argparse.Argumen
     r.add_argument("--runs_dir", help="root folder of run directories (default: runs)")
     r.add_argument("--resume", help="checkpoint path, or 'latest' for this run's newest checkpoint")
     r.add_argument("--no_wandb", action="store_true", help="do not log to Weights & Biases")
+    r.add_argument("--wandb_timeout", type=float, default=30.0,
+                   help="seconds to wait for the W&B server before logging offline (default 30)")
     r.add_argument("--smoke", action="store_true", help="tiny data, model and evaluation: whole pipeline in < 1 min")
     v = p.add_argument_group("inspection")
     v.add_argument("--eval_every", type=int,

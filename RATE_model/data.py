@@ -18,6 +18,7 @@ batch time; steps before the episode start repeat its first frame.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import multiprocessing
@@ -47,6 +48,7 @@ from RATE_model.datafiles import (
     load_pickle,
 )
 from RATE_model.encoders import ACTION_PAD
+from RATE_model.files import WriteError, atomic_write
 from RATE_model.store import EpisodeStore, open_or_build
 
 __all__ = ["STORE", "WINDOW_STARTS", "WINDOW_STARTS_HELP", "DataError", "EpisodeStore", "RefusedGlobal",
@@ -336,14 +338,8 @@ def _read_encodings(file: Path, n_steps: int) -> np.ndarray | None:
 def _write_encodings(file: Path, out: np.ndarray) -> None:
     """Write the encodings atomically (a partial file never takes the cache's name); a read-only store folder
     only costs the cache."""
-    try:
-        file.parent.mkdir(exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.save(f, out)
-        tmp.replace(file)
-    except OSError:
-        pass
+    with contextlib.suppress(WriteError), atomic_write(file) as f:
+        np.save(f, out)
 
 
 def _encode_store(data: WindowDataset, encode: Callable[[Tensor], Tensor], batch_size: int, progress: bool,

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from RATE_model.files import atomic_write
+
 ACTION_PAD = -10
 
 
@@ -153,9 +155,8 @@ ENCODER_FILE_KEY = "obs_encoder"
 
 def save_encoder(encoder: nn.Module, path: str | Path, info: dict[str, Any] | None = None) -> None:
     """Write an observation encoder's weights (and ``info``: how it was made) for ``--init_encoder``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({ENCODER_FILE_KEY: encoder.state_dict(), "info": info or {}}, path)
+    with atomic_write(path) as f:
+        torch.save({ENCODER_FILE_KEY: encoder.state_dict(), "info": info or {}}, f)
 
 
 def load_encoder(encoder: nn.Module, path: str | Path) -> dict[str, Any]:

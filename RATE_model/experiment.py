@@ -5,13 +5,15 @@ model on the env's test seeds, and write ``results.json`` and ``curves.png``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
+import math
 import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from RATE_model.config import (
 from RATE_model.data import WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.envs import Environment
+from RATE_model.files import FolderBusy, hold_folder, write_failure, write_text
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
@@ -114,6 +117,8 @@ def parse_train_args(env: Environment, doc: str, config: Path | dict[str, Any], 
     env.add_eval_flags(p)
     args, explicit = parse_with_smoke(p, argv, smoke)
     check_positive(args, positive)
+    if not 0 < args.wandb_timeout < math.inf:
+        raise ConfigError(f"--wandb_timeout must be a positive number of seconds, got {args.wandb_timeout}")
     env.check_eval_flags(args)
     return args, explicit
 
@@ -152,8 +157,8 @@ def run_experiment(args: Any, env: Environment, model_config: ModelConfig, train
             results["runs"][str(seed)] = run.seed(seed, stages)
         results["mean"] = mean_metrics([r["metrics"] for r in results["runs"].values()])
         if run.main:
-            root.mkdir(parents=True, exist_ok=True)
-            (root / "results.json").write_text(json.dumps(results, indent=2))
+            write_text(root / "results.json", json.dumps(results, indent=2),
+                       "every seed's results.json in its seed_<S> folder is intact")
     except BaseException:
         distributed.teardown(wait=False)
         raise
@@ -188,29 +193,58 @@ class Experiment:
     def seed(self, seed: int, stages: list[Windows]) -> dict[str, Any]:
         """Train (or resume) and evaluate the run of ``seed``; its results.json entry."""
         run_dir = self.root / f"seed_{seed}"
-        trainer, resume = self.trainer(seed, run_dir, stages)
-        resumed_from = trainer.step  # train_seconds below covers only the steps after it
-        logger = self.logger(seed, run_dir, trainer, resume)
-        t0 = time.time()
-        try:
-            trainer.fit(progress=self.main, logger=logger)
-            train_s, t0 = time.time() - t0, time.time()
-            metrics = self.test(trainer.model)
-            best = self.best_on_validation(trainer, resume, metrics)
-            eval_s = time.time() - t0
-            if logger is not None:
-                logger.log({f"eval/{k}": v for k, v in scalars(metrics).items()}, trainer.step)
-                if best is not None:
-                    logger.log({f"eval_best/{k}": v for k, v in scalars(best["metrics"]).items()}, trainer.step)
-        finally:
-            if logger is not None:
-                logger.close()
-        result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": self.noise,
-                  "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
-                  "optimizer_steps": trainer.step, "resumed_from_step": resumed_from}
-        if self.main:
-            self.write(seed, run_dir, result, train_s, eval_s)
+        with self.hold(run_dir):
+            trainer, resume = self.trainer(seed, run_dir, stages)
+            resumed_from = trainer.step  # train_seconds below covers only the steps after it
+            logger = self.logger(seed, run_dir, trainer, resume)
+            t0 = time.time()
+            try:
+                trainer.fit(progress=self.main, logger=logger)
+                train_s, t0 = time.time() - t0, time.time()
+                metrics = self.test(trainer.model)
+                best = self.best_on_validation(trainer, resume, metrics)
+                eval_s = time.time() - t0
+                if logger is not None:
+                    logger.log({f"eval/{k}": v for k, v in scalars(metrics).items()}, trainer.step)
+                    if best is not None:
+                        logger.log({f"eval_best/{k}": v for k, v in scalars(best["metrics"]).items()}, trainer.step)
+            finally:
+                if logger is not None:
+                    logger.close()
+            result = {"metrics": metrics, "best_on_validation": best, "eval_memory_noise": self.noise,
+                      "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+                      "optimizer_steps": trainer.step, "resumed_from_step": resumed_from}
+            if self.main:
+                self.write(seed, run_dir, result, train_s, eval_s)
         return result
+
+    @contextlib.contextmanager
+    def hold(self, run_dir: Path) -> Iterator[None]:
+        """``run_dir`` held by this run for its whole life (rank 0 holds it for every rank): a second run on
+        the same folder (the same env, --ckpt_folder and seed started twice) is refused before it touches a
+        file. The lock is the kernel's and ends with the process, even killed. Folders made here are removed
+        again if the run ends before writing into them (a refused --resume)."""
+        with contextlib.ExitStack() as stack:
+            busy = False
+            if self.main:
+                made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
+                try:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise write_failure(run_dir, e, "nothing was written") from None
+                stack.callback(_remove_empty, made)
+                try:
+                    stack.enter_context(hold_folder(run_dir, wait=False))
+                except FolderBusy:
+                    busy = True
+                else:  # temporary files of a killed process: none is being written, the folder is ours
+                    for tmp in (*run_dir.glob(".*.tmp[0-9]*"), *run_dir.glob("checkpoints/.*.tmp[0-9]*")):
+                        tmp.unlink(missing_ok=True)
+            if distributed.any_rank(busy):
+                raise ConfigError(f"{run_dir} is in use by another run that is still going (the same env, "
+                                  "--ckpt_folder and seed started twice?); wait for it to end, or pick another "
+                                  "--ckpt_folder or --seed")
+            yield
 
     def trainer(self, seed: int, run_dir: Path, stages: list[Windows]) -> tuple[Trainer, Path | None]:
         """The seed's model and trainer, resumed from ``--resume`` (checked before anything in run_dir is
@@ -243,11 +277,10 @@ class Experiment:
         """Rank 0's logger (metrics.jsonl, W&B unless --no_wandb), after writing config.json."""
         if not self.main:
             return None
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(trainer.run_config, indent=2))
+        write_text(run_dir / "config.json", json.dumps(trainer.run_config, indent=2))
         return RunLogger(run_dir, trainer.run_config, project=f"RATE-{self.env.name}",
                          name=f"{self.root.name}-seed{seed}", use_wandb=not self.args.no_wandb,
-                         resume_step=trainer.step if resume else None)
+                         resume_step=trainer.step if resume else None, wandb_timeout=self.args.wandb_timeout)
 
     def best_on_validation(self, trainer: Trainer, resume: Path | None,
                            last_metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -271,7 +304,9 @@ class Experiment:
 
     def write(self, seed: int, run_dir: Path, result: dict[str, Any], train_s: float, eval_s: float) -> None:
         """The seed's results.json and curves.png, and its line on stdout."""
-        (run_dir / "results.json").write_text(json.dumps(result, indent=2))
+        write_text(run_dir / "results.json", json.dumps(result, indent=2),
+                   f"the run's checkpoints and metrics.jsonl are intact; --resume latest --ckpt_folder "
+                   f"{self.root.name} evaluates the trained model again")
         _write_curves(run_dir)
         metrics, best, name = result["metrics"], result["best_on_validation"], f"[{self.env.name}] {self.root.name}"
         shown = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}  # episodes: results.json
@@ -300,6 +335,13 @@ def prepare_encoder(model: RATE, tc: TrainConfig, data: Windows | None = None) -
                        np.random.default_rng(tc.seed))
     if tc.freeze_encoder:
         model.enc.obs.requires_grad_(False)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty."""
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _write_curves(run_dir: Path) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from RATE_model.datafiles import DataError
+from RATE_model.files import hold_folder, write_failure
 
 VERSION = 1
 HEADER_BYTES = 256  # fixed .npy header size, so a field file can be streamed before its length is known
@@ -331,23 +332,6 @@ def fingerprint(path: Path) -> list[Any]:
     return [Path(path).name, st.st_size, st.st_mtime_ns]
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (ranks of one torchrun job build a store once, the others wait).
-    Locks the folder itself, so it leaves no file behind."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no locking
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def open_or_build(path: str | Path, sources: Sequence[Path], read: Callable[[Path], Mapping[str, np.ndarray]],
                   progress: bool = True, desc: str = "building episode store") -> EpisodeStore:
     """The store at ``path`` holding the episodes of the files ``sources`` (in order), each read with
@@ -378,7 +362,7 @@ def open_or_write(path: str | Path, key: list[Any],
     path = Path(path)
     key = json.loads(json.dumps(key))  # the form meta.json gives back (tuples become lists)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(path.parent):
+    with hold_folder(path.parent):  # torchrun ranks write a store once: the others wait, then read it
         for leftover in path.parent.glob(f".{path.name}.building-*"):  # from a killed build; we hold the lock
             shutil.rmtree(leftover, ignore_errors=True)
         if path.exists():
@@ -395,5 +379,5 @@ def open_or_write(path: str | Path, key: list[Any],
                     writer.append(episode, source=src)
                 return writer.close()
         except OSError as e:  # a read-only data folder, a full disk, ...
-            raise DataError(f"could not write the episode store {path} ({type(e).__name__}: {e}); "
-                            "the partial store was removed") from None
+            raise write_failure(path, e, "the partial store was removed; the episode files it is made from "
+                                         "are untouched") from None

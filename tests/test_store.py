@@ -22,6 +22,7 @@ from RATE_model.data import (
     with_returns_to_go,
 )
 from RATE_model.encoders import ACTION_PAD
+from RATE_model.files import WriteError
 from RATE_model.store import EpisodeStore, StoreWriter, open_or_build
 from tests.helpers import fit_tiny
 
@@ -325,7 +326,7 @@ def test_windows_validate_their_store():
         fixed_offsets(store, 5, stride=5, stop=10)
 
 
-def test_full_disk_during_a_build_is_a_data_error_and_removes_the_partial_store(tmp_path, monkeypatch):
+def test_full_disk_during_a_build_is_a_write_error_and_removes_the_partial_store(tmp_path, monkeypatch):
     src = write_sources(tmp_path, [4, 6, 5])
     real = StoreWriter.append
 
@@ -335,6 +336,6 @@ def test_full_disk_during_a_build_is_a_data_error_and_removes_the_partial_store(
         return real(self, episode, source)
 
     monkeypatch.setattr(StoreWriter, "append", append)
-    with pytest.raises(DataError, match="could not write the episode store .*No space left"):
+    with pytest.raises(WriteError, match=r"could not write .*store: No space left on device.*partial store was"):
         episode_store(tmp_path / "store", src, read, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in src]

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from Atari.Atari_src.atari_env import N_ACTIONS
 from RATE_model.data import DataError, RestrictedUnpickler, WindowDataset, dt_style, returns_to_go, uint8_to_float
+from RATE_model.files import atomic_write
 from RATE_model.store import EpisodeStore, fingerprint, open_or_write
 
 ELEMENTS = {"observation": np.uint8, "action": np.int32, "reward": np.float32, "terminal": np.uint8}
@@ -84,14 +85,11 @@ def write_checkpoint(logs: Path, n: int, observation: np.ndarray, action: np.nda
     invalid = (cursor - 1 + np.arange(PAD + 2)) % size  # dopamine: update horizon 1, stack 4
 
     def put(name: str, value: int | np.ndarray) -> None:
-        path = element_file(logs, name, n)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with gzip.open(tmp, "wb", compresslevel=compresslevel) as f:
+        with atomic_write(element_file(logs, name, n)) as raw, gzip.open(raw, "wb", compresslevel=compresslevel) as f:
             if isinstance(value, np.ndarray):
                 np.save(f, value, allow_pickle=False)
             else:
                 pickle.dump(value, f)
-        tmp.replace(path)
 
     put("add_count", add_count)
     put("invalid_range", invalid)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -57,6 +56,7 @@ from MuJoCo.MuJoCo_src.mujoco_env import (
     quiet_old_gym,
 )
 from RATE_model.config import OneLineErrorParser
+from RATE_model.files import atomic_write, replacing, write_text
 from RATE_model.minari_data import add_export_flags, env_spec, export, minari_episode, run_generator
 
 MEDIUM_RETURN = {"halfcheetah": 4500.0, "walker2d": 3000.0, "hopper": 1500.0}
@@ -75,18 +75,13 @@ def write_d4rl(path: Path, data: dict[str, np.ndarray], metadata: dict[str, Any]
     ``<path>.json`` beside it; both written atomically (a killed run leaves no partial file)."""
     import h5py
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w") as f:
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
         for k in FIELDS:
             f.create_dataset(k, data=data[k], compression="gzip" if data[k].ndim > 1 else None)
         for k, v in metadata.items():
             if isinstance(v, (bool, int, float, str)):  # scalars; the JSON file holds everything
                 f[f"metadata/{k}"] = v
-    meta_path = path.with_suffix(".json")
-    meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(metadata, indent=2))
-    os.replace(tmp, path)
-    os.replace(meta_tmp, meta_path)
+    write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2))
 
 
 def transitions_of(episodes: list[dict[str, np.ndarray]], limit: int | None = None) -> dict[str, np.ndarray]:
@@ -131,14 +126,12 @@ class SacRun:
     # -- saving
     def _save(self) -> None:
         rb, n = self.model.replay_buffer, self.model.num_timesteps
-        tmp = self.folder / f".buffer.{os.getpid()}.tmp.npz"
-        np.savez(tmp, **{k: getattr(rb, k)[:n] for k in ("observations", "next_observations", "actions", "rewards",
-                                                          "dones", "timeouts")})
-        self.model.save(self.folder / "model.zip")
-        os.replace(tmp, self.folder / "buffer.npz")
-        tmp_state = self.folder / f".state.{os.getpid()}.tmp"
-        tmp_state.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp_state, self.folder / "state.json")
+        with atomic_write(self.folder / "buffer.npz") as f:
+            np.savez(f, **{k: getattr(rb, k)[:n] for k in ("observations", "next_observations", "actions", "rewards",
+                                                            "dones", "timeouts")})
+        with atomic_write(self.folder / "model.zip") as f:
+            self.model.save(f)
+        write_text(self.folder / "state.json", json.dumps(self.state, indent=1))  # last: it marks the save done
 
     def _load_buffer(self) -> None:
         rb, n = self.model.replay_buffer, self.state["steps"]

@@ -57,6 +57,7 @@ from POPGym.POPGym_src.popgym_env import (
 from RATE_model.collect import save_episode
 from RATE_model.config import ConfigError, OneLineErrorParser
 from RATE_model.data import DataError, load_npz
+from RATE_model.files import write_text
 from RATE_model.minari_data import (
     add_export_flags,
     check_export_flags,
@@ -142,7 +143,7 @@ def summarise(folder: Path, n_episodes: int) -> dict[str, Any]:
     out = {"task": folder.name, "episodes": len(r), "return": float(r.mean()) if len(r) else float("nan"),
            "return_sem": float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0,
            "mean_length": float(np.mean(lengths)) if lengths else 0.0, "max_length": int(max(lengths, default=0))}
-    (folder / "summary.json").write_text(json.dumps(out, indent=2))
+    write_text(folder / "summary.json", json.dumps(out, indent=2))
     return out
 
 

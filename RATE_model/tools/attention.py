@@ -21,6 +21,7 @@ share on the cue tells whether the cue is still in its context.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from RATE_model import checkpoint as ckpt_io
 from RATE_model import envs
 from RATE_model.checkpoint import load_model
 from RATE_model.config import OneLineErrorParser, int_list
+from RATE_model.files import WriteError, save_figure, write_text
 from RATE_model.model import RATE, State
 from RATE_model.rollout import Episode, rollout
 
@@ -144,7 +146,7 @@ def plot_segment(seg: SegmentAttention, path: Path, title: str) -> None:
                ylabel="queries: read | segment | write")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def episode_for(env: str, seed: int, length: int | None, args: dict[str, Any]) -> Episode:
@@ -163,13 +165,14 @@ def analyse(model: RATE, episode: Episode, out: Path, segments: list[int] | None
         plot_segment(segs[i], out / f"segment_{i:03d}.png",
                      f"{label} segment {i} (steps {segs[i].start}..{segs[i].start + segs[i].steps - 1})")
     per_step = np.concatenate([shares(s) for s in segs], axis=1)  # [layers, T, 4]
-    with open(out / "attention_share.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "segment", "layer", *GROUPS])
-        for s in segs:
-            for t in range(s.steps):
-                for li in range(per_step.shape[0]):
-                    w.writerow([s.start + t, s.index, li, *(f"{x:.5f}" for x in per_step[li, s.start + t])])
+    rows = io.StringIO()
+    w = csv.writer(rows)
+    w.writerow(["step", "segment", "layer", *GROUPS])
+    for s in segs:
+        for t in range(s.steps):
+            for li in range(per_step.shape[0]):
+                w.writerow([s.start + t, s.index, li, *(f"{x:.5f}" for x in per_step[li, s.start + t])])
+    write_text(out / "attention_share.csv", rows.getvalue())
     T = per_step.shape[1]
 
     def at(t: int) -> dict[str, float]:
@@ -180,7 +183,7 @@ def analyse(model: RATE, episode: Episode, out: Path, segments: list[int] | None
                "decision": {"step": T - 1, **at(T - 1)},
                "mean_over_steps": {g: round(float(per_step[:, :, j].mean()), 5) for j, g in enumerate(GROUPS)},
                "pngs": [f"segment_{i:03d}.png" for i in chosen]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         episode = episode_for(env, a.seed, a.length, config.get("args") or {})
         label = f"{config.get('model', {}).get('model_mode', '')} {env} seed {a.seed}".strip()
         summary = analyse(model, episode, a.out, a.segments, a.sample_seed, label)
-    except (AttentionError, ckpt_io.CheckpointError, ValueError) as e:  # EnvError is a ValueError
+    except (AttentionError, ckpt_io.CheckpointError, ValueError, WriteError) as e:  # EnvError: a ValueError
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
     print(f"{label}: {summary['steps']} steps, return {summary['return']:g}; attention share of o_t at the decision "

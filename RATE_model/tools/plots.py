@@ -18,6 +18,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure  # no pyplot: a notebook's (or any caller's) backend stays as it was
 
 from RATE_model.config import OneLineErrorParser
+from RATE_model.files import save_figure
 from RATE_model.tools.report import ReportError, expand, fail, find_seed_files, short_labels
 
 LOSS = "losses/train_loss"
@@ -167,10 +168,7 @@ def make_figure(runs: list[RunCurves], metrics: list[str] | None = None, smooth:
 def plot_runs(run_dirs: list[Path], out: Path, metrics: list[str] | None = None, smooth: int = 1) -> Path:
     """Write the learning curves of ``run_dirs`` (seed or run folders, globs allowed) to ``out``."""
     fig = make_figure(load_curves(run_dirs), metrics, smooth)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
+    return save_figure(fig, out)
 
 
 def write_curves(run_dir: Path) -> Path | None:
@@ -182,8 +180,7 @@ def write_curves(run_dir: Path) -> Path | None:
     run = RunCurves(run_dir, short_labels([run_dir])[0], {run_dir.name: read_metrics(path)})
     if not panels([run]):
         return None
-    make_figure([run]).savefig(run_dir / "curves.png", dpi=100)
-    return run_dir / "curves.png"
+    return save_figure(make_figure([run]), run_dir / "curves.png")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from RATE_model.config import OneLineErrorParser
+from RATE_model.files import write_text
 
 SELECTIONS = ("last", "best_on_validation")
 
@@ -311,10 +312,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise ReportError(f"--paired compares two run folders, got {len(groups)}")
             text += "\n\n" + "\n".join(paired_lines(*groups, [m.strip() for m in args.paired.split(",") if m.strip()]))
         if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"command": command_line("RATE_model.tools.report", argv),
-                                             **table_json(groups, metrics)}, indent=2))
-    except (ReportError, OSError) as e:
+            write_text(args.json, json.dumps({"command": command_line("RATE_model.tools.report", argv),
+                                              **table_json(groups, metrics)}, indent=2))
+    except (ReportError, OSError) as e:  # OSError: a WriteError too
         fail(str(e))
     command = command_line("RATE_model.tools.report", argv)
     print(f"`{command}`\n" if args.markdown else f"# {command}")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from RATE_model.cli import run_main
+from RATE_model.files import save_figure, write_text
 from TMaze_new.TMaze_new_src import train_tmaze
 
 OUT = Path("results")
@@ -52,7 +53,7 @@ def plot(results: dict[str, dict[str, float]], path: Path) -> None:
            title="T-Maze: success vs corridor length")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n== {name}: python3 TMaze_new/TMaze_new_src/train_tmaze.py {' '.join(argv)}", flush=True)
         res = train_tmaze.main(argv)
         results[name] = res["mean"]
-    (OUT / "tmaze_demo.json").write_text(json.dumps(results, indent=2))
+    write_text(OUT / "tmaze_demo.json", json.dumps(results, indent=2))
     plot(results, OUT / "tmaze_demo.png")
     print(f"\nT-Maze success rate (100 seeds per length), total {time.time() - t0:.0f}s\n")
     print(table(results))

@@ -22,10 +22,11 @@ generator, seeded per episode by the wrapper.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from RATE_model.files import atomic_write
 
 ROOM = 1280  # side of the square room (map units)
 PLAYER_Y = -ROOM // 2 + 80  # player start: near the south wall, facing north
@@ -132,8 +133,6 @@ def scenario_path(cfg: ScenarioConfig = DEFAULT, cache_dir: Path = CACHE_DIR) ->
     wad = build_wad(cfg)
     path = Path(cache_dir) / f"two_colors_{hashlib.sha256(wad).hexdigest()[:12]}.wad"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(wad)
-        os.replace(tmp, path)  # atomic: parallel workers never read a half-written file
+        with atomic_write(path) as f:  # parallel workers never read a half-written file
+            f.write(wad)
     return path
