@@ -36,7 +36,7 @@ from RATE_model.config import (
 from RATE_model.data import WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.envs import Environment
-from RATE_model.files import FolderBusy, hold_folder, write_failure, write_text
+from RATE_model.files import FolderBusy, WriteError, hold_folder, write_failure, write_text
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
@@ -277,7 +277,7 @@ class Experiment:
         """Rank 0's logger (metrics.jsonl, W&B unless --no_wandb), after writing config.json."""
         if not self.main:
             return None
-        write_text(run_dir / "config.json", json.dumps(trainer.run_config, indent=2))
+        write_text(run_dir / "config.json", json.dumps(trainer.run_config, indent=2), "the checkpoints are unaffected")
         return RunLogger(run_dir, trainer.run_config, project=f"RATE-{self.env.name}",
                          name=f"{self.root.name}-seed{seed}", use_wandb=not self.args.no_wandb,
                          resume_step=trainer.step if resume else None, wandb_timeout=self.args.wandb_timeout)
@@ -345,11 +345,15 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _write_curves(run_dir: Path) -> None:
-    """``curves.png`` (training loss and validation metrics) in the run folder; a plotting failure only warns."""
+    """``curves.png`` (training loss and validation metrics) in the run folder; a plotting failure only warns,
+    a full disk is a WriteError like any other file's."""
     try:
         from RATE_model.tools.plots import write_curves
 
         write_curves(run_dir)
+    except WriteError as e:
+        raise WriteError(f"{e}; results.json and the checkpoints are written: python -m RATE_model.tools.plots "
+                         f"{run_dir} --out {run_dir / 'curves.png'} draws it again") from None
     except Exception as e:  # noqa: BLE001 (the run's results are written; a figure is not worth a traceback)
         print(f"warning: no curves.png ({type(e).__name__}: {' '.join(str(e).split())})", file=sys.stderr)
 

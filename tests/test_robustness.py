@@ -381,3 +381,20 @@ def test_the_folder_lock_ends_with_its_process_even_killed(tmp_path):
     holder.wait()
     with hold_folder(tmp_path, wait=False):
         assert list(tmp_path.iterdir()) == []  # the lock is the kernel's: no file left behind
+
+
+def test_full_disk_at_the_curves_is_one_line_after_the_results(tmp_path, monkeypatch, capsys):
+    from RATE_model.files import write_failure
+    from RATE_model.tools import plots
+    from TMaze_new.TMaze_new_src import train_tmaze
+
+    def full(fig, path, dpi=100):
+        raise write_failure(Path(path), OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)))
+
+    monkeypatch.setattr(plots, "save_figure", full)
+    line = cli_error(train_tmaze.main, in_process(tmp_path, "c", "--epochs", "1"), capsys)
+    run = tmp_path / "runs" / "tmaze" / "c" / "seed_1"
+    assert line == (f"error: could not write {run / 'curves.png'}: Disk quota exceeded (free some space or set a "
+                    "folder on another disk); results.json and the checkpoints are written: python -m "
+                    f"RATE_model.tools.plots {run} --out {run / 'curves.png'} draws it again")
+    assert json.loads((run / "results.json").read_text())["optimizer_steps"] > 0
