@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,23 @@ from RATE_model.trainer import Trainer
 
 MODES = ("RATE", "DT", "DTXL", "RATEM", "RATE_wo_nmt")
 ARCHS = ("TrXL", "TrXL-I", "GTrXL")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+TMAZE_SCRIPT = "TMaze_new/TMaze_new_src/train_tmaze.py"
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def tiny_tmaze(tmp: Path, folder: str, *extra: str) -> list[str]:
+    """The command of a T-Maze run of ~60 optimizer steps in a couple of seconds (run it with cwd=ROOT)."""
+    return [sys.executable, TMAZE_SCRIPT, "--smoke", "--no_wandb", "--device", "cpu", "--runs_dir", str(tmp / "runs"),
+            "--data_dir", str(tmp / "data"), "--ckpt_folder", folder, "--batch_size", "16", "--epochs", "6",
+            "--dropout", "0.1", *extra]
+
+
+def params(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's model parameters."""
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def tiny_config(mode: str = "RATE", arch: str = "TrXL", **kw) -> ModelConfig:
