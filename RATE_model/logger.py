@@ -77,7 +77,7 @@ class RunLogger:
             self._file.flush()
         except OSError as e:
             self._failed = True
-            held = f"rows up to step {self._last_step}" if self._last_step is not None else "no row of this run"
+            held = f"rows up to step {self._last_step}" if self._last_step is not None else "no row from this process"
             raise write_failure(self.path, e, f"it holds {held}; the checkpoints are unaffected") from None
         self._last_step = step
         if self._wandb is not None:
@@ -129,8 +129,8 @@ def _init_wandb(run_dir: Path, config: dict[str, Any], project: str, name: str, 
     except Exception as e:  # noqa: BLE001 (an unreachable server, a refused key, ...)
         reason = _first_line(e)
     else:
-        if not run.offline:
-            print(f"W&B: {run.url}", flush=True)
+        print(f"W&B: offline, upload with wandb sync {Path(run.dir).parent}" if run.offline else f"W&B: {run.url}",
+              flush=True)
         return run
     try:
         run = wandb.init(**kwargs, mode="offline")

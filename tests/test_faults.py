@@ -57,6 +57,12 @@ def test_unreachable_wandb_server_costs_one_warning_line_and_the_timeout(tmp_pat
                          timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     assert float(res.stdout.split()[-1]) < 2 + 5  # the timeout, then the offline start (~0.3 s)
+    # without a key: offline from the start, no warning, where the offline run is on stdout
+    (tmp_path / "nokey").mkdir()
+    res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "nokey", env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr[-3000:]
+    assert res.stdout.startswith(f"W&B: offline, upload with wandb sync {tmp_path / 'probe' / 'wandb'}/offline-run-")
 
 
 class FailingWandb:
@@ -149,7 +155,7 @@ def test_full_metrics_file_is_one_line_and_leaves_the_checkpoints(tmp_path, caps
     (run / "metrics.jsonl").symlink_to("/dev/full")
     line = cli_error(train_tmaze.main, in_process(tmp_path, "m", "--epochs", "1"), capsys)
     assert line == (f"error: could not write {run / 'metrics.jsonl'}: No space left on device (free some space or "
-                    "set a folder on another disk); it holds no row of this run; the checkpoints are unaffected")
+                    "set a folder on another disk); it holds no row from this process; the checkpoints are unaffected")
 
 
 def test_full_disk_while_generating_keeps_the_finished_episodes(tmp_path):
