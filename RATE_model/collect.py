@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from RATE_model.files import FolderBusy, WriteError, atomic_write, hold_folder, write_text
+from RATE_model.files import FolderBusy, WriteError, atomic_write, hold_folder, remove_temporary, write_text
 
 Job = Callable[[int], tuple[Mapping[str, np.ndarray], Mapping[str, float]]]
 Save = Callable[[Path, int, Mapping[str, np.ndarray]], None]  # (out_dir, index, episode): writes it atomically
@@ -109,17 +109,11 @@ def _holding(out_dir: Path) -> Iterator[None]:
         except FolderBusy:
             print(f"waiting for the other process writing {out_dir} to end", file=sys.stderr, flush=True)
             stack.enter_context(hold_folder(out_dir))
-        _remove_temporary(out_dir)
+        remove_temporary(out_dir)
         try:
             yield
         finally:
-            _remove_temporary(out_dir)
-
-
-def _remove_temporary(out_dir: Path) -> None:
-    for tmp in out_dir.glob(".*.tmp[0-9]*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+            remove_temporary(out_dir)
 
 
 def _collect(out_dir: Path, n_episodes: int, job: Job, workers: int, progress: bool, desc: str,

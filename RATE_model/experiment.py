@@ -36,7 +36,7 @@ from RATE_model.config import (
 from RATE_model.data import WindowDataset, Windows, embedded, weights_key
 from RATE_model.encoders import load_encoder
 from RATE_model.envs import Environment
-from RATE_model.files import FolderBusy, WriteError, hold_folder, write_failure, write_text
+from RATE_model.files import FolderBusy, WriteError, hold_folder, remove_temporary, write_failure, write_text
 from RATE_model.logger import RunLogger
 from RATE_model.model import RATE
 from RATE_model.precision import autocast, describe_precision, resolve_precision
@@ -238,8 +238,8 @@ class Experiment:
                 except FolderBusy:
                     busy = True
                 else:  # temporary files of a killed process: none is being written, the folder is ours
-                    for tmp in (*run_dir.glob(".*.tmp[0-9]*"), *run_dir.glob("checkpoints/.*.tmp[0-9]*")):
-                        tmp.unlink(missing_ok=True)
+                    remove_temporary(run_dir)
+                    remove_temporary(run_dir / "checkpoints")
             if distributed.any_rank(busy):
                 raise ConfigError(f"{run_dir} is in use by another run that is still going (the same env, "
                                   "--ckpt_folder and seed started twice?); wait for it to end, or pick another "

@@ -45,14 +45,11 @@ def replacing(path: str | Path, intact: str = "") -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except WriteError:  # of another file, written inside the block
-        _remove(tmp)
-        raise
-    except OSError as e:
-        _remove(tmp)
-        raise write_failure(path, e, intact) from None
-    except BaseException:
-        _remove(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):  # a WriteError: another file's, in the block
+            raise write_failure(path, e, intact) from None
         raise
 
 
@@ -73,9 +70,12 @@ def write_text(path: str | Path, text: str, intact: str = "") -> None:
         f.write(text.encode())
 
 
-def _remove(tmp: Path) -> None:
-    with contextlib.suppress(OSError):
-        tmp.unlink(missing_ok=True)
+def remove_temporary(folder: str | Path) -> None:
+    """Remove the temporary files :func:`replacing` left in ``folder`` when its process was killed; call it
+    only while holding the folder (no other process is writing there)."""
+    for tmp in Path(folder).glob(".*.tmp[0-9]*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 class FolderBusy(Exception):

@@ -178,7 +178,7 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.pos = {"stage": 0, "epoch": 0, "batch": 0}  # next batch to train on
         self._saved_step = 0  # step of the last checkpoint (the --ckpt_every trigger)
-        self._on_disk: dict[str, int] = {}  # checkpoint name -> step of the file this run wrote or resumed
+        self._last_on_disk: int | None = None  # step of checkpoints/last.pt as this run wrote or resumed it
         self.best: dict[str, float] | None = None  # {"step", "score"} of best.pt
         self._val_step = 0  # step of the last validation
         self._stop_signal: int | None = None
@@ -261,20 +261,13 @@ class Trainer:
         path = self.run_dir / "checkpoints" / name
         payload = self.state_dict()
         if distributed.is_main():
-            ckpt_io.save(path, payload, self._intact(path))
-        self._on_disk[name] = self.step
+            intact = ("no checkpoint of this run was written yet" if self._last_on_disk is None else
+                      f"checkpoints/last.pt of optimizer step {self._last_on_disk} is intact: free space, then "
+                      "--resume latest continues from it")
+            ckpt_io.save(path, payload, intact)
         if name == "last.pt":
-            self._saved_step = self.step
+            self._saved_step = self._last_on_disk = self.step
         return path
-
-    def _intact(self, path: Path) -> str:
-        """What survives a failed write of checkpoint ``path``, and how to go on."""
-        last = self._on_disk.get("last.pt")
-        resume = (f"checkpoints/last.pt of optimizer step {last} is intact: free space, then --resume latest "
-                  "continues from it") if last is not None else "no checkpoint of this run was written yet"
-        if path.name != "last.pt" and path.name in self._on_disk:
-            return f"{path.name} of step {self._on_disk[path.name]} is intact; {resume}"
-        return resume
 
     def run_validation(self) -> None:
         """Score the model on the validation episodes, log ``val/*`` rows, keep ``best.pt`` when it is the
@@ -307,7 +300,7 @@ class Trainer:
         self.step, self.pos = ckpt["step"], dict(ckpt["pos"])
         self._saved_step = self.step
         if Path(path).resolve() == (self.run_dir / "checkpoints" / "last.pt").resolve():
-            self._on_disk["last.pt"] = self.step
+            self._last_on_disk = self.step
         validation = ckpt.get("validation") or {}
         self.best, self._val_step = validation.get("best"), validation.get("last_step", 0)
 
