@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from RATE_model.bc import BCCore
 from RATE_model.config import BC_MODES, ModelConfig
 from RATE_model.encoders import ACTION_PAD, build_encoders
-from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, sincos
+from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, compute_dtype, sincos
 from RATE_model.memory import Memory
 
 # Token types, used to build attention masks.
@@ -114,7 +114,8 @@ class RATE(nn.Module):
         Q = x.shape[1]
         sin, cos, key_feat = (t[:n_keys] for t in positions or self.position_table(n_keys, x.device))
         q_sin, q_cos = sin[n_keys - Q:], cos[n_keys - Q:]
-        mask = attention_bias(blocked, self.cfg.n_head, x.dtype, self.layers[0].attn.absorbed)
+        attn = self.layers[0].attn
+        mask = attention_bias(blocked, self.cfg.n_head, compute_dtype(x), attn.absorbed, attn.use_fused(x))
         inputs, h = [], x
         for i, layer in enumerate(self.layers):
             inputs.append(h)

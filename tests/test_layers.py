@@ -47,7 +47,8 @@ def _inputs(with_past: bool, absorbed: bool = False):
 
 def _call(attn, x, past_h, pos):
     q_sin, q_cos, key_feat, allowed, u, v = pos
-    return attn(x, past_h, q_sin, q_cos, key_feat, attention_bias(~allowed, attn.n_head, x.dtype, attn.absorbed), u, v)
+    mask = attention_bias(~allowed, attn.n_head, x.dtype, attn.absorbed, attn.use_fused(x))
+    return attn(x, past_h, q_sin, q_cos, key_feat, mask, u, v)
 
 
 FORMS = pytest.mark.parametrize("absorbed", [False, True], ids=["standard", "absorbed"])
@@ -78,11 +79,11 @@ def test_factorised_attention_gradients_equal_explicit_gradients(absorbed):
 
 @FORMS
 @pytest.mark.parametrize("with_past", [False, True])
-def test_fused_sdpa_path_equals_explicit_path(with_past, absorbed, monkeypatch):
+def test_fused_sdpa_path_equals_explicit_path(with_past, absorbed):
     """The CUDA branch (scaled_dot_product_attention on [W_kᵀ(q+u), Q'] · [y, K']) run on CPU tensors."""
     attn, x, past_h, pos = _inputs(with_past, absorbed)
     explicit = _call(attn, x, past_h, pos)
-    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    attn.fused = True
     fused = _call(attn, x, past_h, pos)
     torch.testing.assert_close(fused, explicit, rtol=1e-9, atol=1e-9)
 
