@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import bench_train, compare_losses, report
@@ -74,3 +76,14 @@ def test_bench_env_steps_and_evaluates_an_env_and_rejects_other_envs_flags(capsy
         with pytest.raises(SystemExit):
             bench_env.main(argv)
         assert error in capsys.readouterr().err
+
+
+def test_bench_attention_times_both_kernels_on_the_same_layer(capsys):
+    from benchmarks import bench_attention
+
+    res = bench_attention.main(["--preset", "tmaze-demo", "--precision", "fp32", "--reps", "1", "--json"])
+    assert res["precision"] == "fp32" and res["form"] == "standard"  # d_head 16 < d 64
+    assert res["tokens"] == 3 * 10 + 2 * 5  # K = 10 steps of 3 tokens, 5 read and 5 write memory slots
+    for kernel in ("explicit", "fused"):
+        assert 0 < res[f"{kernel}_forward_ms"] < res[f"{kernel}_forward_backward_ms"]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == res
