@@ -24,27 +24,26 @@ Weights = tuple[Tensor, Tensor | None, Tensor]  # w_in, w_kv, w_out (RelMultiHea
 class DecodeBuffer:
     """One layer's keys and values during incremental decoding, preallocated for a whole segment.
 
-    Keys are stored transposed (token axis last), the layout the score GEMM reads. Absorbed form: keys
-    [B, 2d, capacity] = [y_j; K'_j] (the position half filled once), shared by all heads, values a
-    transposed view of their first half. Standard form: keys [B, H, d_head, capacity], values
-    [B, H, capacity, d_head]. ``append`` writes only the new tokens. The layer's weights are formed once
-    per segment and kept here, in the compute dtype.
+    Absorbed form: keys [B, capacity, 2d] = [y_j, K'_j] (the position half filled once), shared by all
+    heads, values a view of their first half. Standard form: keys and values [B, H, capacity, d_head].
+    ``append`` writes only the new tokens (whole rows). The layer's weights are formed once per segment and
+    kept here, in the compute dtype.
     """
 
-    def __init__(self, keys_t: Tensor, values: Tensor, weights: Weights):
-        self.keys_t, self.values, self.weights, self.n = keys_t, values, weights, 0
+    def __init__(self, keys: Tensor, values: Tensor, weights: Weights):
+        self.keys, self.values, self.weights, self.n = keys, values, weights, 0
 
     def append(self, k_new: Tensor, v_new: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Store new content keys [..., q, e] (and values, standard form); return the keys so far
-        (transposed, [..., w, n]) and the values so far ([..., n, e])."""
-        q, cap, e = k_new.shape[-2], self.keys_t.shape[-1], k_new.shape[-1]
+        """Store new content keys [..., q, e] (and values, standard form); return the keys so far, transposed
+        ([..., w, n], as the score GEMM reads them), and the values so far ([..., n, e])."""
+        q, cap, e = k_new.shape[-2], self.keys.shape[-2], k_new.shape[-1]
         if self.n + q > cap:
             raise RuntimeError(f"decode buffer of {cap} tokens overflows ({self.n} + {q})")
-        self.keys_t[..., :e, self.n:self.n + q] = k_new.transpose(-1, -2)
+        self.keys[..., self.n:self.n + q, :e] = k_new
         if v_new is not None:
             self.values[..., self.n:self.n + q, :] = v_new
         self.n += q
-        return self.keys_t[..., :self.n], self.values[..., :self.n, :]
+        return self.keys[..., :self.n, :].transpose(-1, -2), self.values[..., :self.n, :]
 
 
 def sincos(pos: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -182,12 +181,11 @@ class RelMultiHeadAttention(nn.Module):
         w = tuple(None if t is None else t.to(dt) for t in self.weights(u, v))
         B, cap = y.shape[0], key_feat.shape[0]
         if self.absorbed:
-            keys_t = y.new_empty(B, self.e + self.d_model, cap)
-            keys_t[:, self.e:] = key_feat.T.to(dt)
-            values = keys_t[:, :self.e].transpose(1, 2)
+            keys = with_positions(y.new_empty(B, cap, self.e), key_feat)
+            values = keys[..., :self.e]
         else:
-            keys_t, values = y.new_empty(B, self.n_head, self.e, cap), y.new_empty(B, self.n_head, cap, self.e)
-        buf = DecodeBuffer(keys_t, values, w)
+            keys, values = (y.new_empty(B, self.n_head, cap, self.e) for _ in range(2))
+        buf = DecodeBuffer(keys, values, w)
         buf.append(*self.content_keys(y, w[1]))
         return buf
 

@@ -107,7 +107,7 @@ def test_attention_computes_in_the_autocast_dtype(d_head):
             dec = model.start(2)
     assert seen[0] == torch.float32 and set(seen[1:]) == {torch.bfloat16}  # start() runs the read slots
     buf = dec.buffers[0]
-    assert buf.keys_t.dtype == buf.values.dtype == torch.bfloat16
+    assert buf.keys.dtype == buf.values.dtype == torch.bfloat16
     assert all(w is None or w.dtype == torch.bfloat16 for w in buf.weights)
 
 
