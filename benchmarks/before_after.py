@@ -39,9 +39,10 @@ def table(rows: list[dict]) -> str:
         if r["kind"] != "train":
             continue
         b, a = r["before"], r["after"]
-        lines.append(f"| {r['preset']} | {a['precision']}{' (auto)' if r['precision'] == 'auto' else ''} | "
-                     f"{b['sec_per_iter']:.3f} | {a['sec_per_iter']:.3f} | {b['sec_per_iter'] / a['sec_per_iter']:.2f}× | "
-                     f"{a['flops_per_iter'] / 1e9:.0f} | {b['achieved_over_gemm']:.3f} | {a['achieved_over_gemm']:.3f} |")
+        auto = " (auto)" if r["precision"] == "auto" else ""
+        lines.append(f"| {r['preset']} | {a['precision']}{auto} | {b['sec_per_iter']:.3f} | {a['sec_per_iter']:.3f} | "
+                     f"{b['sec_per_iter'] / a['sec_per_iter']:.2f}× | {a['flops_per_iter'] / 1e9:.0f} | "
+                     f"{b['achieved_over_gemm']:.3f} | {a['achieved_over_gemm']:.3f} |")
     evals = [r for r in rows if r["kind"] == "eval"]
     if evals:
         lines += ["", "| T-Maze evaluation | precision | s before | s after | speed-up |", "|---|---|---|---|---|"]
@@ -51,9 +52,9 @@ def table(rows: list[dict]) -> str:
                          f"{b:.2f} | {a:.2f} | {b / a:.2f}× |")
     first = next((r["after"] for r in rows if r["kind"] == "train"), None)
     if first is not None:
-        lines += ["", f"GEMM rates (2048², after run of {first['preset']}): fp32 "
-                  f"{first['gemm_fp32_flops_per_sec'] / 1e9:.0f} GFLOP/s, bf16 {first['gemm_bf16_flops_per_sec'] / 1e9:.0f}"
-                  f" GFLOP/s. Device: {first['device']}. Date: {first['date']}."]
+        fp32, bf16 = first["gemm_fp32_flops_per_sec"] / 1e9, first["gemm_bf16_flops_per_sec"] / 1e9
+        lines += ["", f"GEMM rates (2048², measured in the run of {first['preset']}): fp32 {fp32:.0f} GFLOP/s, "
+                  f"bf16 {bf16:.0f} GFLOP/s. Device: {first['device']}. Date: {first['date']}."]
     return "\n".join(lines)
 
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
                              "--warmup", str(args.warmup)]
                     row = {"kind": kind, "preset": preset, "precision": prec}
                 else:
-                    bench = ["--preset", preset, "--T", "900", "--episodes", str(args.eval_episodes), "--precision", prec]
+                    bench = ["--preset", preset, "--T", "900", "--episodes", str(args.eval_episodes),
+                             "--precision", prec]
                     row = {"kind": kind, "preset": preset, "precision": prec, "T": 900, "episodes": args.eval_episodes}
                 module = "bench_train" if kind == "train" else "bench_eval"
                 row["before"] = run(before, module, bench)
