@@ -87,3 +87,21 @@ def test_bench_attention_times_both_kernels_on_the_same_layer(capsys):
     for kernel in ("explicit", "fused"):
         assert 0 < res[f"{kernel}_forward_ms"] < res[f"{kernel}_forward_backward_ms"]
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == res
+
+
+def test_bench_eval_plays_a_checkpoint_and_reports_memory(tmp_path, capsys):
+    """--checkpoint: a trained T-Maze model instead of a preset; the peak RSS before and after the rollouts."""
+    from dataclasses import asdict
+
+    from benchmarks import bench_eval, presets
+    from RATE_model.checkpoint import save
+    from RATE_model.model import RATE
+
+    cfg = presets.PRESETS["tmaze-demo"].model
+    save(tmp_path / "last.pt", {"model": RATE(cfg).state_dict(), "model_config": asdict(cfg), "config": {}})
+    res = bench_eval.main(["--checkpoint", str(tmp_path / "last.pt"), "--T", "40", "--episodes", "3",
+                           "--precision", "fp32", "--json"])
+    assert res["preset"] == str(tmp_path / "last.pt") and res["runs"][0]["T"] == 40
+    assert res["runs"][0]["steps"] <= 40 and 0 <= res["runs"][0]["success"] <= 1
+    assert res["peak_rss_gb"] >= res["peak_rss_gb_before"] > 0
+    capsys.readouterr()
