@@ -58,10 +58,20 @@ class Encoders(nn.Module):
         B, T = obs.shape[:2]
         if self.images and obs.dim() == 3:
             return obs
-        if obs.dim() == 5:  # frames [B, T, C, H, W]: one copy straight into the conv stack's channels-last order
-            frames = obs.permute(0, 1, 3, 4, 2).contiguous().view(B * T, *obs.shape[3:], -1).permute(0, 3, 1, 2)
-            return self.obs(frames.float()).view(B, T, -1)
+        if obs.dim() == 5:  # frames [B, T, C, H, W]: one copy into the conv stack's channels-last order and dtype
+            nhwc = obs.permute(0, 1, 3, 4, 2)
+            frames = torch.empty(nhwc.shape, dtype=self._frame_dtype(obs.device), device=obs.device).copy_(nhwc)
+            return self.obs(frames.view(B * T, *nhwc.shape[2:]).permute(0, 3, 1, 2)).view(B, T, -1)
         return self.obs(obs.reshape(B * T, *obs.shape[2:]).float()).view(B, T, -1)
+
+
+    def _frame_dtype(self, device: torch.device) -> torch.dtype:
+        """bf16 under CPU autocast (the convolutions' dtype: the frames are converted once, with the layout change,
+        instead of to fp32 here and to bf16 again by the first convolution), unless the encoder standardises
+        pixels first (that runs in fp32); fp32 otherwise."""
+        if torch.is_autocast_enabled(device.type) and not getattr(self.obs, "standardises", False):
+            return torch.get_autocast_dtype(device.type)
+        return torch.float32
 
 
 class ChannelsLast(nn.Module):
@@ -102,8 +112,13 @@ class ImageEncoder(nn.Sequential):
         self.register_buffer("pixel_mean", torch.zeros(1))
         self.register_buffer("pixel_std", torch.ones(1))
 
+    @property
+    def standardises(self) -> bool:
+        """Whether :meth:`set_pixel_stats` fitted it (the identity's scalars skip the two passes)."""
+        return self.pixel_mean.numel() > 1
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.pixel_mean.numel() > 1:  # fitted (the identity's scalars skip the two passes)
+        if self.standardises:
             x = (x - self.pixel_mean) / self.pixel_std
         return super().forward(x)
 
