@@ -3,13 +3,13 @@
 The attention (:class:`RelMultiHeadAttention`) is exact Transformer-XL attention in a factorised form
 with no relative-position table: one extended query [content, rotated position] per head against one
 extended key [content, position features], so the scores are a single dot product. On CPU they are batched
-GEMMs; on CUDA one ``torch.nn.functional.scaled_dot_product_attention`` call. The CPU's fused kernel was
-measured and loses at these shapes (benchmarks/RESULTS.md, "Attention kernels"): it needs equal query and
-value widths (ours are e + d and e) and its backward ran 5-8× slower than the two GEMMs and a softmax.
-Where d_head ≥ d the key and value projections are folded into the query and output sides. Under autocast
-everything inside the attention runs in the autocast dtype (one cast of its input per layer), so no
-activation is cast op by op. The same layers serve whole segments (training) and incremental decoding over
-a :class:`DecodeBuffer` (evaluation).
+GEMMs; on CUDA one ``torch.nn.functional.scaled_dot_product_attention`` call (``fused``). The CPU's fused
+kernel was measured and loses at these shapes (benchmarks/RESULTS.md, "Measured and dropped"): its flash
+kernel needs equal query and value widths (ours are e + d and e), and one T-Maze paper layer ran 2.9× slower
+forward + backward in bf16 (``python -m benchmarks.bench_attention``). Where d_head ≥ d the key and value
+projections are folded into the query and output sides. Under autocast everything inside the attention runs
+in the autocast dtype from one cast of its input per layer, so no activation is cast op by op. The same
+layers serve whole segments (training) and incremental decoding over a :class:`DecodeBuffer` (evaluation).
 """
 
 from __future__ import annotations
