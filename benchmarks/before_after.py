@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT, check=True,
-                       capture_output=True)
+        made = subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT,
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            raise SystemExit(f"error: --before {args.before}: {made.stderr.strip().splitlines()[-1]}")
         try:
             jobs = [("train", preset, prec) for preset in args.presets for prec in ("auto", "fp32")]
             if args.eval_episodes:

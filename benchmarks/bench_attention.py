@@ -11,13 +11,12 @@ under autocast where the precision is bf16. Median of ``--reps`` after one warm-
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
 
-from benchmarks.machine import describe, sync
+from benchmarks.machine import describe, print_result, sync
 from benchmarks.presets import PRESETS
 from RATE_model.config import PRECISIONS
 from RATE_model.layers import attention_bias, compute_dtype
@@ -76,11 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         res[f"{name}_forward_backward_ms"] = _median_ms(
             lambda: torch.autograd.grad(forward().float(), x, g), device, args.reps)
     res["fused_time_over_explicit"] = round(res["fused_forward_backward_ms"] / res["explicit_forward_backward_ms"], 2)
-    if args.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:38} {v}")
+    print_result(res, args.json, width=38)
     return res
 
 

@@ -15,7 +15,6 @@ one iteration (torch.profiler).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.machine import describe, gemm_rate, peak_rss_gb, sync
+from benchmarks.machine import describe, gemm_rate, peak_rss_gb, print_result, sync
 from benchmarks.presets import PRESETS
 from RATE_model.config import PRECISIONS, TrainConfig
 from RATE_model.model import RATE
@@ -132,11 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["paper_flops_achieved_over_gemm"] = round(PAPER_FLOPS[args.preset] / sec / gemm, 3)
     if top is not None:
         res["profile"] = top
-    if args.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:32} {v}")
+    print_result(res, args.json)
     return res
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import time
@@ -46,6 +47,15 @@ def gemm_rate(device: torch.device, n: int = 2048, reps: int = 7, dtype: torch.d
         sync(device)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times)
+
+
+def print_result(res: dict, as_json: bool, width: int = 32) -> None:
+    """A benchmark's result: one JSON line (``--json``), else one ``name value`` line per field."""
+    if as_json:
+        print(json.dumps(res))
+        return
+    for k, v in res.items():
+        print(f"{k:{width}} {v}")
 
 
 def peak_rss_gb() -> float:
