@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from RATE_model.files import atomic_write
+from RATE_model.precision import autocast_dtype
 
 ACTION_PAD = -10
 
@@ -64,14 +65,13 @@ class Encoders(nn.Module):
             return self.obs(frames.view(B * T, *nhwc.shape[2:]).permute(0, 3, 1, 2)).view(B, T, -1)
         return self.obs(obs.reshape(B * T, *obs.shape[2:]).float()).view(B, T, -1)
 
-
     def _frame_dtype(self, device: torch.device) -> torch.dtype:
         """bf16 under CPU autocast (the convolutions' dtype: the frames are converted once, with the layout change,
         instead of to fp32 here and to bf16 again by the first convolution), unless the encoder standardises
         pixels first (that runs in fp32); fp32 otherwise."""
-        if torch.is_autocast_enabled(device.type) and not getattr(self.obs, "standardises", False):
-            return torch.get_autocast_dtype(device.type)
-        return torch.float32
+        if getattr(self.obs, "standardises", False):
+            return torch.float32
+        return autocast_dtype(device) or torch.float32
 
 
 class ChannelsLast(nn.Module):

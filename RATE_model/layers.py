@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from RATE_model.precision import compute_dtype
+
 Weights = tuple[Tensor, Tensor | None, Tensor]  # w_in, w_kv, w_out (RelMultiHeadAttention.weights)
 
 
@@ -65,12 +67,6 @@ def attention_bias(blocked: Tensor, n_head: int, dtype: torch.dtype, absorbed: b
     if absorbed:
         return bias[:, :, None].expand(B, Q, n_head, K).reshape(B, Q * n_head, K)
     return bias[:, None].expand(B, n_head, Q, K).reshape(B * n_head, Q, K)
-
-
-def compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype the attention computes in: autocast's where it is on for x's device, else x's own."""
-    kind = x.device.type
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
 
 
 def _rotate_(t: Tensor, sin: Tensor, cos: Tensor, e: int) -> Tensor:

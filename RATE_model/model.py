@@ -22,8 +22,9 @@ from torch.utils.checkpoint import checkpoint
 from RATE_model.bc import BCCore
 from RATE_model.config import BC_MODES, ModelConfig
 from RATE_model.encoders import ACTION_PAD, build_encoders
-from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, compute_dtype, sincos
+from RATE_model.layers import DecodeBuffer, DecoderLayer, attention_bias, sincos
 from RATE_model.memory import Memory
+from RATE_model.precision import compute_dtype
 
 # Token types, used to build attention masks.
 CACHE, READ, REGULAR, WRITE = 0, 1, 2, 3

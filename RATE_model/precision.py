@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from torch import Tensor
 
 from RATE_model.config import PRECISIONS, ConfigError
 
@@ -55,3 +56,13 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         raise ValueError(f"autocast needs a resolved precision (fp32 or bf16), got {precision!r}")
     with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
         yield
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in on ``device`` right now; None where autocast is off."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype an op on x computes in: autocast's where it is on for x's device, else x's own."""
+    return autocast_dtype(x.device) or x.dtype

@@ -19,9 +19,9 @@ import torch
 from benchmarks.machine import describe, print_result, sync
 from benchmarks.presets import PRESETS
 from RATE_model.config import PRECISIONS
-from RATE_model.layers import attention_bias, compute_dtype
+from RATE_model.layers import attention_bias
 from RATE_model.model import RATE, attention_mask
-from RATE_model.precision import autocast, resolve_precision
+from RATE_model.precision import autocast, compute_dtype, resolve_precision
 from RATE_model.trainer import resolve_device
 
 
